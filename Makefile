@@ -1,0 +1,69 @@
+# The one entry point. Every target installs what it needs from a bare machine (Debian + Python),
+# idempotently, and is fast when everything is already there.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: help
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+.PHONY: venv
+venv: $(STAMP) ## create .venv with the operator, trainer and dev tools
+
+# torch goes first and pinned: on the build machines only torch==2.13.0 resolves to a local CPU wheel.
+$(STAMP): pyproject.toml scripts/install-system-deps.sh
+	bash scripts/install-system-deps.sh
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -e '.[trainer,dev]'
+	touch $@
+
+.PHONY: k8s
+k8s: $(STAMP) ## find or build etcd + kube-apiserver + scheduler + controller-manager (cached)
+	$(BIN)/trainsmart dev provision
+
+.PHONY: lint
+lint: $(STAMP) ## ruff + mypy --strict on operator/ and trainer_image/
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy operator/trainsmart trainer_image/trainsmart_trainer
+
+.PHONY: crds
+crds: $(STAMP) ## regenerate crds/ and the chart's copy from the pydantic models
+	$(BIN)/python -m trainsmart.api.crdgen write
+
+.PHONY: crds-check
+crds-check: $(STAMP) ## fail when crds/ or the chart's copy drifted from the models
+	$(BIN)/python -m trainsmart.api.crdgen check
+
+.PHONY: test-unit
+test-unit: $(STAMP) ## the fast tier: pure unit tests, no control plane
+	$(BIN)/pytest -m "not cluster and not e2e" $(PYTEST_ARGS)
+
+.PHONY: test
+test: lint crds-check k8s ## everything: lint, CRD drift, unit, real-cluster and end-to-end tests
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+.PHONY: dev-up
+dev-up: k8s ## start the local cluster with simulated GPU nodes
+	$(BIN)/trainsmart dev up
+
+.PHONY: dev-down
+dev-down: $(STAMP) ## stop the local cluster
+	$(BIN)/trainsmart dev down
+
+.PHONY: bench-controlplane
+bench-controlplane: k8s ## control-plane start/stop and pod-to-Running latency figures
+	$(BIN)/python bench/controlplane.py
+
+.PHONY: clean
+clean: ## remove the venv and caches (not the cached Kubernetes binaries)
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,3 @@
+"""The packaged PyTorch trainer that a TrainingJob runs by default."""
+
+__version__ = "0.1.0"
