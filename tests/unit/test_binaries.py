@@ -80,9 +80,7 @@ def test_non_executable_files_are_ignored(tmp_path: Path, empty_cache: Path) -> 
     assert find_binaries({"PATH": str(d)}) is None
 
 
-def test_download_without_internet_reports_and_falls_back(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_download_without_internet_reports_and_falls_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     def unreachable(url: str, timeout: float) -> bytes:
         raise urllib.error.URLError("Name or service not known")
 

@@ -44,7 +44,7 @@ BUILD_SCRIPT = Path(__file__).with_name("build_k8s_offline.sh")
 Log = Callable[[str], None]
 
 
-class BinariesNotFound(RuntimeError):
+class BinariesNotFoundError(RuntimeError):
     """No usable set of control-plane binaries could be found or obtained."""
 
 
@@ -189,7 +189,7 @@ def download_envtest(dest: Path, log: Log, timeout: float = 15.0) -> bool:
 def build_offline(dest: Path, log: Log) -> None:
     """Step 4: run the offline build script, streaming its progress lines to `log`."""
     if shutil.which("bash") is None:
-        raise BinariesNotFound("the offline build needs bash")
+        raise BinariesNotFoundError("the offline build needs bash")
     log(f"building Kubernetes {OFFLINE_K8S_VERSION} from Debian's source package into {dest} (~5 min)")
     with tempfile.TemporaryDirectory(prefix="trainsmart-build-log-") as tmp:
         proc = subprocess.Popen(
@@ -203,11 +203,11 @@ def build_offline(dest: Path, log: Log) -> None:
         tail: list[str] = []
         for line in proc.stdout:
             line = line.rstrip()
-            tail = (tail + [line])[-30:]
+            tail = [*tail, line][-30:]
             if line.startswith("[k8s-offline"):
                 log(line)
         if proc.wait() != 0:
-            raise BinariesNotFound("offline build failed:\n" + "\n".join(tail))
+            raise BinariesNotFoundError("offline build failed:\n" + "\n".join(tail))
 
 
 def ensure_binaries(log: Log = print, *, allow_download: bool | None = None) -> BinarySet:
@@ -229,5 +229,5 @@ def ensure_binaries(log: Log = print, *, allow_download: bool | None = None) -> 
     build_offline(cache_root() / f"k8s-{OFFLINE_K8S_VERSION}" / "bin", log)
     found = find_binaries()
     if found is None or not found.complete:
-        raise BinariesNotFound("the offline build finished but the binaries are still missing")
+        raise BinariesNotFoundError("the offline build finished but the binaries are still missing")
     return found

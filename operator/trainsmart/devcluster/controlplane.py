@@ -197,7 +197,7 @@ class ControlPlane:
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                preexec_fn=_die_with_parent,  # noqa: PLW1509 - only calls prctl
+                preexec_fn=_die_with_parent,  # only calls prctl
             )
         self._procs.append(_Proc(name, popen, log_path))
 
@@ -236,7 +236,8 @@ class ControlPlane:
         if self.scheduler and self.binaries.kube_scheduler:
             self._spawn("kube-scheduler", self._component_argv(self.binaries.kube_scheduler))
         if self.controller_manager and self.binaries.kube_controller_manager:
-            argv = self._component_argv(self.binaries.kube_controller_manager) + [
+            argv = [
+                *self._component_argv(self.binaries.kube_controller_manager),
                 f"--service-account-private-key-file={self.pki.sa_private_key}",
                 f"--root-ca-file={self.pki.ca_cert}",
                 "--controllers=*",
@@ -300,7 +301,9 @@ class ControlPlane:
         context = ssl.create_default_context(cafile=str(self.pki.ca_cert))
         token = self.users[ADMIN_USER].token
         for path in ("/readyz", "/api/v1/namespaces/default"):
-            request = urllib.request.Request(self.server + path, headers={"Authorization": f"Bearer {token}"})
+            request = urllib.request.Request(  # noqa: S310 - https URL we built
+                self.server + path, headers={"Authorization": f"Bearer {token}"}
+            )
             while True:
                 self._check_alive()
                 try:

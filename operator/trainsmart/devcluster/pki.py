@@ -137,8 +137,6 @@ def write_control_plane_pki(directory: Path, extra_ips: Iterable[str] = ()) -> C
     _write_key(serving_key, pki.serving_key)
     _write_key(sa_key, pki.sa_private_key)
     pki.sa_public_key.write_bytes(
-        sa_key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
+        sa_key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     )
     return pki

@@ -1,0 +1,83 @@
+"""The `trainsmart` command. Only argument parsing and output live here; the work is in the modules it
+calls, so every command is also usable as a library function."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from trainsmart import __version__
+
+
+def _dev_options(args: argparse.Namespace) -> object:
+    from trainsmart.devcluster.devenv import DevOptions
+
+    return DevOptions(state_dir=Path(args.state_dir), nodes=args.nodes, gpus_per_node=args.gpus_per_node)
+
+
+def _cmd_dev(args: argparse.Namespace) -> int:
+    from trainsmart.devcluster import devenv
+    from trainsmart.devcluster.binaries import ensure_binaries
+
+    state_dir = Path(args.state_dir)
+    if args.dev_command == "provision":
+        found = ensure_binaries(lambda msg: print(msg, flush=True))
+        print(f"control-plane binaries ({found.source}):")
+        for name in ("etcd", "kube_apiserver", "kube_scheduler", "kube_controller_manager"):
+            print(f"  {name.replace('_', '-'):<24} {getattr(found, name)}")
+        return 0
+    if args.dev_command == "up":
+        try:
+            state = devenv.up(_dev_options(args))  # type: ignore[arg-type]
+        except RuntimeError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        print(f"dev cluster running at {state['server']} with {state['nodes']} nodes x {state['gpusPerNode']} GPUs")
+        print(f"kubeconfig: {state['kubeconfig']}")
+        print(f"export KUBECONFIG={state['kubeconfig']}")
+        return 0
+    if args.dev_command == "serve":
+        return devenv.serve(_dev_options(args))  # type: ignore[arg-type]
+    if args.dev_command == "status":
+        print("\n".join(devenv.status_lines(state_dir)))
+        return 0 if devenv.read_state(state_dir) is not None else 3
+    if args.dev_command == "down":
+        print("dev cluster stopped" if devenv.down(state_dir) else "no dev cluster was running")
+        return 0
+    raise AssertionError(args.dev_command)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from trainsmart.devcluster.devenv import default_state_dir
+
+    parser = argparse.ArgumentParser(prog="trainsmart", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"trainsmart {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    dev = commands.add_parser("dev", help="a local cluster with simulated GPU nodes")
+    dev_commands = dev.add_subparsers(dest="dev_command", required=True)
+    for name, help_text in (
+        ("provision", "find or build the control-plane binaries and print where they are"),
+        ("up", "start the local cluster (control plane + node agent) in the background"),
+        ("serve", "run the local cluster in the foreground (what `up` starts)"),
+        ("status", "show the running local cluster and its GPU nodes"),
+        ("down", "stop the local cluster"),
+    ):
+        sub = dev_commands.add_parser(name, help=help_text)
+        sub.add_argument("--state-dir", default=str(default_state_dir()), help="where the cluster keeps its state")
+        if name in ("up", "serve"):
+            sub.add_argument("--nodes", type=int, default=2, help="simulated GPU nodes (default 2)")
+            sub.add_argument("--gpus-per-node", type=int, default=4, help="nvidia.com/gpu per node (default 4)")
+    dev.set_defaults(func=_cmd_dev)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
