@@ -1,0 +1,178 @@
+"""One dimension of a sweep's search space, validated per distribution type.
+
+The distributions are hyperopt's (so TPE, random and anneal can sample them directly) with bounds written
+in real space, as a user thinks of them: `loguniform` from 1e-5 to 1e-1, not from ln(1e-5). Grid search is
+our own; it needs a finite set per parameter, which `grid_size` decides without enumerating anything.
+"""
+
+from __future__ import annotations
+
+import math
+from enum import StrEnum
+from typing import Final, Self
+
+from pydantic import Field, model_validator
+
+from trainsmart.api.common import ApiModel, ScalarValue
+
+PARAMETER_NAME_PATTERN: Final = r"^[A-Za-z_][A-Za-z0-9_]*$"
+MAX_CHOICES: Final = 1000
+# Float steps are counted with this slack so that 0.1..0.5 by 0.1 has 5 points despite rounding.
+_STEP_EPSILON: Final = 1e-9
+
+
+class ParameterType(StrEnum):
+    """Distributions a parameter can be drawn from."""
+
+    UNIFORM = "uniform"
+    LOGUNIFORM = "loguniform"
+    QUNIFORM = "quniform"
+    QLOGUNIFORM = "qloguniform"
+    NORMAL = "normal"
+    LOGNORMAL = "lognormal"
+    RANDINT = "randint"
+    CHOICE = "choice"
+
+
+# What each type needs, and what it may additionally take. Anything else set is an error: a `q` on a
+# uniform parameter would otherwise be silently ignored.
+_REQUIRED: Final[dict[ParameterType, tuple[str, ...]]] = {
+    ParameterType.UNIFORM: ("min", "max"),
+    ParameterType.LOGUNIFORM: ("min", "max"),
+    ParameterType.QUNIFORM: ("min", "max", "q"),
+    ParameterType.QLOGUNIFORM: ("min", "max", "q"),
+    ParameterType.NORMAL: ("mu", "sigma"),
+    ParameterType.LOGNORMAL: ("mu", "sigma"),
+    ParameterType.RANDINT: ("min", "max"),
+    ParameterType.CHOICE: ("values",),
+}
+_OPTIONAL: Final[dict[ParameterType, tuple[str, ...]]] = {
+    ParameterType.UNIFORM: ("step",),
+    ParameterType.LOGUNIFORM: ("step",),
+}
+_SETTINGS: Final = ("min", "max", "q", "mu", "sigma", "values", "step")
+# Types whose values are always integers (given integral bounds and q).
+INTEGER_TYPES: Final = frozenset({ParameterType.RANDINT})
+
+
+class Parameter(ApiModel):
+    """A hyperparameter to search: where it goes in the trial spec and the distribution it is drawn from."""
+
+    name: str = Field(
+        pattern=PARAMETER_NAME_PATTERN,
+        max_length=63,
+        description="Short name, used in the trial table and as the key in bestTrial.parameters.",
+    )
+    path: str = Field(
+        min_length=1,
+        max_length=256,
+        description="Where the value goes in trialTemplate, as dotted camelCase field names, e.g. "
+        "trainer.config.learningRate or resources.requests.cpu.",
+    )
+    type: ParameterType = Field(
+        description="Distribution: uniform, loguniform, quniform, qloguniform (need min, max; q-types also "
+        "q), normal, lognormal (need mu, sigma), randint (integer min..max, both included), choice (values)."
+    )
+    min: float | None = Field(default=None, description="Lower bound (real space; > 0 for log types).")
+    max: float | None = Field(default=None, description="Upper bound (real space), > min.")
+    q: float | None = Field(default=None, gt=0, description="Quantization step of quniform/qloguniform.")
+    mu: float | None = Field(default=None, description="Mean of normal, or of the log for lognormal.")
+    sigma: float | None = Field(default=None, gt=0, description="Standard deviation of normal/lognormal.")
+    values: list[ScalarValue] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_CHOICES,
+        description="The options of a choice parameter: numbers, strings or booleans.",
+    )
+    step: float | None = Field(
+        default=None,
+        gt=0,
+        description="Grid search only: spacing of a uniform parameter (min, min+step, ...) or factor (> 1) of "
+        "a loguniform one (min, min*step, ...).",
+    )
+
+    @model_validator(mode="after")
+    def _check_settings(self) -> Self:
+        required, optional = _REQUIRED[self.type], _OPTIONAL.get(self.type, ())
+        missing = [name for name in required if getattr(self, name) is None]
+        if missing:
+            raise ValueError(f"type {self.type.value} needs {' and '.join(required)}; set {', '.join(missing)}")
+        extra = [name for name in _SETTINGS if getattr(self, name) is not None and name not in required + optional]
+        if extra:
+            raise ValueError(f"{', '.join(extra)} does not apply to type {self.type.value}; remove it")
+        if self.min is not None and self.max is not None:
+            self._check_bounds(self.min, self.max)
+        if self.values is not None:
+            self._check_values(self.values)
+        return self
+
+    def _check_bounds(self, low: float, high: float) -> None:
+        if not low < high:
+            raise ValueError(f"max ({high:g}) must be greater than min ({low:g})")
+        if self.type in (ParameterType.LOGUNIFORM, ParameterType.QLOGUNIFORM) and low <= 0:
+            raise ValueError(f"min ({low:g}) must be > 0 for {self.type.value}; bounds are in real space")
+        if self.type == ParameterType.RANDINT and not (low.is_integer() and high.is_integer()):
+            raise ValueError(f"randint bounds must be integers, got min {low:g} and max {high:g}")
+        if self.q is not None and self.q > high - low:
+            raise ValueError(f"q ({self.q:g}) is larger than max - min ({high - low:g}); lower q")
+        if self.step is not None:
+            if self.type == ParameterType.LOGUNIFORM and self.step <= 1:
+                raise ValueError(f"step ({self.step:g}) of a loguniform grid is a factor and must be > 1")
+            if self.type == ParameterType.UNIFORM and self.step > high - low:
+                raise ValueError(f"step ({self.step:g}) is larger than max - min ({high - low:g}); lower it")
+
+    @staticmethod
+    def _check_values(values: list[bool | int | float | str]) -> None:
+        keys = [(type(value).__name__, value) for value in values]
+        if len(set(keys)) != len(keys):
+            raise ValueError("values contains duplicates; list each option once")
+
+    def grid_size(self) -> int | None:
+        """How many points grid search enumerates for this parameter, or None if it has no finite grid."""
+        low, high = self.min, self.max
+        if self.type == ParameterType.CHOICE:
+            return len(self.values or ())
+        if low is None or high is None:
+            return None
+        if self.type == ParameterType.RANDINT:
+            return int(high) - int(low) + 1
+        if self.q is not None:
+            first, last = math.ceil(low / self.q - _STEP_EPSILON), math.floor(high / self.q + _STEP_EPSILON)
+            return max(0, last - first + 1)
+        if self.step is not None and self.type == ParameterType.UNIFORM:
+            return math.floor((high - low) / self.step + _STEP_EPSILON) + 1
+        if self.step is not None and self.type == ParameterType.LOGUNIFORM:
+            return math.floor(math.log(high / low) / math.log(self.step) + _STEP_EPSILON) + 1
+        return None
+
+    def representative_values(self) -> list[bool | int | float | str]:
+        """Values at the edges of the distribution, to check the trial spec accepts them at admission."""
+        if self.values is not None:
+            return list(self.values)
+        if self.type == ParameterType.RANDINT and self.min is not None and self.max is not None:
+            return [int(self.min), int(self.max)]
+        if self.q is not None and self.min is not None and self.max is not None:
+            first = math.ceil(self.min / self.q - _STEP_EPSILON) * self.q
+            last = math.floor(self.max / self.q + _STEP_EPSILON) * self.q
+            return [_tidy(first), _tidy(last)]
+        if self.min is not None and self.max is not None:
+            return [self.min, self.max]
+        if self.mu is not None:
+            return [math.exp(self.mu) if self.type == ParameterType.LOGNORMAL else self.mu]
+        return []  # pragma: no cover - every type has bounds, a centre or values
+
+    def yields_integers(self) -> bool:
+        """Whether every value drawn is an integer, so the parameter can fill an integer field."""
+        if self.type == ParameterType.CHOICE:
+            return all(isinstance(value, int) and not isinstance(value, bool) for value in self.values or ())
+        if self.type in INTEGER_TYPES:
+            return True
+        if self.q is not None and self.min is not None:
+            return self.q.is_integer()
+        return False
+
+
+def _tidy(value: float) -> float | int:
+    """Quantized values as integers when they are, so `q: 1` fills integer fields."""
+    rounded = round(value, 12)
+    return int(rounded) if rounded.is_integer() else rounded

@@ -1,0 +1,82 @@
+"""The HyperparamSweep status: trial counts, the best trial and a bounded trial table.
+
+The trial table is what survives `trialRetention` deleting finished trials, so it records everything the
+suggester needs to rebuild its history (parameters, objective value, outcome) and nothing more.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from pydantic import AwareDatetime, Field
+
+from trainsmart.api.common import ApiModel, DnsName, ScalarValue, list_map
+from trainsmart.api.conditions import CONDITIONS_MAX_ITEMS, Condition, SweepPhase, TrialPhase
+from trainsmart.api.sweep import MAX_TRIALS_LIMIT
+
+TRIAL_TABLE_MAX_ITEMS: Final = MAX_TRIALS_LIMIT
+
+
+class TrialCounts(ApiModel):
+    """How many trials are in each state."""
+
+    total: int = Field(default=0, ge=0, description="Trials created so far.")
+    pending: int = Field(default=0, ge=0, description="Trials created but not yet running.")
+    running: int = Field(default=0, ge=0, description="Trials running.")
+    succeeded: int = Field(default=0, ge=0, description="Trials that finished and reported the objective.")
+    failed: int = Field(default=0, ge=0, description="Trials that failed.")
+    early_stopped: int = Field(default=0, ge=0, description="Trials stopped early as unpromising.")
+    finished: int = Field(default=0, ge=0, description="succeeded + failed + earlyStopped.")
+    planned: int = Field(default=0, ge=0, description="Trials the sweep runs at most (maxTrials or the grid size).")
+
+
+class BestTrial(ApiModel):
+    """The best trial so far under the objective's goal."""
+
+    name: DnsName = Field(description="The trial's TrainingJob name.")
+    parameters: dict[str, ScalarValue] = Field(default_factory=dict, description="Its parameter values, by name.")
+    metric_value: float = Field(description="Its objective value.")
+    epoch: int | None = Field(default=None, ge=0, description="The epoch that value was reached at.")
+
+
+class TrialRecord(ApiModel):
+    """One trial in the sweep's table."""
+
+    name: DnsName = Field(description="The trial's TrainingJob name.")
+    number: int = Field(ge=0, description="Creation order, from 0.")
+    phase: TrialPhase = Field(description="Pending, Running, Restarting, Succeeded, Failed, Suspended or EarlyStopped.")
+    parameters: dict[str, ScalarValue] = Field(default_factory=dict, description="Parameter values, by name.")
+    metric_value: float | None = Field(default=None, description="Best objective value the trial reported.")
+    epochs: int | None = Field(default=None, ge=0, description="Epochs the trial completed.")
+    gpu_seconds: float = Field(default=0.0, ge=0, description="GPU time the trial consumed.")
+    start_time: AwareDatetime | None = Field(default=None, description="When the trial was created.")
+    completion_time: AwareDatetime | None = Field(default=None, description="When the trial finished.")
+    deleted: bool = Field(default=False, description="Its TrainingJob was deleted under trialRetention.")
+
+
+class HyperparamSweepStatus(ApiModel):
+    """The observed state of a HyperparamSweep."""
+
+    observed_generation: int | None = Field(
+        default=None, ge=0, description="The metadata.generation this status was computed from."
+    )
+    phase: SweepPhase | None = Field(default=None, description="Pending, Running, Succeeded, Failed or Suspended.")
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        max_length=CONDITIONS_MAX_ITEMS,
+        description="Detailed observations, one per type (Running, Succeeded, Failed, GoalReached, "
+        "BudgetExhausted, Suspended, InvalidSpec).",
+        json_schema_extra=list_map("type"),
+    )
+    start_time: AwareDatetime | None = Field(default=None, description="When the first trial was created.")
+    completion_time: AwareDatetime | None = Field(default=None, description="When the sweep finished.")
+    seed: int | None = Field(default=None, ge=0, description="The random seed in use.")
+    counts: TrialCounts = Field(default_factory=TrialCounts, description="Trials by state.")
+    best_trial: BestTrial | None = Field(default=None, description="The best finished trial so far.")
+    trials: list[TrialRecord] = Field(
+        default_factory=list,
+        max_length=TRIAL_TABLE_MAX_ITEMS,
+        description="Every trial so far, in creation order.",
+        json_schema_extra=list_map("name"),
+    )
+    gpu_seconds: float = Field(default=0.0, ge=0, description="GPU time consumed by all trials.")

@@ -1,0 +1,319 @@
+"""The TrainingJob spec: N replicas x G GPUs of a trainer, with checkpoints, scheduling and a run policy.
+
+Rules the CRD schema cannot express (exactly one checkpoint source, mounts that name real volumes, GPUs
+requested in one place only) are model validators, so the webhook and the operator enforce the same rules;
+every message names the field and says how to fix it.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Final, Self
+
+from pydantic import Field, model_validator
+
+from trainsmart.api.common import (
+    ABSOLUTE_PATH_PATTERN,
+    GPU_RESOURCE,
+    RESERVED_VOLUME_PREFIX,
+    ApiModel,
+    DnsName,
+    FreeFormObject,
+    Quantity,
+    find_duplicates,
+    list_map,
+    parse_quantity,
+)
+from trainsmart.api.podtemplate import NamedObject, PodTemplateOverrides, VolumeMount
+from trainsmart_trainer.config import TrainerConfig
+
+MAX_REPLICAS: Final = 512
+MAX_GPUS_PER_REPLICA: Final = 16
+DEFAULT_CHECKPOINT_MOUNT_PATH: Final = "/checkpoints"
+ENV_NAME_PATTERN: Final = r"^[-._a-zA-Z][-._a-zA-Z0-9]*$"
+
+
+class EnvVar(ApiModel):
+    """An environment variable for the trainer container."""
+
+    name: str = Field(pattern=ENV_NAME_PATTERN, min_length=1, max_length=256, description="Variable name.")
+    value: str | None = Field(default=None, description="Literal value. Leave unset when valueFrom is set.")
+    value_from: FreeFormObject | None = Field(
+        default=None,
+        description="A Kubernetes EnvVarSource (secretKeyRef, configMapKeyRef, fieldRef, resourceFieldRef).",
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Self:
+        if self.value is not None and self.value_from is not None:
+            raise ValueError(f"env {self.name}: set value or valueFrom, not both")
+        return self
+
+
+class ImagePullPolicy(StrEnum):
+    """When the kubelet pulls the trainer image."""
+
+    ALWAYS = "Always"
+    IF_NOT_PRESENT = "IfNotPresent"
+    NEVER = "Never"
+
+
+class TrainerSpec(ApiModel):
+    """What runs in each replica: the packaged trainer (configured by `config`) or your own command."""
+
+    image: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Container image. Unset: the packaged trainer image from the operator's configuration.",
+    )
+    image_pull_policy: ImagePullPolicy | None = Field(
+        default=None, description="Always, IfNotPresent or Never. Unset: the Kubernetes default for the tag."
+    )
+    command: list[str] | None = Field(
+        default=None,
+        max_length=64,
+        description="Entrypoint override. Unset: the packaged trainer, launched under torchrun.",
+    )
+    args: list[str] = Field(default_factory=list, max_length=256, description="Arguments to the command.")
+    env: list[EnvVar] = Field(
+        default_factory=list,
+        max_length=256,
+        description="Extra environment variables; names are unique.",
+        json_schema_extra=list_map("name"),
+    )
+    config: TrainerConfig | None = Field(
+        default=None,
+        description="Configuration of the packaged trainer (model, dataset, hyperparameters). Unset: "
+        "its defaults. Passed to the trainer whatever the command, for custom trainers to read.",
+    )
+
+    @model_validator(mode="after")
+    def _unique_env(self) -> Self:
+        duplicates = find_duplicates(var.name for var in self.env)
+        if duplicates:
+            raise ValueError(f"env names {duplicates} appear more than once; keep one of each")
+        return self
+
+    def effective_config(self) -> TrainerConfig:
+        """The config the trainer runs with: the given one, or the packaged defaults."""
+        return self.config if self.config is not None else TrainerConfig()
+
+
+class ResourceRequirements(ApiModel):
+    """CPU, memory and other resources of each replica's trainer container (GPUs: gpusPerReplica)."""
+
+    requests: dict[str, Quantity] = Field(
+        default_factory=dict,
+        description="Resources reserved for scheduling, e.g. cpu: '4', memory: 16Gi.",
+    )
+    limits: dict[str, Quantity] = Field(
+        default_factory=dict, description="Hard caps, e.g. memory: 32Gi. Each must be >= its request."
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if GPU_RESOURCE in self.requests or GPU_RESOURCE in self.limits:
+            raise ValueError(f"do not put {GPU_RESOURCE} in resources; set spec.gpusPerReplica instead")
+        for name, limit in self.limits.items():
+            request = self.requests.get(name)
+            if request is not None and parse_quantity(request) > parse_quantity(limit):
+                raise ValueError(f"requests.{name} ({request}) exceeds limits.{name} ({limit}); raise the limit")
+        return self
+
+
+class CheckpointSpec(ApiModel):
+    """Where checkpoints live, so restarts and promoted sweep trials resume instead of starting over.
+
+    Exactly one source: `claimName` (a PVC you created) or `size` (the operator creates a PVC per job,
+    optionally of `storageClassName`, deleted with the job).
+    """
+
+    claim_name: DnsName | None = Field(default=None, description="An existing PersistentVolumeClaim to use.")
+    size: Quantity | None = Field(
+        default=None, description="Size of a PVC the operator creates for this job, e.g. 20Gi."
+    )
+    storage_class_name: DnsName | None = Field(
+        default=None,
+        description="Storage class of the operator-created PVC (with size only). Unset: the cluster default.",
+    )
+    mount_path: str = Field(
+        default=DEFAULT_CHECKPOINT_MOUNT_PATH,
+        pattern=ABSOLUTE_PATH_PATTERN,
+        description="Absolute path where the volume is mounted; given to the trainer in its environment.",
+    )
+    interval_epochs: int = Field(default=1, ge=1, le=10_000, description="Save a checkpoint every N epochs.")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Self:
+        if (self.claim_name is None) == (self.size is None):
+            raise ValueError("set exactly one of claimName (an existing PVC) or size (the operator creates a PVC)")
+        if self.storage_class_name is not None and self.size is None:
+            raise ValueError("storageClassName applies only with size; remove it or set size instead of claimName")
+        if self.size is not None and parse_quantity(self.size) <= 0:
+            raise ValueError(f"size must be > 0, got {self.size!r}")
+        return self
+
+
+class CleanPodPolicy(StrEnum):
+    """Which pods to delete when a job finishes."""
+
+    ALL = "All"
+    RUNNING = "Running"
+    NONE = "None"
+
+
+ExitCode = Annotated[int, Field(ge=1, le=255)]
+
+
+class RunPolicy(ApiModel):
+    """Restarts, deadlines and cleanup. Suspension is `spec.suspend` (top level, where Kueue looks)."""
+
+    backoff_limit: int = Field(
+        default=3,
+        ge=0,
+        le=1000,
+        description="Restarts of the whole job (all ranks) allowed after retryable failures.",
+    )
+    active_deadline_seconds: int | None = Field(
+        default=None, ge=1, description="Fail the job once it has run this long. Unset: no deadline."
+    )
+    ttl_seconds_after_finished: int | None = Field(
+        default=None, ge=0, description="Delete the job this long after it finished. Unset: keep it."
+    )
+    clean_pod_policy: CleanPodPolicy = Field(
+        default=CleanPodPolicy.RUNNING,
+        description="Pods deleted at the end: All, Running (still-running ones; finished pods keep their "
+        "logs), or None.",
+    )
+    retryable_exit_codes: list[ExitCode] = Field(
+        default_factory=list,
+        max_length=64,
+        description="Exit codes that restart all ranks (counted against backoffLimit), on top of the "
+        "operator's defaults.",
+    )
+    permanent_exit_codes: list[ExitCode] = Field(
+        default_factory=list,
+        max_length=64,
+        description="Exit codes that fail the job at once, without a restart, on top of the operator's defaults.",
+    )
+
+    @model_validator(mode="after")
+    def _disjoint(self) -> Self:
+        both = sorted(set(self.retryable_exit_codes) & set(self.permanent_exit_codes))
+        if both:
+            raise ValueError(
+                f"exit codes {both} are both retryable and permanent; keep each in one of "
+                "retryableExitCodes or permanentExitCodes"
+            )
+        return self
+
+
+class TrainingJobSpec(ApiModel):
+    """The desired training run. Defaults give one CPU replica of the packaged trainer on its demo data."""
+
+    replicas: int = Field(default=1, ge=1, le=MAX_REPLICAS, description="Pods (nodes) that train together.")
+    gpus_per_replica: int = Field(
+        default=0, ge=0, le=MAX_GPUS_PER_REPLICA, description="nvidia.com/gpu requested by each replica."
+    )
+    processes_per_replica: int | None = Field(
+        default=None,
+        ge=1,
+        le=128,
+        description="Training processes per replica (torchrun nproc-per-node). Unset: gpusPerReplica, or "
+        "1 without GPUs. With GPUs it may not exceed gpusPerReplica (one process per GPU).",
+    )
+    resources: ResourceRequirements = Field(
+        default_factory=ResourceRequirements, description="CPU and memory of each replica."
+    )
+    trainer: TrainerSpec = Field(default_factory=TrainerSpec, description="What each replica runs.")
+    checkpoint: CheckpointSpec | None = Field(
+        default=None, description="Checkpoint volume. Unset: no checkpoints; a restart starts from epoch 0."
+    )
+    volumes: list[NamedObject] = Field(
+        default_factory=list,
+        max_length=64,
+        description="Kubernetes Volumes for data, mounted with volumeMounts. Names under "
+        f"{RESERVED_VOLUME_PREFIX} are reserved.",
+        json_schema_extra=list_map("name"),
+    )
+    volume_mounts: list[VolumeMount] = Field(
+        default_factory=list,
+        max_length=64,
+        description="Kubernetes VolumeMounts of the trainer container; each names one of volumes.",
+        json_schema_extra=list_map("mountPath"),
+    )
+    node_selector: dict[str, str] = Field(
+        default_factory=dict,
+        description="Node labels the pods require, e.g. nvidia.com/gpu.product: NVIDIA-H100-80GB-HBM3.",
+    )
+    tolerations: list[FreeFormObject] = Field(
+        default_factory=list,
+        max_length=64,
+        description="Kubernetes Tolerations, added to the nvidia.com/gpu toleration GPU pods get anyway.",
+    )
+    affinity: FreeFormObject | None = Field(default=None, description="A Kubernetes Affinity for the pods.")
+    priority_class_name: DnsName | None = Field(default=None, description="PriorityClass of the pods.")
+    scheduler_name: str | None = Field(
+        default=None, min_length=1, description="Scheduler for the pods. Unset: the default scheduler."
+    )
+    queue_name: DnsName | None = Field(
+        default=None, description="Kueue LocalQueue to admit the job through (sets the queue-name label)."
+    )
+    run_policy: RunPolicy = Field(default_factory=RunPolicy, description="Restarts, deadlines and cleanup.")
+    suspend: bool = Field(
+        default=False,
+        description="true stops all pods (checkpointing first when possible) and holds the job; false runs "
+        "or resumes it. Kueue sets this to admit queued jobs.",
+    )
+    template: PodTemplateOverrides = Field(
+        default_factory=PodTemplateOverrides, description="Additions to every replica pod."
+    )
+
+    @property
+    def effective_processes_per_replica(self) -> int:
+        """torchrun's nproc-per-node: explicit, else one per GPU, else one."""
+        return self.processes_per_replica or self.gpus_per_replica or 1
+
+    @property
+    def world_size(self) -> int:
+        """Total training processes across all replicas."""
+        return self.replicas * self.effective_processes_per_replica
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        gpus, procs = self.gpus_per_replica, self.processes_per_replica
+        if gpus and procs and procs > gpus:
+            raise ValueError(
+                f"processesPerReplica ({procs}) exceeds gpusPerReplica ({gpus}); DDP needs one GPU per "
+                "process: lower processesPerReplica or leave it unset"
+            )
+        self._check_volumes()
+        config = self.trainer.config
+        every = config.checkpoint_every_epochs if config else None
+        if every and self.checkpoint and every != self.checkpoint.interval_epochs:
+            raise ValueError(
+                f"trainer.config.checkpointEveryEpochs ({every}) disagrees with checkpoint.intervalEpochs "
+                f"({self.checkpoint.interval_epochs}); set only one"
+            )
+        return self
+
+    def _check_volumes(self) -> None:
+        names = [volume.name for volume in self.volumes]
+        reserved = sorted(name for name in names if name.startswith(RESERVED_VOLUME_PREFIX))
+        if reserved:
+            raise ValueError(f"volumes {reserved} use the reserved prefix {RESERVED_VOLUME_PREFIX}; rename them")
+        for what, duplicates in (
+            ("volumes names", find_duplicates(names)),
+            ("volumeMounts mountPaths", find_duplicates(mount.mount_path for mount in self.volume_mounts)),
+        ):
+            if duplicates:
+                raise ValueError(f"{what} {duplicates} appear more than once; keep one of each")
+        for index, mount in enumerate(self.volume_mounts):
+            if mount.name not in names:
+                raise ValueError(
+                    f"volumeMounts[{index}] names volume {mount.name!r}, which is not in volumes; add it there"
+                )
+            if self.checkpoint and mount.mount_path.rstrip("/") == self.checkpoint.mount_path.rstrip("/"):
+                raise ValueError(
+                    f"volumeMounts[{index}].mountPath {mount.mount_path} is checkpoint.mountPath; use another path"
+                )

@@ -1,0 +1,134 @@
+"""The TrainingJob status: what the operator observed, written only by the operator.
+
+Everything here is bounded (history, diagnostics, conditions) because status lives in etcd with the object
+and is re-sent on every watch event: an unbounded per-step log would eventually make the object unwritable.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from pydantic import AwareDatetime, Field
+
+from trainsmart.api.common import ApiModel, MetricName, list_map
+from trainsmart.api.conditions import (
+    CONDITIONS_MAX_ITEMS,
+    Condition,
+    DiagnosticSeverity,
+    TrainingJobPhase,
+)
+
+# Per-epoch objective values kept in status: enough for median/ASHA early stopping and a sparkline; the
+# operator keeps the newest entries when a run has more epochs.
+HISTORY_MAX_ITEMS: Final = 500
+DIAGNOSTICS_MAX_ITEMS: Final = 20
+METRICS_MAX_PROPERTIES: Final = 64
+
+
+class ReplicaCounts(ApiModel):
+    """How many replica pods are in each state."""
+
+    pending: int = Field(default=0, ge=0, description="Replicas created but not yet running.")
+    running: int = Field(default=0, ge=0, description="Replicas running.")
+    succeeded: int = Field(default=0, ge=0, description="Replicas that exited 0.")
+    failed: int = Field(default=0, ge=0, description="Replicas that exited non-zero in the current attempt.")
+
+
+class Progress(ApiModel):
+    """Where training is, from the trainer's reports."""
+
+    epoch: int = Field(default=0, ge=0, description="Epochs completed.")
+    total_epochs: int | None = Field(default=None, ge=1, description="Epochs the run will do.")
+    percent: float = Field(default=0.0, ge=0, le=100, description="Share of epochs completed, 0-100.")
+    samples_per_second: float | None = Field(
+        default=None, ge=0, description="Training throughput over all ranks, from the latest report."
+    )
+    eta_seconds: float | None = Field(default=None, ge=0, description="Estimated seconds until the last epoch ends.")
+
+
+class HistoryPoint(ApiModel):
+    """The objective metric at the end of one epoch."""
+
+    epoch: int = Field(ge=0, description="The epoch the value was measured after.")
+    value: float = Field(description="The objective metric's value.")
+
+
+class MetricsStatus(ApiModel):
+    """Latest and best metric values, and a bounded per-epoch history of the objective."""
+
+    latest: dict[str, float] = Field(
+        default_factory=dict,
+        max_length=METRICS_MAX_PROPERTIES,
+        description="Most recent value of each reported metric, by name.",
+    )
+    best: dict[str, float] = Field(
+        default_factory=dict,
+        max_length=METRICS_MAX_PROPERTIES,
+        description="Best value so far of each reported metric, in the direction the metric improves.",
+    )
+    objective: MetricName | None = Field(
+        default=None,
+        description="The metric the history tracks: the sweep's objective for a trial, else the trainer's "
+        "early-stopping metric or val_loss.",
+    )
+    headline: str | None = Field(
+        default=None,
+        max_length=128,
+        description="The objective's latest value as name=value, for `kubectl get`.",
+    )
+    history: list[HistoryPoint] = Field(
+        default_factory=list,
+        max_length=HISTORY_MAX_ITEMS,
+        description=f"Objective value per epoch, oldest first; at most the newest {HISTORY_MAX_ITEMS}.",
+    )
+
+
+class CheckpointStatus(ApiModel):
+    """The newest checkpoint the trainer reported as saved."""
+
+    latest_epoch: int | None = Field(default=None, ge=0, description="Epoch of the newest checkpoint.")
+    path: str | None = Field(default=None, description="Its path inside the checkpoint volume.")
+    time: AwareDatetime | None = Field(default=None, description="When it was saved.")
+
+
+class Diagnostic(ApiModel):
+    """A finding about the run (divergence, overfitting, idle GPUs) with what to do about it."""
+
+    type: str = Field(min_length=1, max_length=64, description="Kind of finding, e.g. LossDiverged.")
+    severity: DiagnosticSeverity = Field(description="Info, Warning or Error.")
+    message: str = Field(max_length=1024, description="What was observed.")
+    suggestion: str | None = Field(default=None, max_length=1024, description="What to change to fix it.")
+
+
+class TrainingJobStatus(ApiModel):
+    """The observed state of a TrainingJob."""
+
+    observed_generation: int | None = Field(
+        default=None, ge=0, description="The metadata.generation this status was computed from."
+    )
+    phase: TrainingJobPhase | None = Field(
+        default=None,
+        description="Pending, Running, Restarting, Succeeded, Failed or Suspended.",
+    )
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        max_length=CONDITIONS_MAX_ITEMS,
+        description="Detailed observations, one per type (Created, Running, Restarting, Succeeded, Failed, "
+        "Suspended, InvalidSpec).",
+        json_schema_extra=list_map("type"),
+    )
+    start_time: AwareDatetime | None = Field(default=None, description="When the first replica started running.")
+    completion_time: AwareDatetime | None = Field(default=None, description="When the job succeeded or failed.")
+    replicas: ReplicaCounts = Field(default_factory=ReplicaCounts, description="Replica pods by state.")
+    restarts: int = Field(default=0, ge=0, description="Whole-job restarts so far (counted against backoffLimit).")
+    progress: Progress | None = Field(default=None, description="Training progress from the trainer.")
+    metrics: MetricsStatus | None = Field(default=None, description="Reported metrics.")
+    checkpoint: CheckpointStatus | None = Field(default=None, description="The newest checkpoint.")
+    gpu_seconds: float = Field(
+        default=0.0, ge=0, description="GPU time consumed by all attempts: GPUs x seconds their pods ran."
+    )
+    diagnostics: list[Diagnostic] = Field(
+        default_factory=list,
+        max_length=DIAGNOSTICS_MAX_ITEMS,
+        description="Findings about the run, newest last.",
+    )
