@@ -28,6 +28,13 @@ def _fake_bins(directory: Path, *names: str) -> Path:
 ALL = ("etcd", "kube-apiserver", "kube-scheduler", "kube-controller-manager")
 
 
+def _cached(cache: Path, version: str, stamp: str = binaries.OFFLINE_STAMP) -> Path:
+    """A cache entry as the offline build or the download leaves it: binaries plus the recipe stamp."""
+    directory = _fake_bins(cache / f"k8s-{version}" / "bin", *ALL)
+    (directory / binaries.STAMP_FILE).write_text(stamp + "\n")
+    return directory
+
+
 @pytest.fixture
 def empty_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
@@ -37,7 +44,7 @@ def empty_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def test_explicit_dir_wins_over_path_and_cache(tmp_path: Path, empty_cache: Path) -> None:
     explicit = _fake_bins(tmp_path / "explicit", *ALL)
     on_path = _fake_bins(tmp_path / "path", *ALL)
-    _fake_bins(empty_cache / "k8s-v1.20.2" / "bin", *ALL)
+    _cached(empty_cache, "v1.20.2")
     env = {"TRAINSMART_K8S_BIN_DIR": str(explicit), "PATH": str(on_path)}
     found = find_binaries(env)
     assert found is not None
@@ -47,7 +54,7 @@ def test_explicit_dir_wins_over_path_and_cache(tmp_path: Path, empty_cache: Path
 
 def test_kubebuilder_assets_without_scheduler_borrows_it_from_the_cache(tmp_path: Path, empty_cache: Path) -> None:
     assets = _fake_bins(tmp_path / "envtest", "etcd", "kube-apiserver", "kubectl")
-    cached = _fake_bins(empty_cache / "k8s-v1.20.2" / "bin", *ALL)
+    cached = _cached(empty_cache, "v1.20.2")
     found = find_binaries({"KUBEBUILDER_ASSETS": str(assets), "PATH": ""})
     assert found is not None
     assert found.kube_apiserver == assets / "kube-apiserver"
@@ -57,16 +64,22 @@ def test_kubebuilder_assets_without_scheduler_borrows_it_from_the_cache(tmp_path
 
 def test_path_is_searched_before_the_cache(tmp_path: Path, empty_cache: Path) -> None:
     on_path = _fake_bins(tmp_path / "path", *ALL)
-    _fake_bins(empty_cache / "k8s-v1.20.2" / "bin", *ALL)
+    _cached(empty_cache, "v1.20.2")
     found = find_binaries({"PATH": str(on_path)})
     assert found is not None and found.source == "PATH"
 
 
 def test_newest_cached_version_is_preferred(empty_cache: Path) -> None:
-    _fake_bins(empty_cache / "k8s-v1.20.2" / "bin", *ALL)
-    newer = _fake_bins(empty_cache / "k8s-v1.30.0" / "bin", *ALL)
+    _cached(empty_cache, "v1.20.2")
+    newer = _cached(empty_cache, "v1.30.0", stamp=binaries.DOWNLOAD_STAMP)
     found = find_binaries({"PATH": ""})
     assert found is not None and found.kube_apiserver.parent == newer
+
+
+def test_cache_entries_from_an_older_recipe_are_not_reused(empty_cache: Path) -> None:
+    _cached(empty_cache, "v1.20.2", stamp="offline-v1.20.2-r1")
+    _fake_bins(empty_cache / "k8s-v1.19.0" / "bin", *ALL)
+    assert find_binaries({"PATH": ""}) is None
 
 
 def test_missing_apiserver_means_nothing_found(tmp_path: Path, empty_cache: Path) -> None:

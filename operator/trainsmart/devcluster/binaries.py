@@ -37,6 +37,11 @@ ENVTEST_URL = (
     "envtest-{version}/envtest-{version}-linux-{arch}.tar.gz"
 )
 K8S_RELEASE_URL = "https://dl.k8s.io/release/{version}/bin/linux/{arch}/{name}"
+# A cache entry counts only when it carries one of these stamps: an entry from an older recipe (the first
+# offline build rejected "" in custom resources) is rebuilt, never silently reused.
+STAMP_FILE = ".trainsmart-stamp"
+OFFLINE_STAMP = f"offline-{OFFLINE_K8S_VERSION}-r2"
+DOWNLOAD_STAMP = f"envtest-{ENVTEST_VERSION}"
 REQUIRED = ("etcd", "kube-apiserver")
 OPTIONAL = ("kube-scheduler", "kube-controller-manager")
 BUILD_SCRIPT = Path(__file__).with_name("build_k8s_offline.sh")
@@ -94,8 +99,15 @@ def _executable(path: Path) -> bool:
     return path.is_file() and os.access(path, os.X_OK)
 
 
+def _stamp(directory: Path) -> str:
+    try:
+        return (directory / STAMP_FILE).read_text().strip()
+    except OSError:
+        return ""
+
+
 def _cached_bin_dirs() -> list[Path]:
-    """Cache directories holding binaries, newest Kubernetes version first."""
+    """Cache directories holding binaries from a current recipe, newest Kubernetes version first."""
 
     def key(path: Path) -> tuple[int, ...]:
         return tuple(int(n) for n in re.findall(r"\d+", path.parent.name)) or (0,)
@@ -103,7 +115,9 @@ def _cached_bin_dirs() -> list[Path]:
     root = cache_root()
     if not root.is_dir():
         return []
-    return sorted((d / "bin" for d in root.glob("k8s-*") if (d / "bin").is_dir()), key=key, reverse=True)
+    current = {OFFLINE_STAMP, DOWNLOAD_STAMP}
+    dirs = (d / "bin" for d in root.glob("k8s-*") if _stamp(d / "bin") in current)
+    return sorted(dirs, key=key, reverse=True)
 
 
 def candidate_dirs(env: dict[str, str] | None = None) -> list[tuple[str, Path]]:
@@ -183,7 +197,10 @@ def download_envtest(dest: Path, log: Log, timeout: float = 15.0) -> bool:
                     _install(handle.read(), dest / name)
     for name, data in extra.items():
         _install(data, dest / name)
-    return all(_executable(dest / n) for n in REQUIRED + OPTIONAL)
+    if not all(_executable(dest / n) for n in REQUIRED + OPTIONAL):
+        return False
+    (dest / STAMP_FILE).write_text(DOWNLOAD_STAMP + "\n")
+    return True
 
 
 def build_offline(dest: Path, log: Log) -> None:
@@ -193,7 +210,7 @@ def build_offline(dest: Path, log: Log) -> None:
     log(f"building Kubernetes {OFFLINE_K8S_VERSION} from Debian's source package into {dest} (~5 min)")
     with tempfile.TemporaryDirectory(prefix="trainsmart-build-log-") as tmp:
         proc = subprocess.Popen(
-            ["bash", str(BUILD_SCRIPT), str(dest)],
+            ["bash", str(BUILD_SCRIPT), str(dest), OFFLINE_STAMP],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,

@@ -6,16 +6,26 @@
 # Why a source build: no package registry reachable here ships kube-apiserver as a binary. The facts this
 # script relies on are recorded in shared/docs/offline-toolchain.md; each step below says why it exists.
 #
-# Usage: build_k8s_offline.sh DEST_DIR
-# Idempotent: exits at once when DEST_DIR already holds all four binaries. Needs root for apt-get.
+# Usage: build_k8s_offline.sh DEST_DIR STAMP
+# Idempotent: exits at once when DEST_DIR already holds all four binaries built with this STAMP (the stamp
+# names the build recipe's revision, so a fixed recipe replaces binaries cached by an older one).
+# Needs root for apt-get.
 set -euo pipefail
 
-dest=${1:?usage: build_k8s_offline.sh DEST_DIR}
+dest=${1:?usage: build_k8s_offline.sh DEST_DIR STAMP}
+stamp=${2:?usage: build_k8s_offline.sh DEST_DIR STAMP}
 k8s_version=v1.20.2
 bins=(kube-apiserver kube-controller-manager kube-scheduler etcd)
 
 have_all() { for b in "${bins[@]}"; do [ -x "$dest/$b" ] || return 1; done; }
-if have_all; then echo "[k8s-offline] binaries already present in $dest"; exit 0; fi
+# Two test runs on one machine must not build into the same directory at once: the second waits.
+mkdir -p "$dest"
+exec 9>"$dest/.build.lock"
+flock 9
+if have_all && [ "$(cat "$dest/.trainsmart-stamp" 2>/dev/null)" = "$stamp" ]; then
+  echo "[k8s-offline] binaries already present in $dest"; exit 0
+fi
+rm -f "$dest/.trainsmart-stamp"
 
 log() { printf '[k8s-offline %(%H:%M:%S)T] %s\n' -1 "$*"; }
 if [ "$(id -u)" -ne 0 ]; then
@@ -80,6 +90,15 @@ rm -rf vendor/github.com/modern-go/reflect2
 cp -r "$reflect2_src" vendor/github.com/modern-go/reflect2
 rm -f vendor/github.com/modern-go/reflect2/go.mod vendor/github.com/modern-go/reflect2/go.sum
 
+# The vendored go-openapi type validator treats any value equal to its type's zero value as null. Built
+# with Go >= 1.18, an empty string boxed in an interface shares the runtime's zero buffer with
+# reflect.Zero, so every "" in a custom resource was rejected as "must be of type string". Upstream later
+# reduced the check to a nil test; so do we.
+typego=vendor/github.com/go-openapi/validate/type.go
+log "patching $typego (empty strings in custom resources)"
+sed -i 's/if data == nil || reflect.DeepEqual(reflect.Zero(reflect.TypeOf(data)), reflect.ValueOf(data)) {/if data == nil {/' "$typego"
+grep -q 'if data == nil {$' "$typego" || { echo "[k8s-offline] error: could not patch $typego" >&2; exit 1; }
+
 # The tarball lacks the generated OpenAPI definitions the apiserver links against.
 log "generating OpenAPI definitions (make gen_openapi, about 1.5 min)"
 make gen_openapi >"$work/gen_openapi.log" 2>&1 || { tail -n 40 "$work/gen_openapi.log"; exit 1; }
@@ -93,4 +112,5 @@ done
 for b in kube-apiserver kube-controller-manager kube-scheduler; do
   install -m 0755 "$work/out/$b" "$dest/$b.tmp" && mv "$dest/$b.tmp" "$dest/$b"
 done
+echo "$stamp" >"$dest/.trainsmart-stamp"
 log "done: $(ls "$dest" | tr '\n' ' ')in $dest"
