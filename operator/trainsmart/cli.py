@@ -13,7 +13,9 @@ from trainsmart import __version__
 def _dev_options(args: argparse.Namespace) -> object:
     from trainsmart.devcluster.devenv import DevOptions
 
-    return DevOptions(state_dir=Path(args.state_dir), nodes=args.nodes, gpus_per_node=args.gpus_per_node)
+    return DevOptions(
+        state_dir=Path(args.state_dir), nodes=args.nodes, gpus_per_node=args.gpus_per_node, cpu_nodes=args.cpu_nodes
+    )
 
 
 def _cmd_dev(args: argparse.Namespace) -> int:
@@ -42,6 +44,17 @@ def _cmd_dev(args: argparse.Namespace) -> int:
     if args.dev_command == "status":
         print("\n".join(devenv.status_lines(state_dir)))
         return 0 if devenv.read_state(state_dir) is not None else 3
+    if args.dev_command == "logs":
+        files = devenv.log_files(state_dir, args.namespace, args.pod)
+        if not files:
+            print(f"no logs for pod {args.namespace}/{args.pod}", file=sys.stderr)
+            return 1
+        if args.container is None and len(files) > 1:
+            print(f"pod has several containers, choose one with -c: {', '.join(files)}", file=sys.stderr)
+            return 1
+        path = files[args.container] if args.container else next(iter(files.values()))
+        sys.stdout.write(path.read_text(errors="replace"))
+        return 0
     if args.dev_command == "down":
         print("dev cluster stopped" if devenv.down(state_dir) else "no dev cluster was running")
         return 0
@@ -62,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("up", "start the local cluster (control plane + node agent) in the background"),
         ("serve", "run the local cluster in the foreground (what `up` starts)"),
         ("status", "show the running local cluster and its GPU nodes"),
+        ("logs", "print a pod's container log (the stand-in for kubectl logs)"),
         ("down", "stop the local cluster"),
     ):
         sub = dev_commands.add_parser(name, help=help_text)
@@ -69,6 +83,11 @@ def build_parser() -> argparse.ArgumentParser:
         if name in ("up", "serve"):
             sub.add_argument("--nodes", type=int, default=2, help="simulated GPU nodes (default 2)")
             sub.add_argument("--gpus-per-node", type=int, default=4, help="nvidia.com/gpu per node (default 4)")
+            sub.add_argument("--cpu-nodes", type=int, default=1, help="untainted nodes without GPUs (default 1)")
+        if name == "logs":
+            sub.add_argument("pod", help="pod name")
+            sub.add_argument("-n", "--namespace", default="default", help="namespace (default: default)")
+            sub.add_argument("-c", "--container", default=None, help="container name")
     dev.set_defaults(func=_cmd_dev)
     return parser
 

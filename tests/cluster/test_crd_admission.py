@@ -5,6 +5,7 @@ Pins:
 - a valid TrainingJob and HyperparamSweep are accepted, come back defaulted, and still parse with the models;
 - typical mistakes (a zero replica count, a wrong enum, a wrong type, a bad quantity, a duplicate env name, a
   missing required field) are rejected by the apiserver with the field path in the message;
+- empty strings and zero values are ordinary values, not nulls (an env var set to "", an empty arg, 0 GPUs);
 - unknown fields are pruned, not stored (the models and the webhook are what reject typos);
 - the status subresource accepts what the status models serialize, and spec writes cannot touch it;
 - descriptions reach the published OpenAPI (what `kubectl explain` reads) and printer columns are served.
@@ -146,6 +147,18 @@ def test_bad_sweeps_are_rejected_with_the_field_path(
 ) -> None:
     message = rejection(api_client, namespace, SWEEP_PLURAL, body("HyperparamSweep", "bad", {**SWEEP_SPEC, **change}))
     assert all(fragment in message for fragment in fragments), message
+
+
+def test_empty_strings_and_zeros_are_values_not_nulls(api_client: client.ApiClient, namespace: str) -> None:
+    spec = {
+        "replicas": 1,
+        "gpusPerReplica": 0,
+        "trainer": {"args": ["", "--flag"], "env": [{"name": "EMPTY", "value": ""}]},
+    }
+    created = create(api_client, namespace, TRAININGJOB_PLURAL, body("TrainingJob", "empties", spec))
+    assert created["spec"]["trainer"]["env"] == [{"name": "EMPTY", "value": ""}]
+    assert created["spec"]["trainer"]["args"] == ["", "--flag"]
+    assert created["spec"]["gpusPerReplica"] == 0
 
 
 def test_unknown_fields_are_pruned_not_stored(api_client: client.ApiClient, namespace: str) -> None:

@@ -2,7 +2,9 @@
 
 Pins:
 - `up` prints an `export KUBECONFIG=...` line and returns with GPU nodes Ready;
-- `kubectl apply` of a plain Pod runs it to Succeeded on a simulated GPU node;
+- `kubectl apply` of a GPU Pod runs it to Succeeded on a simulated GPU node with a GPU index, and a plain
+  Pod (no GPU, no toleration) runs on the untainted CPU node;
+- `logs` prints what the pod's container wrote;
 - `status` shows the nodes with their GPU capacity; a second `up` reuses the running cluster;
 - `down` stops every process the cluster started, and `status` then says none runs (exit code 3).
 """
@@ -20,6 +22,17 @@ import pytest
 
 pytestmark = pytest.mark.e2e
 
+PLAIN_POD = """
+apiVersion: v1
+kind: Pod
+metadata: {name: plain}
+spec:
+  restartPolicy: Never
+  containers:
+  - name: main
+    image: busybox
+    command: [sh, -c, 'echo plain pod ran']
+"""
 POD = """
 apiVersion: v1
 kind: Pod
@@ -56,6 +69,15 @@ def _kubectl(kubeconfig: str, *args: str, stdin: str | None = None) -> subproces
     )
 
 
+def _wait_phase(kubeconfig: str, pod: str, timeout: float = 60) -> str:
+    deadline = time.monotonic() + timeout
+    phase = ""
+    while time.monotonic() < deadline and phase not in ("Succeeded", "Failed"):
+        phase = _kubectl(kubeconfig, "get", "pod", pod, "-n", "default", "-o", "jsonpath={.status.phase}").stdout
+        time.sleep(0.2)
+    return phase
+
+
 def _alive(pid: int) -> bool:
     stat = Path(f"/proc/{pid}/stat")
     return stat.exists() and stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
@@ -73,23 +95,22 @@ def test_dev_up_runs_a_pod_on_a_gpu_node_and_down_leaves_nothing(tmp_path: Path)
         pids = [int(state["supervisorPid"]), int(state["agentPid"]), *map(int, state["pids"].values())]
 
         nodes = json.loads(_kubectl(kubeconfig, "get", "nodes", "-o", "json").stdout)["items"]
-        assert len(nodes) == 1
-        assert nodes[0]["status"]["capacity"]["nvidia.com/gpu"] == "2"
+        gpu_nodes = [n for n in nodes if "nvidia.com/gpu" in n["status"]["capacity"]]
+        assert len(gpu_nodes) == 1
+        assert len(nodes) == 2
+        assert gpu_nodes[0]["status"]["capacity"]["nvidia.com/gpu"] == "2"
 
-        applied = _kubectl(kubeconfig, "apply", "-n", "default", "-f", "-", stdin=POD)
-        assert applied.returncode == 0, applied.stderr
-        deadline = time.monotonic() + 60
-        phase = ""
-        while time.monotonic() < deadline and phase != "Succeeded":
-            phase = _kubectl(
-                kubeconfig, "get", "pod", "hello-gpu", "-n", "default", "-o", "jsonpath={.status.phase}"
-            ).stdout
-            time.sleep(0.2)
-        assert phase == "Succeeded"
+        for manifest, name in ((POD, "hello-gpu"), (PLAIN_POD, "plain")):
+            applied = _kubectl(kubeconfig, "apply", "-n", "default", "-f", "-", stdin=manifest)
+            assert applied.returncode == 0, applied.stderr
+            assert _wait_phase(kubeconfig, name) == "Succeeded"
+        gpu_log = _trainsmart("logs", "hello-gpu", state_dir=state_dir)
+        assert gpu_log.stdout.strip() in ("gpus=0", "gpus=1"), gpu_log
+        assert _trainsmart("logs", "plain", state_dir=state_dir).stdout.strip() == "plain pod ran"
 
         status = _trainsmart("status", state_dir=state_dir)
         assert status.returncode == 0
-        assert nodes[0]["metadata"]["name"] in status.stdout
+        assert gpu_nodes[0]["metadata"]["name"] in status.stdout
 
         again = _trainsmart("up", state_dir=state_dir)
         assert again.returncode == 0

@@ -35,6 +35,9 @@ class DevOptions:
     state_dir: Path
     nodes: int = 2
     gpus_per_node: int = 4
+    # GPU nodes carry the nvidia.com/gpu taint, as real GPU pools do; an untainted CPU node is where plain
+    # pods (and, later, the operator) run.
+    cpu_nodes: int = 1
 
 
 def read_state(state_dir: Path) -> dict[str, Any] | None:
@@ -77,6 +80,7 @@ def up(opts: DevOptions, timeout: float = 900.0) -> dict[str, Any]:
         "--state-dir", str(opts.state_dir),
         "--nodes", str(opts.nodes),
         "--gpus-per-node", str(opts.gpus_per_node),
+        "--cpu-nodes", str(opts.cpu_nodes),
     ]  # fmt: skip
     with log_path.open("ab") as log:
         proc = subprocess.Popen(
@@ -168,6 +172,8 @@ def serve(opts: DevOptions) -> int:
                     str(opts.nodes),
                     "--gpus-per-node",
                     str(opts.gpus_per_node),
+                    "--cpu-nodes",
+                    str(opts.cpu_nodes),
                     "--state-dir",
                     str(agent_dir),
                 ],
@@ -175,7 +181,7 @@ def serve(opts: DevOptions) -> int:
                 stdout=agent_log,
                 stderr=subprocess.STDOUT,
             )
-        _wait_for_nodes(kubeconfig, opts.nodes, agent, timeout=60)
+        _wait_for_nodes(kubeconfig, opts.nodes + opts.cpu_nodes, agent, timeout=60)
         state = {
             "ready": True,
             "supervisorPid": os.getpid(),
@@ -183,6 +189,7 @@ def serve(opts: DevOptions) -> int:
             "kubeconfig": str(kubeconfig),
             "nodes": opts.nodes,
             "gpusPerNode": opts.gpus_per_node,
+            "cpuNodes": opts.cpu_nodes,
             **cp.describe(),
         }
         state["kubeconfig"] = str(kubeconfig)
@@ -203,6 +210,14 @@ def serve(opts: DevOptions) -> int:
                 agent.kill()
                 agent.wait()
         cp.stop()
+
+
+def log_files(state_dir: Path, namespace: str, pod: str) -> dict[str, Path]:
+    """Container name -> log file of the newest pod of that name. The agent has no kubelet server, so
+    `kubectl logs` cannot work; this is its stand-in."""
+    from trainsmart.devcluster.agent.kubeio import pod_log_paths
+
+    return pod_log_paths(state_dir / "agent", namespace, pod)
 
 
 def status_lines(state_dir: Path) -> list[str]:
