@@ -40,7 +40,7 @@ K8S_RELEASE_URL = "https://dl.k8s.io/release/{version}/bin/linux/{arch}/{name}"
 # A cache entry counts only when it carries one of these stamps: an entry from an older recipe (the first
 # offline build rejected "" in custom resources) is rebuilt, never silently reused.
 STAMP_FILE = ".trainsmart-stamp"
-OFFLINE_STAMP = f"offline-{OFFLINE_K8S_VERSION}-r2"
+OFFLINE_STAMP = f"offline-{OFFLINE_K8S_VERSION}-r3"
 DOWNLOAD_STAMP = f"envtest-{ENVTEST_VERSION}"
 REQUIRED = ("etcd", "kube-apiserver")
 OPTIONAL = ("kube-scheduler", "kube-controller-manager")

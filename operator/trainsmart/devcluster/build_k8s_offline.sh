@@ -90,14 +90,16 @@ rm -rf vendor/github.com/modern-go/reflect2
 cp -r "$reflect2_src" vendor/github.com/modern-go/reflect2
 rm -f vendor/github.com/modern-go/reflect2/go.mod vendor/github.com/modern-go/reflect2/go.sum
 
-# The vendored go-openapi type validator treats any value equal to its type's zero value as null. Built
-# with Go >= 1.18, an empty string boxed in an interface shares the runtime's zero buffer with
-# reflect.Zero, so every "" in a custom resource was rejected as "must be of type string". Upstream later
-# reduced the check to a nil test; so do we.
-typego=vendor/github.com/go-openapi/validate/type.go
-log "patching $typego (empty strings in custom resources)"
-sed -i 's/if data == nil || reflect.DeepEqual(reflect.Zero(reflect.TypeOf(data)), reflect.ValueOf(data)) {/if data == nil {/' "$typego"
-grep -q 'if data == nil {$' "$typego" || { echo "[k8s-offline] error: could not patch $typego" >&2; exit 1; }
+# The vendored go-openapi type validator (and kube-openapi's fork of it, which is what CRD validation
+# uses) treats any value equal to its type's zero value as null. Built with Go >= 1.18, an empty string
+# boxed in an interface shares the runtime's zero buffer with reflect.Zero, so every "" in a custom
+# resource was rejected as "must be of type string". Upstream later reduced the check to a nil test; so
+# do we, in both copies.
+for typego in vendor/github.com/go-openapi/validate/type.go vendor/k8s.io/kube-openapi/pkg/validation/validate/type.go; do
+  log "patching $typego (empty strings in custom resources)"
+  sed -i 's/if data == nil || reflect.DeepEqual(reflect.Zero(reflect.TypeOf(data)), reflect.ValueOf(data)) {/if data == nil {/' "$typego"
+  grep -q 'if data == nil {$' "$typego" || { echo "[k8s-offline] error: could not patch $typego" >&2; exit 1; }
+done
 
 # The tarball lacks the generated OpenAPI definitions the apiserver links against.
 log "generating OpenAPI definitions (make gen_openapi, about 1.5 min)"
