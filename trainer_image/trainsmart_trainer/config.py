@@ -166,7 +166,9 @@ class DatasetConfig(_ConfigModel):
         default=None,
         min_length=1,
         max_length=4096,
-        description="Input columns (tabular-csv). Default: every column except targetColumn.",
+        description="Input columns (tabular-csv). Default: every column except targetColumn. Numeric columns are "
+        "standardised and text columns one-hot encoded, both fitted on the training split only; an empty or NA "
+        "cell becomes the training mean (numeric) or all zeros (text), and rows without a target are dropped.",
     )
     text_column: str | None = Field(
         default=None, min_length=1, description="Column holding the text (text-csv). Default `text`."
