@@ -4,7 +4,8 @@ SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 .DEFAULT_GOAL := help
 
-PYTHON ?= python3
+# The venv's base interpreter must be executable by non-root uids (local-cluster pods): see the script.
+PYTHON ?= $(shell bash scripts/pick-python.sh)
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
@@ -18,8 +19,10 @@ help: ## list the targets
 venv: $(STAMP) ## create .venv with the operator, trainer and dev tools
 
 # torch goes first and pinned: on the build machines only torch==2.13.0 resolves to a local CPU wheel.
-$(STAMP): pyproject.toml scripts/install-system-deps.sh
+$(STAMP): pyproject.toml scripts/install-system-deps.sh scripts/pick-python.sh
 	bash scripts/install-system-deps.sh
+	if [ -x $(BIN)/python ] && [ "$$($(BIN)/python -c 'import sys; print(sys.base_prefix)')" != "$$($(PYTHON) -c 'import sys; print(sys.base_prefix)')" ]; then \
+	  echo "recreating $(VENV): its base interpreter is not $(PYTHON)"; rm -rf $(VENV); fi
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q torch==2.13.0
