@@ -1,0 +1,120 @@
+"""The packaged trainer as real processes, killed and restarted the way Kubernetes does it.
+
+Pins:
+- SIGKILL mid-training, then a restart with the same checkpoint directory: the restart resumes from the
+  newest checkpoint (its epoch counter continues, it does not start at epoch 1) and ends exactly where an
+  uninterrupted run with the same seed ends;
+- SIGTERM mid-training: a checkpoint is written, the process exits TERMINATED (13), the result file says
+  so, and a restart continues from that checkpoint to success.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from trainsmart_trainer import contract
+from trainsmart_trainer.contract import ExitCode
+
+pytestmark = pytest.mark.e2e
+
+CONFIG = {
+    "dataset": {"name": "digits"},
+    "model": {"name": "mlp", "hiddenSizes": [32]},
+    "learningRate": 0.01,
+    "batchSize": 16,
+    "seed": 5,
+}
+BASE_ENV = {
+    key: value
+    for key, value in os.environ.items()
+    if not key.startswith(("TRAINSMART_", "PET_")) and key not in {"RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_PORT"}
+}
+
+
+def start(epochs: int, checkpoints: Path, log: Path) -> subprocess.Popen[bytes]:
+    env = {
+        **BASE_ENV,
+        contract.CONFIG_JSON: json.dumps({**CONFIG, "epochs": epochs}),
+        contract.CHECKPOINT_DIR: str(checkpoints),
+        "OMP_NUM_THREADS": "1",
+    }
+    with log.open("ab") as sink:
+        return subprocess.Popen([sys.executable, "-m", "trainsmart_trainer"], env=env, stdout=sink, stderr=sink)
+
+
+def wait_for(predicate: object, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    assert callable(predicate)
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def epochs_logged(log: Path) -> list[int]:
+    return [int(n) for n in re.findall(r"epoch (\d+)/\d+:", log.read_text())]
+
+
+def result(checkpoints: Path) -> dict[str, object]:
+    final = json.loads((checkpoints / contract.RESULT_FILE_NAME).read_text())["final"]
+    assert isinstance(final, dict)
+    return final
+
+
+def test_sigkill_then_restart_continues_from_the_last_checkpoint(tmp_path: Path) -> None:
+    reference_dir, killed_dir = tmp_path / "reference", tmp_path / "killed"
+    reference = start(5, reference_dir, tmp_path / "reference.log")
+    assert reference.wait(timeout=240) == ExitCode.SUCCESS
+
+    log = tmp_path / "killed.log"
+    first = start(5, killed_dir, log)
+    wait_for(lambda: len(list(killed_dir.glob("checkpoint-000002-*.pt"))) > 0, 180, "the epoch-2 checkpoint")
+    first.send_signal(signal.SIGKILL)
+    assert first.wait(timeout=30) == -signal.SIGKILL
+    done_before = max(epochs_logged(log))
+    assert 2 <= done_before < 5, "the kill must land mid-run"
+
+    log.write_text("")
+    second = start(5, killed_dir, log)
+    assert second.wait(timeout=240) == ExitCode.SUCCESS, log.read_text()[-3000:]
+    text = log.read_text()
+    resumed_at = int(re.search(r"resumed from .*checkpoint-(\d{6})-0000000\.pt", text).group(1))  # type: ignore[union-attr]
+    assert resumed_at >= 2
+    assert epochs_logged(log) == list(range(resumed_at + 1, 6))  # continues; never starts again at epoch 1
+    final, expected = result(killed_dir), result(reference_dir)
+    assert final["epochsCompleted"] == 5
+    metrics, reference_metrics = final["metrics"], expected["metrics"]
+    assert isinstance(metrics, dict) and isinstance(reference_metrics, dict)
+    assert metrics["test_accuracy"] > 0.85
+    assert metrics["test_accuracy"] == reference_metrics["test_accuracy"]
+    assert metrics["val_loss"] == reference_metrics["val_loss"]
+
+
+def test_sigterm_checkpoints_and_exits_terminated_then_resumes(tmp_path: Path) -> None:
+    checkpoints, log = tmp_path / "ckpt", tmp_path / "run.log"
+    process = start(200, checkpoints, log)
+    wait_for(lambda: len(list(checkpoints.glob("checkpoint-000001-*.pt"))) > 0, 180, "the first checkpoint")
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=60) == ExitCode.TERMINATED, log.read_text()[-3000:]
+    final = result(checkpoints)
+    assert final["status"] == "terminated" and final["exitCode"] == ExitCode.TERMINATED
+    newest = sorted(checkpoints.glob("checkpoint-*.pt"))[-1]
+    match = re.match(r"checkpoint-(\d+)-(\d+)\.pt", newest.name)
+    assert match is not None
+    saved_at = (int(match.group(1)), int(match.group(2)))
+    assert saved_at > (1, 0), "SIGTERM must save the state it stopped at, not rely on the last epoch checkpoint"
+    assert "received SIGTERM: stopped after" in log.read_text()
+
+    log.write_text("")
+    resumed = start(saved_at[0] + 1, checkpoints, log)
+    assert resumed.wait(timeout=120) == ExitCode.SUCCESS, log.read_text()[-3000:]
+    assert f"resumed from {newest}" in log.read_text()
+    assert epochs_logged(log) == [saved_at[0] + 1]
