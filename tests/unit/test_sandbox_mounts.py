@@ -1,0 +1,148 @@
+"""The container filesystem plan (pure, against a fake host) and its script.
+
+Pins: the root mirrors every top-level host entry (dirs and files bound, symlinks copied); a missing
+top-level mount point is created in the container's tmpfs root only; a missing deeper one gets an
+overlay at its deepest existing ancestor (topmost only) with that ancestor's submounts bound back, except
+hidden pin dirs; paths resolve through host symlinks first (`/var/run` -> `/run`); a mount point nested
+in an earlier volume is created in that volume's host directory; kind mismatches and relative paths are
+errors; namespace-pin copies are detached; fstab fields are escaped; mountinfo escapes are decoded.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from trainsmart.devcluster.agent import sandbox_mounts as sm
+from trainsmart.devcluster.agent.runtime import Mount
+
+DIRS = {"/", "/etc", "/run", "/run/user", "/run/user/0", "/tmp", "/state", "/state/ns", "/usr", "/var", "/opt"}
+FILES = {"/etc/hosts", "/.dockerenv"}
+LINKS = {"/var/run": "/run", "/bin": "/usr/bin"}
+MOUNTS = ["/", "/proc", "/run/user/0", "/state/ns", "/tmp"]
+
+
+def _real(path: str) -> str:
+    for link, target in LINKS.items():
+        if path == link or path.startswith(link + "/"):
+            return target + path[len(link) :]
+    return path
+
+
+FAKE = sm.FsView(
+    root_entries=lambda: [
+        sm.HostEntry("bin", "symlink"),
+        sm.HostEntry(".dockerenv", "file"),
+        sm.HostEntry("etc", "dir"),
+        sm.HostEntry("run", "dir"),
+        sm.HostEntry("usr", "dir"),
+    ],
+    kind=lambda p: "dir" if p in DIRS else "file" if p in FILES else "missing",
+    realpath=_real,
+    mount_points=lambda: MOUNTS,
+)
+R = "/st/root"
+
+
+def plan(mounts: list[Mount], **kw: object) -> sm.SetupPlan:
+    return sm.plan_setup(R, mounts, ["/state/ns"], FAKE, **kw)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def vol(tmp_path: Path) -> Path:
+    (tmp_path / "vol").mkdir()
+    return tmp_path / "vol"
+
+
+def test_root_mirrors_the_host(vol: Path) -> None:
+    p = plan([])
+    assert p.fstab_base == ["tsroot /st/root tmpfs mode=755,unbindable 0 0"]
+    assert p.symlinks == ["/bin"]
+    assert p.top_files == ["/st/root/.dockerenv"]
+    assert "/etc /st/root/etc none rbind,X-mount.mkdir 0 0" in p.fstab_mirror
+    assert "/.dockerenv /st/root/.dockerenv none rbind 0 0" in p.fstab_mirror
+    assert p.detach == ["/st/root/state/ns"]
+    assert p.overlays == [] and p.make_dirs == []
+
+
+def test_missing_top_level_point_is_made_in_the_tmpfs_root_only(vol: Path) -> None:
+    p = plan([Mount(vol, "/checkpoints", read_only=True)])
+    assert p.make_dirs == []  # libmount makes it, in the tmpfs root
+    assert p.overlays == []
+    assert p.fstab_volumes == [f"{vol} /st/root/checkpoints none rbind,ro,X-mount.mkdir 0 0"]
+
+
+def test_missing_deep_point_gets_an_overlay_through_symlinks(vol: Path) -> None:
+    p = plan([Mount(vol, "/var/run/secrets/kubernetes.io/serviceaccount")])
+    assert p.overlays == ["/run"]
+    target = "/st/root/run/secrets/kubernetes.io/serviceaccount"
+    assert p.fstab_volumes == [f"{vol} {target} none rbind,X-mount.mkdir 0 0"]
+    overlay = next(line for line in p.fstab_mirror if line.startswith("tsoverlay"))
+    assert overlay.startswith("tsoverlay /st/root/run overlay lowerdir=/run,upperdir=/st/root/.ts-scratch/u0,")
+    # the host mount below /run is bound back above the overlay
+    assert "/run/user/0 /st/root/run/user/0 none rbind 0 0" in p.fstab_mirror
+    assert any(line.startswith("tsscratch /st/root/.ts-scratch tmpfs") for line in p.fstab_base)
+
+
+def test_only_topmost_overlays(vol: Path) -> None:
+    p = plan([Mount(vol, "/opt/a/b"), Mount(vol, "/opt/c")])
+    assert p.overlays == ["/opt"]
+
+
+def test_nested_volume_points_are_made_inside_the_outer_volume(vol: Path, tmp_path: Path) -> None:
+    inner = tmp_path / "inner"
+    inner.mkdir()
+    p = plan([Mount(inner, "/data/config"), Mount(vol, "/data")])
+    assert p.host_dirs == [vol / "config"]
+    assert p.fstab_volumes == [
+        f"{vol} /st/root/data none rbind,X-mount.mkdir 0 0",
+        f"{inner} /st/root/data/config none rbind 0 0",
+    ]
+
+
+def test_file_mounts_get_file_points(tmp_path: Path) -> None:
+    f = tmp_path / "app.yaml"
+    f.write_text("x")
+    p = plan([Mount(f, "/etc/trainsmart/app.yaml"), Mount(f, "/etc/hosts")])
+    assert p.make_files == ["/st/root/etc/trainsmart/app.yaml"]
+    assert "/st/root/etc/trainsmart" in p.make_dirs
+    assert p.overlays == ["/etc"]
+
+
+def test_kind_mismatch_and_bad_paths(vol: Path) -> None:
+    with pytest.raises(sm.MountPlanError, match="it is a file"):
+        plan([Mount(vol, "/etc/hosts")])
+    with pytest.raises(sm.MountPlanError, match="not absolute"):
+        plan([Mount(vol, "data")])
+    with pytest.raises(sm.MountPlanError, match="cannot mount over"):
+        plan([Mount(vol, "/../")])
+
+
+def test_working_dir_is_ensured_like_a_mount_point() -> None:
+    assert plan([], ensure_dirs=["/workspace/run", "/"]).make_dirs == ["/st/root/workspace/run"]
+
+
+def test_script_merges_volumes_into_the_mirror_when_it_can(vol: Path, tmp_path: Path) -> None:
+    script, files = sm.render_script(plan([Mount(vol, "/var/run/secrets/x")]), tmp_path, sm.Tools())
+    assert set(files) == {"fstab.base", "fstab.mirror"}
+    assert f"{vol} /st/root/run/secrets/x" in files["fstab.mirror"]
+    assert script.index("fstab.base") < script.index("fstab.mirror") < script.index("umount -l /st/root/state/ns")
+    assert script.index("umount -l /st/root/state/ns") < script.index("pivot_root . .")
+    assert script.rstrip().endswith("/usr/bin/rmdir /.ts-scratch")
+    assert script.count("\n") <= 14
+
+
+def test_script_makes_placeholders_between_mirror_and_volumes(tmp_path: Path) -> None:
+    f = tmp_path / "app.yaml"
+    f.write_text("x")
+    script, files = sm.render_script(plan([Mount(f, "/srv/app.yaml")], ensure_dirs=["/w"]), tmp_path, sm.Tools())
+    assert set(files) == {"fstab.base", "fstab.mirror", "fstab.volumes"}
+    assert script.index("fstab.mirror") < script.index("mkdir -p /st/root/srv /st/root/w")
+    assert script.index(": > /st/root/srv/app.yaml") < script.index("fstab.volumes")
+
+
+def test_fstab_escaping_and_mountinfo_parsing() -> None:
+    assert sm.fstab_line("/a b", "/c\\d", "none", "bind") == "/a\\040b /c\\134d none bind 0 0"
+    info = "36 35 98:0 / /mnt/with\\040space rw - ext3 /dev/root rw\n37 36 98:0 / /x rw - ext3 /dev/root rw\n"
+    assert sm.parse_mountinfo(info) == ["/mnt/with space", "/x"]
