@@ -1,0 +1,131 @@
+"""The trainer container's environment: the operator's half of the env contract.
+
+Every name comes from `trainsmart_trainer.contract`, which the trainer reads with the same constants; a
+unit test resolves a built pod's env and feeds it to the trainer's own parsers.
+
+Layout for `replicas` pods x `processes` per pod (world size = replicas x processes):
+
+* all pods: torchrun's `PET_*` (nodes, processes per node, this pod's node rank, master address and port),
+  the classic `MASTER_ADDR`/`MASTER_PORT`/`WORLD_SIZE`/`LOCAL_WORLD_SIZE`;
+* `RANK` only when a pod runs one process (it then equals the node rank); with several, the trainer's
+  launcher gives each worker its own `RANK` and `LOCAL_RANK`. `LOCAL_RANK` is never set here: its
+  presence tells a process it is a worker that must not spawn workers of its own.
+* config as inline JSON (`TRAINSMART_CONFIG`): the validated `spec.trainer.config`, no file to mount;
+* identity through the downward API, the report token through a secretKeyRef (never a literal value).
+
+User variables (`spec.trainer.env`) come after these and may refer to them with `$(NAME)`, but may not
+redefine them: such entries are dropped here (and refused by the webhook), since a later duplicate would
+win in Kubernetes and silently break the distributed layout or the report authentication.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Final
+
+from trainsmart.api import TrainingJob
+from trainsmart.builders.common import (
+    JOB_NAME_LABEL,
+    job_name,
+    job_namespace,
+    master_address,
+    report_secret_name,
+)
+from trainsmart.builders.secret import REPORT_TOKEN_KEY
+from trainsmart.settings import OperatorSettings
+from trainsmart_trainer import contract
+
+OPERATOR_ENV_NAMES: Final = frozenset(
+    {
+        contract.PET_NNODES,
+        contract.PET_NPROC_PER_NODE,
+        contract.PET_NODE_RANK,
+        contract.PET_MASTER_ADDR,
+        contract.PET_MASTER_PORT,
+        contract.MASTER_ADDR,
+        contract.MASTER_PORT,
+        contract.WORLD_SIZE,
+        contract.RANK,
+        contract.LOCAL_WORLD_SIZE,
+        contract.CONFIG_JSON,
+        contract.CHECKPOINT_DIR,
+        contract.CHECKPOINT_INTERVAL_EPOCHS,
+        contract.REPORT_URL,
+        contract.REPORT_TOKEN,
+        contract.METRICS_PORT,
+        contract.JOB_NAME,
+        contract.JOB_NAMESPACE,
+    }
+)
+"""Every variable the operator may set (some only for some jobs)."""
+
+RESERVED_ENV_NAMES: Final = OPERATOR_ENV_NAMES | {contract.LOCAL_RANK, contract.TORCHELASTIC_RUN_ID}
+"""Names `spec.trainer.env` may not use: the operator's, plus the launcher's worker markers."""
+
+
+def _literal(name: str, value: str | int) -> dict[str, Any]:
+    return {"name": name, "value": str(value)}
+
+
+def _field_ref(name: str, path: str) -> dict[str, Any]:
+    return {"name": name, "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": path}}}
+
+
+def config_json(job: TrainingJob) -> str | None:
+    """`spec.trainer.config` as compact, key-sorted JSON (stable bytes: same job, same pod); None if unset.
+
+    Only the fields the job sets are passed: the trainer in the image applies its own defaults, exactly
+    as for a config file, and the variable stays short.
+    """
+    config = job.spec.trainer.config
+    if config is None:
+        return None
+    data = config.model_dump(mode="json", by_alias=True, exclude_unset=True, exclude_none=True)
+    return json.dumps(data, sort_keys=True, separators=(",", ":"))
+
+
+def contract_env(job: TrainingJob, index: int, settings: OperatorSettings) -> list[dict[str, Any]]:
+    """The operator's variables for replica `index`, in a fixed order."""
+    spec = job.spec
+    processes = spec.effective_processes_per_replica
+    master = master_address(job_name(job), job_namespace(job))
+    env = [
+        _literal(contract.PET_NNODES, spec.replicas),
+        _literal(contract.PET_NPROC_PER_NODE, processes),
+        _literal(contract.PET_NODE_RANK, index),
+        _literal(contract.PET_MASTER_ADDR, master),
+        _literal(contract.PET_MASTER_PORT, settings.master_port),
+        _literal(contract.MASTER_ADDR, master),
+        _literal(contract.MASTER_PORT, settings.master_port),
+        _literal(contract.WORLD_SIZE, spec.world_size),
+        _literal(contract.LOCAL_WORLD_SIZE, processes),
+    ]
+    if processes == 1:
+        env.append(_literal(contract.RANK, index))
+    env += [
+        _field_ref(contract.JOB_NAME, f"metadata.labels['{JOB_NAME_LABEL}']"),
+        _field_ref(contract.JOB_NAMESPACE, "metadata.namespace"),
+    ]
+    config = config_json(job)
+    if config is not None:
+        env.append(_literal(contract.CONFIG_JSON, config))
+    if spec.checkpoint is not None:
+        env.append(_literal(contract.CHECKPOINT_DIR, spec.checkpoint.mount_path))
+        env.append(_literal(contract.CHECKPOINT_INTERVAL_EPOCHS, spec.checkpoint.interval_epochs))
+    if settings.report_url is not None:
+        env.append(_literal(contract.REPORT_URL, settings.report_url))
+        secret_ref = {"name": report_secret_name(job_name(job)), "key": REPORT_TOKEN_KEY}
+        env.append({"name": contract.REPORT_TOKEN, "valueFrom": {"secretKeyRef": secret_ref}})
+    if settings.metrics_port is not None:
+        env.append(_literal(contract.METRICS_PORT, settings.metrics_port))
+    return env
+
+
+def user_env(job: TrainingJob) -> list[dict[str, Any]]:
+    """`spec.trainer.env` as written, minus entries that would redefine a reserved name."""
+    return [var.to_api() for var in job.spec.trainer.env if var.name not in RESERVED_ENV_NAMES]
+
+
+def trainer_env(job: TrainingJob, index: int, settings: OperatorSettings) -> list[dict[str, Any]]:
+    """The whole env list of the trainer container: the contract first, then the user's additions."""
+    return contract_env(job, index, settings) + user_env(job)

@@ -1,0 +1,181 @@
+"""Folding the trainer's reports into the TrainingJob status: progress, metrics, history, checkpoint, findings.
+
+Folding is idempotent (folding a report twice equals folding it once): history is keyed by epoch, the
+latest values are overwritten, best values are a min/max, diagnostics keep the newest finding of each
+type. That is what lets the I/O side re-derive status from the same inputs without growing it. Every list
+is bounded by the status model's limits, newest kept: status lives in etcd and is re-sent on every watch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Final, Literal
+
+from trainsmart.api import DiagnosticSeverity, TrainingJobStatus
+from trainsmart.api.trainingjob_status import (
+    DIAGNOSTICS_MAX_ITEMS,
+    HISTORY_MAX_ITEMS,
+    METRICS_MAX_PROPERTIES,
+    CheckpointStatus,
+    Diagnostic,
+    HistoryPoint,
+    MetricsStatus,
+    Progress,
+)
+from trainsmart_trainer.contract import ReportKind, TrainerReport
+
+Goal = Literal["min", "max"]
+
+DEFAULT_OBJECTIVE: Final = "val_loss"
+# Substrings of metric names whose direction is known; metrics matching none (learning_rate, grad_norm, a
+# custom score) have no "best": guessing a direction would show a meaningless number as the best one.
+_LOWER_IS_BETTER: Final = ("loss", "error", "mse", "mae", "rmse", "perplexity", "seconds", "time")
+_HIGHER_IS_BETTER: Final = (
+    "accuracy",
+    "acc",
+    "f1",
+    "auc",
+    "precision",
+    "recall",
+    "r2",
+    "ndcg",
+    "hit",
+    "map",
+    "iou",
+    "dice",
+    "per_second",
+    "throughput",
+)
+HEADLINE_MAX_CHARS: Final = 128
+
+
+def as_aware(moment: datetime) -> datetime:
+    """A report time with a timezone: the wire format allows naive times, which are taken as UTC."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def metric_goal(name: str, overrides: Mapping[str, Goal] | None = None) -> Goal | None:
+    """Whether lower or higher values of metric `name` are better, or None when it cannot be told."""
+    if overrides and name in overrides:
+        return overrides[name]
+    lowered = name.lower()
+    if any(part in lowered for part in _HIGHER_IS_BETTER):
+        return "max"
+    if any(part in lowered for part in _LOWER_IS_BETTER):
+        return "min"
+    return None
+
+
+def _better(goal: Goal, new: float, old: float | None) -> bool:
+    return old is None or (new < old if goal == "min" else new > old)
+
+
+def _bounded_latest(latest: dict[str, float], newest: Mapping[str, float]) -> dict[str, float]:
+    """At most METRICS_MAX_PROPERTIES entries: the newest report's names first, then the rest by name."""
+    if len(latest) <= METRICS_MAX_PROPERTIES:
+        return latest
+    keep = sorted(newest)[:METRICS_MAX_PROPERTIES]
+    keep += sorted(name for name in latest if name not in newest)[: METRICS_MAX_PROPERTIES - len(keep)]
+    return {name: latest[name] for name in sorted(keep)}
+
+
+def _fold_metrics(
+    metrics: MetricsStatus, values: Mapping[str, float], report: TrainerReport, goals: Mapping[str, Goal] | None
+) -> MetricsStatus:
+    latest = _bounded_latest({**metrics.latest, **values}, values)
+    best = dict(metrics.best)
+    for name, value in values.items():
+        goal = metric_goal(name, goals)
+        room = name in best or len(best) < METRICS_MAX_PROPERTIES
+        if goal is not None and room and _better(goal, value, best.get(name)):
+            best[name] = value
+    objective = report.objective_metric or metrics.objective or DEFAULT_OBJECTIVE
+    history = list(metrics.history)
+    if report.kind == ReportKind.EPOCH and objective in values:
+        history = [point for point in history if point.epoch != report.epoch]
+        history.append(HistoryPoint(epoch=report.epoch, value=values[objective]))
+        history = sorted(history, key=lambda point: point.epoch)[-HISTORY_MAX_ITEMS:]
+    headline = metrics.headline
+    if objective in latest:
+        headline = f"{objective}={latest[objective]:.4g}"[:HEADLINE_MAX_CHARS]
+    return MetricsStatus(
+        latest=latest,
+        best=dict(sorted(best.items())),
+        objective=objective,
+        headline=headline,
+        history=history,
+    )
+
+
+def _progress(report: TrainerReport) -> Progress:
+    epoch = report.final.epochs_completed if report.final is not None else report.epoch
+    percent = min(100.0, round(100.0 * epoch / report.total_epochs, 2))
+    return Progress(
+        epoch=epoch,
+        total_epochs=report.total_epochs,
+        percent=percent,
+        samples_per_second=report.samples_per_second,
+        eta_seconds=0.0 if report.kind == ReportKind.FINAL else report.eta_seconds,
+    )
+
+
+def _fold_diagnostics(current: list[Diagnostic], report: TrainerReport) -> list[Diagnostic]:
+    """The newest finding of each type, most recent last, at most DIAGNOSTICS_MAX_ITEMS."""
+    out = list(current)
+    for finding in report.diagnostics:
+        out = [item for item in out if item.type != finding.type.value]
+        out.append(
+            Diagnostic(
+                type=finding.type.value,
+                severity=DiagnosticSeverity(finding.severity.value),
+                message=finding.message,
+                suggestion=finding.suggestion or None,
+            )
+        )
+    return out[-DIAGNOSTICS_MAX_ITEMS:]
+
+
+def fold_report(
+    status: TrainingJobStatus,
+    report: TrainerReport,
+    now: datetime,
+    *,
+    goals: Mapping[str, Goal] | None = None,
+) -> TrainingJobStatus:
+    """`status` with one report folded in; `goals` overrides metric directions (e.g. early stopping's mode).
+
+    A checkpoint time is the trainer's clock, capped at `now`: a pod with a clock running ahead would
+    otherwise stamp a future time that makes every later (real) checkpoint look older and never show.
+    """
+    values = dict(report.metrics)
+    if report.final is not None:
+        values = {**values, **report.final.metrics}
+    metrics = _fold_metrics(status.metrics or MetricsStatus(), values, report, goals)
+    checkpoint = status.checkpoint
+    if report.checkpoint is not None:
+        previous_time = checkpoint.time if checkpoint is not None else None
+        saved = min(as_aware(report.checkpoint.time), now).replace(microsecond=0)
+        if previous_time is None or saved >= previous_time:
+            checkpoint = CheckpointStatus(latest_epoch=report.checkpoint.epoch, path=report.checkpoint.path, time=saved)
+    return status.model_copy(
+        update={
+            "progress": _progress(report),
+            "metrics": metrics,
+            "checkpoint": checkpoint,
+            "diagnostics": _fold_diagnostics(list(status.diagnostics), report),
+        }
+    )
+
+
+def fold_reports(
+    status: TrainingJobStatus,
+    reports: Sequence[TrainerReport],
+    now: datetime,
+    *,
+    goals: Mapping[str, Goal] | None = None,
+) -> TrainingJobStatus:
+    """Fold reports oldest first (by the trainer's time, then step), whatever order they arrived in."""
+    for report in sorted(reports, key=lambda item: (as_aware(item.time), item.step)):
+        status = fold_report(status, report, now, goals=goals)
+    return status
