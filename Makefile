@@ -34,10 +34,11 @@ k8s: $(STAMP) ## find or build etcd + kube-apiserver + scheduler + controller-ma
 	$(BIN)/trainsmart dev provision
 
 .PHONY: lint
-lint: $(STAMP) ## ruff + mypy --strict on operator/ and trainer_image/
+lint: $(STAMP) ## ruff + mypy --strict on operator/ and trainer_image/, hadolint on the Dockerfiles
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy operator/trainsmart trainer_image/trainsmart_trainer
+	$(BIN)/hadolint $(wildcard Dockerfile) trainer_image/Dockerfile
 
 .PHONY: crds
 crds: $(STAMP) ## regenerate crds/ and the chart's copy from the pydantic models
@@ -66,6 +67,12 @@ dev-down: $(STAMP) ## stop the local cluster
 .PHONY: bench-controlplane
 bench-controlplane: k8s ## control-plane start/stop and pod-to-Running latency figures
 	$(BIN)/python bench/controlplane.py
+
+.PHONY: bench-trainer
+bench-trainer: $(STAMP) ## trainer quality, overhead vs a hand-written loop, 1 vs 2 DDP processes
+	$(BIN)/python bench/trainer_quality.py
+	$(BIN)/python bench/trainer_overhead.py
+	$(BIN)/python bench/trainer_ddp.py
 
 .PHONY: clean
 clean: ## remove the venv and caches (not the cached Kubernetes binaries)

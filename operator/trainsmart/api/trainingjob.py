@@ -72,7 +72,7 @@ class TrainerSpec(ApiModel):
     command: list[str] | None = Field(
         default=None,
         max_length=64,
-        description="Entrypoint override. Unset: the packaged trainer, launched under torchrun.",
+        description="Entrypoint override. Unset: the packaged trainer, which starts one worker per process itself.",
     )
     args: list[str] = Field(default_factory=list, max_length=256, description="Arguments to the command.")
     env: list[EnvVar] = Field(

@@ -15,8 +15,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from trainsmart_trainer.contract import SIMULATED_GPUS
+
 GPU_RESOURCE = "nvidia.com/gpu"
-SIMULATED_GPUS_ENV = "TRAINSMART_SIMULATED_GPUS"
+# The trainer reads this to run on the CPU and say its GPUs are simulated: the name comes from the contract.
+SIMULATED_GPUS_ENV = SIMULATED_GPUS
 # The nvidia container runtime's spelling for "no devices" (unset would mean "all" in CUDA images).
 NO_DEVICES = "void"
 
