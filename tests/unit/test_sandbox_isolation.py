@@ -62,10 +62,13 @@ def wait(proc: LocalProcess, timeout: float = 20.0) -> int:
     return code
 
 
-def host_state() -> tuple[str, str, list[str]]:
-    mounts = Path("/proc/mounts").read_text()
-    links = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True, check=True).stdout
-    links = "\n".join(sorted(line.split(":")[1].strip() for line in links.splitlines()))
+def host_state(state: Path, prefix: str, bridge: str) -> tuple[list[str], list[str], list[str]]:
+    """What a manager on `state`/`prefix`/`bridge` may add to the host: mounts that mention its state
+    dir, its links, entries of `/`. Scoped, so other agents running meanwhile cannot disturb the test."""
+    mounts = [line for line in Path("/proc/mounts").read_text().splitlines() if str(state.resolve()) in line]
+    out = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True, check=True).stdout
+    names = [line.split(":")[1].strip().split("@")[0] for line in out.splitlines()]
+    links = sorted(n for n in names if n == bridge or n.startswith(f"{prefix}v"))
     return mounts, links, sorted(os.listdir("/"))
 
 
@@ -171,7 +174,7 @@ def test_the_container_sees_its_filesystem_env_and_identity(manager: SandboxMana
     (vol_ro / "hello").write_text("hi")
     (cfg / "app.yaml").write_text("lr: 0.1")
     (token / "token").write_text("jwt")
-    before = host_state()
+    before = host_state(manager.root, manager.prefix, "none")
     p = pod("probe", securityContext={"fsGroup": 2345, "supplementalGroups": [3456]})
     sandbox = manager.create(p)
     env = {"PATH": "/usr/bin:/bin", "A.B": "dotted", "X-Y": "dashed", "EMPTY": "", "LD_NOTHING": "1"}
@@ -204,15 +207,22 @@ def test_the_container_sees_its_filesystem_env_and_identity(manager: SandboxMana
     assert (ckpt / "written-by-pod").read_text() == "checkpoint"
     assert (ckpt / "cfg").is_dir()  # a nested mount point lives in the outer volume, as with runc
     sandbox.close()
-    after = host_state()
+    after = host_state(manager.root, manager.prefix, "none")
     assert after[2] == before[2], "mount points were created on the host's /"
     assert not Path("/run/secrets").exists() and not Path("/workspace").exists()
-    assert after[0] == before[0]
+    assert after == before
+
+
+ESCAPER = """
+import subprocess, time
+print(subprocess.Popen(["setsid", "sleep", "60"]).pid, flush=True)
+time.sleep(60)
+"""
 
 
 def test_nothing_is_left_behind(tmp_path: Path) -> None:
-    before = host_state()
     state = tmp_path / "state"
+    before = host_state(state, "tv", "tsbrul")
     m = SandboxManager(state, pod_cidr="10.252.0.0/24", bridge="tsbrul", prefix="tv")
     m.start()
     pids = []
@@ -220,16 +230,22 @@ def test_nothing_is_left_behind(tmp_path: Path) -> None:
         p = pod(f"w-{i}")
         sandbox = m.create(p)
         # a grandchild in its own session escapes the process group; the namespace scan still finds it
-        code = "import subprocess, time; subprocess.Popen(['setsid', 'sleep', '60']); time.sleep(60)"
+        code = ESCAPER
         proc = sandbox.launch(launch(p, code, tmp_path / f"{i}.log"))
         pids.append(proc.pid)
-    time.sleep(0.3)
+    logs = [tmp_path / f"{i}.log" for i in range(2)]
+    deadline = time.monotonic() + 10
+    while not all(log.exists() and log.read_text().strip() for log in logs) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    escaped = [int(log.read_text()) for log in logs]
+    assert all(Path(f"/proc/{pid}").exists() for pid in escaped)
     assert Path("/sys/class/net/tsbrul").exists()
     m.cleanup_all()
-    assert host_state() == before
+    assert host_state(state, "tv", "tsbrul") == before
     assert not any(Path(f"/proc/{pid}").exists() for pid in pids)
     assert not list((state / "sandbox" / "pods").iterdir())
-    assert subprocess.run(["pgrep", "-f", "setsid sleep 60"], capture_output=True, check=False).stdout == b""
+    for pid in escaped:  # killed even though they left the container's process group
+        assert not Path(f"/proc/{pid}").exists() or Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
 
 
 CRASHING_AGENT = """
@@ -249,10 +265,10 @@ os._exit(0)  # no cleanup at all, as if killed
 
 
 def test_a_crashed_agents_leftovers_are_removed(tmp_path: Path) -> None:
-    before = host_state()
+    before = host_state(tmp_path, "tw", "tsbrcr")
     crashed = subprocess.run([PY, "-c", CRASHING_AGENT, str(tmp_path)], check=True, timeout=30, capture_output=True)
     container_pid = int(crashed.stdout)
-    assert host_state() != before  # bridge, veth, pins and a sleeping container are left
+    assert host_state(tmp_path, "tw", "tsbrcr") != before  # bridge, veth, pins and a container are left
     assert Path(f"/proc/{container_pid}").exists()
     m = SandboxManager(tmp_path, pod_cidr="10.253.0.0/24", bridge="tsbrcr", prefix="tw")
     m.start()  # cleans what the crashed one recorded
@@ -264,7 +280,7 @@ def test_a_crashed_agents_leftovers_are_removed(tmp_path: Path) -> None:
         not Path(f"/proc/{container_pid}").exists() or "Z" in Path(f"/proc/{container_pid}/stat").read_text().split()[2]
     )
     m.cleanup_all()
-    assert host_state() == before
+    assert host_state(tmp_path, "tw", "tsbrcr") == before
 
 
 def test_one_manager_per_bridge(manager: SandboxManager, tmp_path: Path) -> None:

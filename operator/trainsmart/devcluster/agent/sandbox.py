@@ -15,7 +15,13 @@ Why pins rather than `ip netns`: nothing is added outside the agent's state dir 
 `/run/netns` mount whose copies would keep deleted namespaces alive), and a crashed agent's leftovers
 are all found in one directory: `cleanup_all()` (and `start()`) unmount and remove every pin there,
 every `<prefix>v*` veth on our bridge, and kill what recorded or namespaced processes remain.
-Debugging a pod: `nsenter --net=<state>/sandbox/ns/<key>.net ss -ltn`.
+Debugging a pod: `nsenter --net=<state>/sandbox/ns/<key>.net ss -ltn`. One manager per bridge on the
+machine (a lock in /run/lock; the lock files stay, empty): `sandbox_runtime` picks the first free slot.
+
+Host requirements and limits: root, iproute2 and util-linux (`unshare`, `nsenter`, `setpriv`,
+`pivot_root`, `mount` with `-T`). Pods reach each other and the host, not the outside world (no NAT).
+On hosts whose firewall drops bridged traffic (Docker sets `FORWARD DROP` with
+`bridge-nf-call-iptables=1`), allow it: `iptables -I FORWARD -i tsbr0 -o tsbr0 -j ACCEPT`.
 
 Without root, or where namespaces cannot be created, the manager falls back to host networking (pod IP
 127.0.0.1, a warning at start): pods then share the host's ports (two pods cannot both bind 29500),
