@@ -1,0 +1,369 @@
+"""The real kube-apiserver calling the real admission webhook (Kopf + our handlers) over TLS.
+
+Pins:
+- a valid TrainingJob and HyperparamSweep are admitted;
+- what the schema cannot catch is refused with the field path and the reason in the API error: a reserved
+  env name, a name too long for its pod hostnames, a model that cannot read the dataset, a sweep whose
+  trials would be misnamed, and every problem of one object in a single response;
+- on a running job the DDP shape is frozen unless the job is suspended; metadata updates still pass;
+- `kubectl apply` (and `--dry-run=server`, possible because sideEffects is None) shows the same refusal;
+- the webhook this test registers is scoped by a namespace label: objects elsewhere are not sent to it,
+  and the configuration is deleted at the end whatever happens (it is cluster-scoped, and the control
+  plane is shared by the whole session);
+- Kopf's managed configuration has the settings we rely on (CREATE/UPDATE, Fail, sideEffects None, v1,
+  our CA), serves the same refusals, and is emptied when the operator stops.
+
+The operator runs as a subprocess (`kopf run tests/cluster/webhook_operator.py`) with only the admission
+handlers, so nothing else acts on the objects.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+from trainsmart.admission import WebhookCertificates, build_webhook_configuration
+from trainsmart.api import GROUP, SWEEP_PLURAL, TRAININGJOB_PLURAL, VERSION
+from trainsmart.devcluster.controlplane import ControlPlane, free_port
+
+pytestmark = [pytest.mark.cluster, pytest.mark.usefixtures("trainsmart_crds")]
+
+OPERATOR_MODULE = Path(__file__).with_name("webhook_operator.py")
+SCOPE_LABEL = "trainsmart.dev/webhook-test"
+READY_TIMEOUT_S = 60.0
+RUNNING_STATUS = {"status": {"phase": "Running", "startTime": "2025-01-01T00:00:00Z"}}
+
+
+def job(name: str, **spec: Any) -> dict[str, Any]:
+    base = {
+        "replicas": 2,
+        "trainer": {"config": {"model": {"name": "mlp"}, "dataset": {"name": "digits"}, "epochs": 2}},
+    }
+    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "TrainingJob", "metadata": {"name": name}, "spec": base | spec}
+
+
+def sweep(name: str, **spec: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "objective": {"metric": "val_accuracy", "goal": "maximize"},
+        "parameters": [
+            {"name": "lr", "path": "trainer.config.learningRate", "type": "loguniform", "min": 1e-4, "max": 0.1}
+        ],
+        "trialTemplate": {"trainer": {"config": {"epochs": 2}}},
+        "maxTrials": 4,
+    }
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "HyperparamSweep",
+        "metadata": {"name": name},
+        "spec": base | spec,
+    }
+
+
+RESERVED_ENV_JOB = job("reserved-env", trainer={"env": [{"name": "WORLD_SIZE", "value": "64"}]})
+
+
+# -- running the admission operator -------------------------------------------------------------------
+
+
+@dataclass
+class AdmissionOperator:
+    port: int
+    certs: WebhookCertificates
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def log_tail(self) -> str:
+        return self.log.read_text(errors="replace")[-4000:]
+
+    def ca_bundle(self) -> str:
+        return base64.b64encode(self.certs.ca_file.read_bytes()).decode()
+
+
+def _wait_listening(operator: AdmissionOperator) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if operator.process.poll() is not None:
+            raise RuntimeError(f"the admission operator exited early:\n{operator.log_tail()}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", operator.port), timeout=0.5):
+            return
+        time.sleep(0.2)
+    raise TimeoutError(f"the webhook did not listen within {READY_TIMEOUT_S}s:\n{operator.log_tail()}")
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+
+
+@contextlib.contextmanager
+def admission_operator(control_plane: ControlPlane, workdir: Path, managed: str | None) -> Iterator[AdmissionOperator]:
+    """`kopf run` of the admission-only operator against the session's control plane."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    certs = WebhookCertificates(*(workdir / "certs" / name for name in ("tls.crt", "tls.key", "ca.crt")))
+    port = free_port()
+    env = {
+        **os.environ,
+        "KUBECONFIG": str(control_plane.admin_kubeconfig),
+        "TRAINSMART_WEBHOOK_PORT": str(port),
+        "TRAINSMART_WEBHOOK_CERT_DIR": str(workdir / "certs"),
+        "TRAINSMART_WEBHOOK_MANAGED": managed or "",
+    }
+    log = workdir / "operator.log"
+    argv = [sys.executable, "-m", "kopf", "run", "--standalone", "--all-namespaces", "--verbose", str(OPERATOR_MODULE)]
+    with log.open("wb") as sink:
+        process = subprocess.Popen(argv, env=env, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
+    operator = AdmissionOperator(port, certs, process, log)
+    try:
+        _wait_listening(operator)
+        yield operator
+    finally:
+        _stop(process)
+
+
+@dataclass
+class ScopedWebhook:
+    token: str
+    operator: AdmissionOperator
+
+
+@pytest.fixture(scope="module")
+def scoped_webhook(
+    control_plane: ControlPlane, api_client: client.ApiClient, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ScopedWebhook]:
+    """The admission operator plus a webhook configuration (ours) that only applies to namespaces
+    labelled with this module's token, so every other test keeps a webhook-free cluster."""
+    token = secrets.token_hex(4)
+    admission = client.AdmissionregistrationV1Api(api_client)
+    name = f"webhook-test-{token}.{GROUP}"
+    with admission_operator(control_plane, tmp_path_factory.mktemp("webhook"), managed=None) as operator:
+        base = {"url": f"https://127.0.0.1:{operator.port}", "caBundle": operator.ca_bundle()}
+        selector = {"matchLabels": {SCOPE_LABEL: token}}
+        admission.create_validating_webhook_configuration(
+            build_webhook_configuration(name, base, namespace_selector=selector)
+        )
+        try:
+            yield ScopedWebhook(token, operator)
+        finally:
+            with contextlib.suppress(ApiException):
+                admission.delete_validating_webhook_configuration(name)
+
+
+def create(api_client: client.ApiClient, namespace: str, obj: dict[str, Any], dry_run: bool = False) -> dict[str, Any]:
+    plural = TRAININGJOB_PLURAL if obj["kind"] == "TrainingJob" else SWEEP_PLURAL
+    objects = client.CustomObjectsApi(api_client)
+    kwargs = {"dry_run": "All"} if dry_run else {}
+    created: dict[str, Any] = objects.create_namespaced_custom_object(GROUP, VERSION, namespace, plural, obj, **kwargs)
+    return created
+
+
+def refusal(call: Callable[[], object]) -> str:
+    """The apiserver's message for a request the webhook refused (a 422 carrying our text)."""
+    with pytest.raises(ApiException) as info:
+        call()
+    assert info.value.status == 422, info.value.body
+    message: str = json.loads(info.value.body)["message"]
+    assert "denied the request" in message, message
+    return message
+
+
+def _wait_enforced(api_client: client.ApiClient, namespace: str) -> None:
+    # The apiserver learns of new configurations and namespace labels through informers: wait until a
+    # refusal proves the webhook is in the path (a dry run, so nothing is left behind).
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            create(api_client, namespace, RESERVED_ENV_JOB, dry_run=True)
+        except ApiException as exc:
+            if exc.status == 422 and "denied the request" in str(exc.body):
+                return
+            raise
+        if time.monotonic() > deadline:
+            raise TimeoutError("the webhook never started refusing objects")
+        time.sleep(0.2)
+
+
+@pytest.fixture
+def ns(namespace: str, scoped_webhook: ScopedWebhook, api_client: client.ApiClient) -> str:
+    """The test's namespace, labelled into the webhook's scope, with the webhook proven active."""
+    client.CoreV1Api(api_client).patch_namespace(
+        namespace, {"metadata": {"labels": {SCOPE_LABEL: scoped_webhook.token}}}
+    )
+    _wait_enforced(api_client, namespace)
+    return namespace
+
+
+# -- the scoped webhook ----------------------------------------------------------------------------------
+
+
+def test_valid_objects_are_admitted(api_client: client.ApiClient, ns: str) -> None:
+    assert create(api_client, ns, job("valid-job"))["metadata"]["uid"]
+    assert create(api_client, ns, sweep("valid-sweep"))["metadata"]["uid"]
+
+
+def test_reserved_env_name_is_refused(api_client: client.ApiClient, ns: str) -> None:
+    message = refusal(lambda: create(api_client, ns, RESERVED_ENV_JOB))
+    assert 'admission webhook "validate-trainingjob.trainsmart.dev" denied the request' in message
+    assert "- spec.trainer.env[0].name: WORLD_SIZE is reserved" in message
+
+
+def test_name_too_long_for_pod_hostnames_is_refused(api_client: client.ApiClient, ns: str) -> None:
+    message = refusal(lambda: create(api_client, ns, job("j" * 62, replicas=2)))
+    assert "- metadata.name: is too long" in message and "limit is 63" in message
+
+
+def test_model_that_cannot_read_the_dataset_is_refused(api_client: client.ApiClient, ns: str) -> None:
+    config = {"model": {"name": "cnn"}, "dataset": {"name": "synthetic"}}
+    message = refusal(lambda: create(api_client, ns, job("wrong-model", trainer={"config": config})))
+    assert "- spec.trainer.config: model cnn cannot train on dataset synthetic" in message
+
+
+def test_every_problem_comes_back_at_once(api_client: client.ApiClient, ns: str) -> None:
+    bad = job("k" * 62, trainer={"env": [{"name": "RANK", "value": "0"}], "config": {"model": {"name": "mf"}}})
+    message = refusal(lambda: create(api_client, ns, bad))
+    assert "(3 problems)" in message
+    for path in ("metadata.name", "spec.trainer.config", "spec.trainer.env[0].name"):
+        assert f"- {path}: " in message
+
+
+def test_sweep_problems_are_refused(api_client: client.ApiClient, ns: str) -> None:
+    template = {"replicas": 2, "trainer": {"env": [{"name": "MASTER_PORT", "value": "1"}]}}
+    message = refusal(lambda: create(api_client, ns, sweep("s" * 60, trialTemplate=template)))
+    assert 'admission webhook "validate-sweep.trainsmart.dev" denied the request' in message
+    assert "- metadata.name: is too long: trial pod hostname" in message
+    assert "- spec.trialTemplate.trainer.env[0].name: MASTER_PORT is reserved" in message
+
+
+def test_running_job_shape_is_frozen_unless_suspended(api_client: client.ApiClient, ns: str) -> None:
+    objects = client.CustomObjectsApi(api_client)
+    create(api_client, ns, job("frozen"))
+    objects.patch_namespaced_custom_object_status(GROUP, VERSION, ns, TRAININGJOB_PLURAL, "frozen", RUNNING_STATUS)
+
+    def patch(body: dict[str, Any]) -> object:
+        return objects.patch_namespaced_custom_object(GROUP, VERSION, ns, TRAININGJOB_PLURAL, "frozen", body)
+
+    message = refusal(lambda: patch({"spec": {"replicas": 4}}))
+    assert "- spec.replicas: cannot change after the job has started (spec.replicas 2 -> 4)" in message
+    assert "suspend it first" in message
+    patch({"metadata": {"labels": {"team": "a"}}})  # bookkeeping is never refused
+    patch({"spec": {"suspend": True, "replicas": 4}})  # suspending and resizing together is fine
+    stored = patch({"spec": {"suspend": False, "gpusPerReplica": 0}})
+    assert stored["spec"]["replicas"] == 4  # type: ignore[index]
+    message = refusal(lambda: patch({"spec": {"checkpoint": {"size": "1Gi"}}}))
+    assert "- spec.checkpoint: cannot change once the job has started" in message
+
+
+def test_started_sweep_keeps_its_search_space(api_client: client.ApiClient, ns: str) -> None:
+    objects = client.CustomObjectsApi(api_client)
+    create(api_client, ns, sweep("started"))
+    status = {"status": {"counts": {"total": 1}}}
+    objects.patch_namespaced_custom_object_status(GROUP, VERSION, ns, SWEEP_PLURAL, "started", status)
+    changed = sweep("started")["spec"]["parameters"]
+    changed[0]["max"] = 0.5
+    message = refusal(
+        lambda: objects.patch_namespaced_custom_object(
+            GROUP, VERSION, ns, SWEEP_PLURAL, "started", {"spec": {"parameters": changed}}
+        )
+    )
+    assert "- spec.parameters: cannot change once the sweep has trials (spec.parameters" in message
+    objects.patch_namespaced_custom_object(GROUP, VERSION, ns, SWEEP_PLURAL, "started", {"spec": {"maxTrials": 8}})
+
+
+def test_objects_outside_the_scope_are_not_sent(api_client: client.ApiClient, ns: str) -> None:
+    core = client.CoreV1Api(api_client)
+    outside = f"webhook-outside-{secrets.token_hex(3)}"
+    core.create_namespace({"metadata": {"name": outside}})
+    try:
+        assert create(api_client, outside, RESERVED_ENV_JOB, dry_run=True)["metadata"]["name"] == "reserved-env"
+    finally:
+        core.delete_namespace(outside)
+
+
+def kubectl(control_plane: ControlPlane, *args: str, stdin: str) -> subprocess.CompletedProcess[str]:
+    argv = ["kubectl", "--kubeconfig", str(control_plane.admin_kubeconfig), *args]
+    return subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=60, check=False)
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")
+def test_kubectl_apply_shows_the_refusal(control_plane: ControlPlane, ns: str) -> None:
+    manifest = yaml.safe_dump(RESERVED_ENV_JOB)
+    for extra in ((), ("--dry-run=server",)):
+        result = kubectl(control_plane, "apply", "-n", ns, *extra, "-f", "-", stdin=manifest)
+        assert result.returncode != 0, result.stdout
+        assert 'admission webhook "validate-trainingjob.trainsmart.dev" denied the request' in result.stderr
+        assert "spec.trainer.env[0].name: WORLD_SIZE is reserved" in result.stderr
+    good = kubectl(control_plane, "apply", "-n", ns, "--dry-run=server", "-f", "-", stdin=yaml.safe_dump(job("ok")))
+    assert good.returncode == 0 and "created (server dry run)" in good.stdout, good.stderr
+
+
+# -- Kopf's managed configuration -------------------------------------------------------------------------
+
+
+def test_kopf_managed_configuration(
+    control_plane: ControlPlane, api_client: client.ApiClient, namespace: str, tmp_path: Path
+) -> None:
+    """While this test runs, the managed webhook applies cluster-wide (Kopf sets no namespaceSelector);
+    it is served correctly throughout and deleted in `finally`, and tests do not run concurrently."""
+    admission = client.AdmissionregistrationV1Api(api_client)
+    name = f"managed-{secrets.token_hex(4)}.{GROUP}"
+    try:
+        with admission_operator(control_plane, tmp_path, managed=name) as operator:
+            webhooks = _wait_managed(api_client, name, operator)
+            by_name = {hook["name"]: hook for hook in webhooks}
+            assert set(by_name) == {f"validate-trainingjob.{name}", f"validate-sweep.{name}"}
+            for hook in webhooks:
+                assert hook["failurePolicy"] == "Fail" and hook["sideEffects"] == "None"
+                assert "v1" in hook["admissionReviewVersions"]
+                assert hook["rules"][0]["operations"] == ["CREATE", "UPDATE"]
+                assert hook["clientConfig"]["caBundle"] == operator.ca_bundle()
+            job_hook = by_name[f"validate-trainingjob.{name}"]
+            assert job_hook["rules"][0]["resources"] == [TRAININGJOB_PLURAL]
+            assert job_hook["clientConfig"]["url"] == f"https://127.0.0.1:{operator.port}/validate-trainingjob"
+            _wait_enforced(api_client, namespace)
+            assert "WORLD_SIZE is reserved" in refusal(lambda: create(api_client, namespace, RESERVED_ENV_JOB))
+            assert create(api_client, namespace, job("managed-ok"))["metadata"]["uid"]
+        # A clean stop removes Kopf's (non-persistent) webhooks from the configuration.
+        remaining = admission.read_validating_webhook_configuration(name).webhooks
+        assert not remaining
+    finally:
+        with contextlib.suppress(ApiException):
+            admission.delete_validating_webhook_configuration(name)
+
+
+def _wait_managed(api_client: client.ApiClient, name: str, operator: AdmissionOperator) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        try:
+            stored = client.AdmissionregistrationV1Api(api_client).read_validating_webhook_configuration(name)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+        else:
+            raw: dict[str, Any] = api_client.sanitize_for_serialization(stored)
+            webhooks: list[dict[str, Any]] = raw.get("webhooks") or []
+            if len(webhooks) == 2:
+                return webhooks
+        time.sleep(0.2)
+    raise TimeoutError(f"Kopf did not fill {name} within {READY_TIMEOUT_S}s:\n{operator.log_tail()}")
