@@ -8,6 +8,8 @@ Pins:
 - exit code 3 under Never -> Failed with exitCode 3;
 - OnFailure restarts a failing container (the emptyDir survives the restart) until it succeeds;
 - two pods sharing a node see disjoint GPU indices and the simulated-GPU marker;
+- force-deleted GPU pods (gone from the API at once, their processes still stopping) hand their GPUs to
+  the pods the scheduler binds next: those wait for them and run, none fails admission;
 - a pod asking for more GPUs than any node has stays Pending with the scheduler's FailedScheduling
   event (Insufficient nvidia.com/gpu);
 - deleting an owner garbage-collects its dependents through the real controller-manager, both ways:
@@ -20,6 +22,7 @@ Pins:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -293,4 +296,35 @@ def test_cpu_node_runs_pods_without_gpu_toleration(
         assert "nvidia.com/gpu" not in (core.read_node(node).status.capacity or {})
     finally:
         assert agent.stop() == 0, agent.tail()
+        core.delete_node(node)
+
+
+def test_force_deleted_gpu_pods_hand_their_gpus_to_the_next_ones(
+    start_node_agent: AgentStarter, core: client.CoreV1Api, namespace: str, tmp_path: Path
+) -> None:
+    """The bench's waves, made deterministic: one node with 2 GPUs, two pods that take a second to die on
+    SIGTERM, force-deleted and replaced at once by two pods needing the same GPUs, three times over."""
+    prefix = f"wave-{uuid.uuid4().hex[:6]}"
+    agent = start_node_agent(tmp_path / "agent", nodes=1, gpus_per_node=2, prefix=prefix)
+    (node,) = agent.node_names
+    slow_to_die = "trap 'sleep 1; exit 0' TERM; echo up; sleep 300 & wait"
+    try:
+        previous: list[str] = []
+        for wave in range(3):
+            names = [f"w{wave}-{i}" for i in range(2)]
+            for name in previous:
+                core.delete_namespaced_pod(name, namespace, grace_period_seconds=0)
+            for name in names:
+                core.create_namespaced_pod(namespace, pod_manifest(name, slow_to_die, gpus=1, node=node))
+            for name in names:
+                pod = wait_pod(core, namespace, name, phase_is("Running", "Failed", "Succeeded"), timeout=30)
+                assert pod.status.phase == "Running", f"{name}: {pod.status.reason}: {pod.status.message}"
+                # Running is reported at launch; wait for the trap, so the next delete finds it installed.
+                wait_pod(core, namespace, name, lambda p: agent.container_log(p, "main") == "up\n", timeout=30)
+            previous = names
+    finally:
+        assert agent.stop() == 0, agent.tail()
+        for name in previous:
+            with contextlib.suppress(ApiException):
+                core.delete_namespaced_pod(name, namespace, grace_period_seconds=0)
         core.delete_node(node)

@@ -16,8 +16,7 @@ from __future__ import annotations
 import base64
 import json
 import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -68,45 +67,23 @@ def core(api_client: client.ApiClient) -> client.CoreV1Api:
 
 
 @pytest.fixture
-def claim(core: client.CoreV1Api, namespace: str, tmp_path: Path) -> Iterator[str]:
-    """A claim bound (by the real PV controller) to a PV made for it: the scheduler only places pods whose
-    claims are bound. The agent stores the data in its own per-claim directory, not at the PV's path."""
-    name = f"pv-{uuid.uuid4().hex[:8]}"
-    core.create_persistent_volume(
-        {
-            "apiVersion": "v1",
-            "kind": "PersistentVolume",
-            "metadata": {"name": name},
-            "spec": {
-                "capacity": {"storage": "1Gi"},
-                "accessModes": ["ReadWriteOnce"],
-                "storageClassName": "manual",
-                "hostPath": {"path": str(tmp_path)},
-                "claimRef": {"namespace": namespace, "name": "ckpt"},
-            },
-        }
-    )
+def claim(core: client.CoreV1Api, namespace: str) -> str:
+    """A claim of the default class, bound to a PV the agent provisions for it: the scheduler only places
+    pods whose claims are bound. The PV points at the agent's per-claim directory, which the pod mounts."""
     core.create_namespaced_persistent_volume_claim(
         namespace,
         {
             "apiVersion": "v1",
             "kind": "PersistentVolumeClaim",
             "metadata": {"name": "ckpt"},
-            "spec": {
-                "accessModes": ["ReadWriteOnce"],
-                "storageClassName": "manual",
-                "resources": {"requests": {"storage": "1Gi"}},
-            },
+            "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
         },
     )
     wait_for(
         "the claim to bind",
         lambda: core.read_namespaced_persistent_volume_claim("ckpt", namespace).status.phase == "Bound",
     )
-    try:
-        yield "ckpt"
-    finally:
-        core.delete_persistent_volume(name)
+    return "ckpt"
 
 
 def claim_path(agent: RunningAgent, core: client.CoreV1Api, namespace: str, name: str) -> Path:

@@ -4,6 +4,8 @@ Pins:
 - a node never hands out more indices than it has, under any sequence of allocations and releases;
 - indices held at the same time on one node are distinct; nodes are independent;
 - allocation is idempotent per pod and freed by release;
+- a node short only by what releasing pods hold makes admission wait (bounded) for them; a node short
+  for any other reason, or still short when the wait ends, fails at once with the usual message;
 - the pod's count follows the scheduler's rule (max of largest init container and sum of app containers),
   split into disjoint per-container slices; init containers reuse the first indices;
 - the container env: NVIDIA_VISIBLE_DEVICES / CUDA_VISIBLE_DEVICES and the simulated-GPU marker,
@@ -12,6 +14,8 @@ Pins:
 
 from __future__ import annotations
 
+import threading
+import time
 from typing import Any
 
 import pytest
@@ -58,9 +62,47 @@ def test_two_pods_on_a_node_get_distinct_indices_and_release_frees() -> None:
     assert alloc.in_use("n0") == (0, 2, 3)
 
 
+def test_admission_waits_for_a_releasing_pod() -> None:
+    alloc = GpuAllocator({"n0": 2})
+    alloc.allocate("n0", "old", spec(2))
+    alloc.mark_releasing("old")
+    timer = threading.Timer(0.2, alloc.release, args=("old",))
+    started = time.monotonic()
+    timer.start()
+    try:
+        assert alloc.allocate("n0", "new", spec(2), wait=5.0).indices == (0, 1)
+    finally:
+        timer.cancel()
+    assert 0.15 < time.monotonic() - started < 2.0
+
+
+def test_admission_does_not_wait_for_what_is_not_coming() -> None:
+    alloc = GpuAllocator({"n0": 4})
+    alloc.allocate("n0", "busy", spec(3))
+    alloc.allocate("n0", "old", spec(1))
+    alloc.mark_releasing("old")
+    started = time.monotonic()
+    with pytest.raises(GpuUnavailableError, match="only 0 of 4 are free"):
+        alloc.allocate("n0", "big", spec(2), wait=5.0)  # "old" frees one, two are needed
+    assert time.monotonic() - started < 0.5
+    with pytest.raises(GpuUnavailableError, match="only 0 of 4 are free"):
+        alloc.allocate("n0", "late", spec(1), wait=0.2)  # "old" never goes: the wait ends, same error
+    gave_up = threading.Event()
+    timer = threading.Timer(0.1, lambda: (gave_up.set(), alloc.wake()))
+    started = time.monotonic()
+    timer.start()
+    with pytest.raises(GpuUnavailableError):
+        alloc.allocate("n0", "deleted", spec(1), wait=5.0, give_up=gave_up.is_set)
+    assert time.monotonic() - started < 2.0
+    alloc.release("old")
+    assert alloc.allocate("n0", "late", spec(1), wait=0.2).indices == (3,)
+
+
 def test_unknown_node_is_refused() -> None:
     with pytest.raises(GpuUnavailableError, match="not managed"):
         GpuAllocator({"n0": 1}).allocate("elsewhere", "a", spec(1))
+    with pytest.raises(GpuUnavailableError, match="not managed"):
+        GpuAllocator({"n0": 1}).allocate("elsewhere", "a", spec(1), wait=1.0)
 
 
 @given(

@@ -11,7 +11,8 @@ Pins:
 - deletion: SIGTERM first (the process traps it), then the final delete; devices are freed;
 - a pod deleted before it ever ran is just deleted;
 - a config error waits (CreateContainerConfigError) and retries; no free GPU -> Failed
-  (UnexpectedAdmissionError); a sandbox that blows up -> Failed (AgentError), the worker survives;
+  (UnexpectedAdmissionError), but GPUs still held by a pod whose object is gone are waited for; a
+  sandbox that blows up -> Failed (AgentError), the worker survives;
 - agent shutdown stops processes without writing to the API; a DELETED object releases the pod;
 - a pod a previous agent ran: Never -> Failed (killed), OnFailure -> restarted with restartCount + 1;
 - the pid journal kills leftovers of a previous instance, never a process that reused the pid;
@@ -342,6 +343,24 @@ def test_no_free_gpu_fails_the_pod(harness: Harness) -> None:
     wait_for(lambda: phase(harness) == "Failed")
     assert harness.api.last["reason"] == "UnexpectedAdmissionError"
     assert "requested 3 nvidia.com/gpu" in harness.api.last["message"]
+
+
+def test_gpus_of_a_vanished_pod_are_waited_for(harness: Harness, tmp_path: Path) -> None:
+    """A force-deleted pod disappears from the API while its processes still run (here: half a second
+    of SIGTERM handling); the pod the scheduler binds to its GPUs right away must get them, not fail."""
+    old = make_pod("trap 'sleep 0.5; exit 0' TERM; sleep 60 & wait", gpus=2)
+    gone = harness.run(old)
+    wait_for(lambda: phase(harness) == "Running")
+    time.sleep(0.1)  # let the shell install its trap
+    gone.deleted()
+    new = make_pod('echo "gpus=$CUDA_VISIBLE_DEVICES"', gpus=2)
+    harness.run(new)
+    wait_for(lambda: phase(harness) in ("Succeeded", "Failed"))
+    assert phase(harness) == "Succeeded", harness.api.last.get("message")
+    meta = new["metadata"]
+    log = agent_log_path(harness.settings.state_dir, meta["namespace"], meta["name"], meta["uid"], "main")
+    assert log.read_text() == "gpus=0,1\n"
+    wait_for(lambda: gone.finalized)
 
 
 def test_sandbox_error_fails_only_that_pod(harness: Harness) -> None:

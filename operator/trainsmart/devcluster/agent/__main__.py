@@ -45,6 +45,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--gpu-memory-mib", type=int, default=40960, help="nvidia.com/gpu.memory label")
     parser.add_argument("--resync-interval", type=float, default=30.0, help="seconds between full relists")
     parser.add_argument("--heartbeat-interval", type=float, default=10.0, help="seconds between heartbeats")
+    parser.add_argument(
+        "--no-provisioner",
+        action="store_true",
+        help="do not provision PersistentVolumes for claims (another agent or provisioner does)",
+    )
     parser.add_argument("--log-level", default="INFO")
     return parser.parse_args(argv)
 
@@ -68,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
             nodes=nodes,
             heartbeat_interval=args.heartbeat_interval,
             resync_interval=args.resync_interval,
+            provision_volumes=not args.no_provisioner,
         ),
         runtime,
     )

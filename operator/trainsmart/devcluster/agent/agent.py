@@ -8,6 +8,11 @@ event, an expired watch (410 Gone) or a dropped connection costs at most one int
 the nodes Ready. What must survive the agent itself lives in the state directory: a lock (one agent per
 state dir), the pids of running containers (so the next instance kills what a crashed one left instead of
 running a pod twice) and the container logs (`agent_log_path`).
+
+Beyond a kubelet's job, the agent is also the local cluster's dynamic volume provisioner (`provisioner.py`,
+on unless `provision_volumes=False`): nothing else there turns a PersistentVolumeClaim into a volume, and
+a pod whose claim stays unbound is never scheduled. It registers the default `trainsmart-local`
+StorageClass and backs each claim with the same per-claim directory the sandbox mounts.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from trainsmart.devcluster.agent.kubeio import (
 )
 from trainsmart.devcluster.agent.nodes import NodeConfig, NodeRegistrar
 from trainsmart.devcluster.agent.pods import PodRuntime, PodWorker, WorkerSettings
+from trainsmart.devcluster.agent.provisioner import VolumeProvisioner
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +63,10 @@ class AgentConfig:
     backoff_initial: float = 0.5
     backoff_max: float = 20.0
     shutdown_grace: float = 5.0
+    # How long a pod's admission waits for GPUs still held by pods being torn down.
+    gpu_admission_wait: float = 5.0
+    # Act as the cluster's volume provisioner (claims -> PVs), see the module docstring.
+    provision_volumes: bool = True
     # PATH for pods: the agent's own venv first, so `python` in a pod command is the project's.
     pod_path: str = field(
         default_factory=lambda: os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
@@ -99,6 +109,9 @@ class NodeAgent:
             self._service_event,
             config.resync_interval,
         )
+        self._provisioner = (
+            VolumeProvisioner(api, config.state_dir, config.resync_interval) if config.provision_volumes else None
+        )
         self._lock_file: IO[str] | None = None
 
     @property
@@ -138,10 +151,13 @@ class NodeAgent:
             backoff_initial=self._config.backoff_initial,
             backoff_max=self._config.backoff_max,
             shutdown_grace=self._config.shutdown_grace,
+            gpu_admission_wait=self._config.gpu_admission_wait,
         )
         self._registrar = NodeRegistrar(self._api, nodes, interval=self._config.heartbeat_interval)
         self._registrar.register()
         self._registrar.start()
+        if self._provisioner is not None:
+            self._provisioner.start()
         self._stopping.clear()
         self._dns_thread = threading.Thread(target=self._dns_loop, name="cluster-dns", daemon=True)
         self._dns_thread.start()
@@ -151,7 +167,9 @@ class NodeAgent:
     def stop(self, delete_nodes: bool = False) -> None:
         """Stop watching, stop every pod's processes (a short grace each), close the runtime. Pod objects
         keep their last status, as with a kubelet that goes away. `delete_nodes` is for throw-away agents
-        whose nodes must not attract pods afterwards."""
+        whose nodes must not attract pods afterwards. Provisioned volumes stay (they outlive the agent)."""
+        if self._provisioner is not None:
+            self._provisioner.stop()
         self._pod_watch.stop()
         self._service_watch.stop()
         self._stopping.set()
@@ -178,15 +196,16 @@ class NodeAgent:
 
     def _pods_listed(self, pods: list[dict[str, Any]]) -> None:
         """Level-based: every listed pod to its worker; workers whose pod is absent learn it is gone (a
-        DELETED event we missed); finished workers are forgotten."""
+        DELETED event we missed), before new pods are dispatched, so that a new pod bound to a gone pod's
+        GPUs waits for them instead of failing admission; finished workers are forgotten."""
         with self._lock:
             self._pods = {p["metadata"]["uid"]: p for p in pods}
             missing = [w for uid, w in self._workers.items() if uid not in self._pods]
         self._dns_dirty.set()
-        for pod in pods:
-            self._dispatch(pod, deleted=False)
         for worker in missing:
             worker.deleted()
+        for pod in pods:
+            self._dispatch(pod, deleted=False)
         with self._lock:
             for uid in [uid for uid, w in self._workers.items() if w.finalized]:
                 del self._workers[uid]

@@ -5,13 +5,21 @@ plugin's decision, made on the node. We mirror it so that two pods sharing a nod
 index in `CUDA_VISIBLE_DEVICES` (a trainer that pins rank N to its first visible device would otherwise
 collide), and so that a bug that over-commits a node fails loudly here instead of silently sharing.
 
-Everything in this module is pure except `GpuAllocator`, which only holds a lock around a dict.
+Everything in this module is pure except `GpuAllocator`, which only holds a condition around a dict.
+
+Admission waits, briefly, for pods that are being torn down. A force-deleted pod (grace 0) vanishes from
+the API at once, so the scheduler may bind a new pod to its GPUs while we are still stopping its processes;
+a kubelet would fail the newcomer with `UnexpectedAdmissionError`, which on a busy dev cluster is noise, not
+a finding. So a worker marks its pod `releasing` as soon as it learns the object is gone, and `allocate`
+waits (bounded) when the node is short only by what releasing pods still hold. A real over-commit still
+fails at once, with the same message.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -102,25 +110,73 @@ class GpuAllocator:
     def __init__(self, capacity_per_node: Mapping[str, int]) -> None:
         self._capacity = dict(capacity_per_node)
         self._held: dict[str, tuple[str, tuple[int, ...]]] = {}  # pod uid -> (node, indices)
-        self._lock = threading.Lock()
+        self._releasing: set[str] = set()  # uids whose processes are being stopped; their GPUs come back soon
+        self._changed = threading.Condition()
 
-    def allocate(self, node: str, pod_uid: str, pod_spec: Mapping[str, Any]) -> PodDevices:
-        """Devices for a pod on `node`; idempotent for a pod that already holds some."""
-        with self._lock:
-            if pod_uid in self._held:
-                indices = self._held[pod_uid][1]
-            else:
-                if node not in self._capacity:
-                    raise GpuUnavailableError(f"node {node!r} is not managed by this agent")
-                in_use = (i for n, held in self._held.values() if n == node for i in held)
-                indices = pick_free_indices(self._capacity[node], in_use, pod_gpu_count(pod_spec))
-                self._held[pod_uid] = (node, indices)
+    def allocate(
+        self,
+        node: str,
+        pod_uid: str,
+        pod_spec: Mapping[str, Any],
+        *,
+        wait: float = 0.0,
+        give_up: Callable[[], bool] | None = None,
+    ) -> PodDevices:
+        """Devices for a pod on `node`; idempotent for a pod that already holds some. When the node is short
+        only because releasing pods still hold devices, wait up to `wait` seconds for them (or until
+        `give_up()` says the caller no longer needs them; `wake()` makes it ask), then raise as usual."""
+        deadline = time.monotonic() + wait
+        with self._changed:
+            while True:
+                try:
+                    indices = self._allocate_locked(node, pod_uid, pod_spec)
+                    break
+                except GpuUnavailableError:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0 or (give_up is not None and give_up()):
+                        raise
+                    if not self._releasing_would_suffice(node, pod_gpu_count(pod_spec)):
+                        raise
+                    self._changed.wait(remaining)
         return PodDevices(indices, split_devices(pod_spec, indices))
 
+    def _allocate_locked(self, node: str, pod_uid: str, pod_spec: Mapping[str, Any]) -> tuple[int, ...]:
+        if pod_uid in self._held:
+            return self._held[pod_uid][1]
+        if node not in self._capacity:
+            raise GpuUnavailableError(f"node {node!r} is not managed by this agent")
+        indices = pick_free_indices(self._capacity[node], self._in_use_locked(node), pod_gpu_count(pod_spec))
+        self._held[pod_uid] = (node, indices)
+        return indices
+
+    def _in_use_locked(self, node: str) -> list[int]:
+        return [i for n, held in self._held.values() if n == node for i in held]
+
+    def _releasing_would_suffice(self, node: str, count: int) -> bool:
+        if node not in self._capacity:
+            return False
+        free = self._capacity[node] - len(self._in_use_locked(node))
+        coming = sum(len(held) for uid, (n, held) in self._held.items() if n == node and uid in self._releasing)
+        return coming > 0 and free + coming >= count
+
+    def mark_releasing(self, pod_uid: str) -> None:
+        """The pod is going (its object is gone): admissions may wait for its devices. A pod holding none
+        is not remembered (nothing to wait for, and nothing would ever forget it)."""
+        with self._changed:
+            if pod_uid in self._held:
+                self._releasing.add(pod_uid)
+
+    def wake(self) -> None:
+        """Make waiting admissions re-check their `give_up`."""
+        with self._changed:
+            self._changed.notify_all()
+
     def release(self, pod_uid: str) -> None:
-        with self._lock:
+        with self._changed:
             self._held.pop(pod_uid, None)
+            self._releasing.discard(pod_uid)
+            self._changed.notify_all()
 
     def in_use(self, node: str) -> tuple[int, ...]:
-        with self._lock:
-            return tuple(sorted(i for n, held in self._held.values() if n == node for i in held))
+        with self._changed:
+            return tuple(sorted(self._in_use_locked(node)))

@@ -5,7 +5,8 @@ thread starts the containers through the sandbox (`runtime.py` is the whole cont
 the restart policy with a growing back-off, writes status through the status subresource when (and only
 when) it changed, and honours graceful deletion: SIGTERM, SIGKILL after `deletionGracePeriodSeconds`, then
 the final delete with grace 0 and a UID precondition, as a kubelet does. A pod that cannot run at all
-(devices unavailable, an agent bug) ends `Failed` with a message instead of taking the agent down.
+(devices unavailable, an agent bug) ends `Failed` with a message instead of taking the agent down; devices
+still held by pods being torn down are waited for briefly first (see `gpus.py`).
 
 Limits, on purpose:
 - images are ignored: commands run on the host's filesystem (inside the sandbox's namespaces), with the
@@ -96,6 +97,8 @@ class WorkerSettings:
     backoff_max: float = 20.0
     backoff_reset_after: float = 60.0
     shutdown_grace: float = 5.0
+    # How long admission waits for GPUs still held by pods being torn down (see `gpus.py`).
+    gpu_admission_wait: float = 5.0
 
 
 @dataclass
@@ -183,11 +186,16 @@ class PodWorker:
         self._kick()
 
     def deleted(self) -> None:
+        """The object is gone. Said to the allocator here, on the agent's thread, so that a pod bound
+        next (the scheduler already counts these GPUs as free) waits for them instead of failing."""
         self._gone = True
+        self._gpus.mark_releasing(self.uid)
+        self._gpus.wake()  # in case this worker itself waits for devices: it no longer needs them
         self._kick()
 
     def stop(self) -> None:
         self._stopping = True
+        self._gpus.wake()
         self._kick()
 
     def join(self, timeout: float | None = None) -> None:
@@ -343,7 +351,14 @@ class PodWorker:
 
     def _ensure_sandbox(self, pod: Mapping[str, Any]) -> PodSandbox:
         if self._sandbox is None:
-            self._devices = self._gpus.allocate(self.node, self.uid, pod["spec"]).per_container
+            devices = self._gpus.allocate(
+                self.node,
+                self.uid,
+                pod["spec"],
+                wait=self._settings.gpu_admission_wait,
+                give_up=lambda: self._gone or self._stopping,
+            )
+            self._devices = devices.per_container
             self._sandbox = self._runtime.open_sandbox(pod)
             self._pod_ip = self._sandbox.ip
         return self._sandbox
@@ -410,12 +425,13 @@ class PodWorker:
             slot.process = None
 
     def _release(self) -> None:
-        """Give back the sandbox (processes are stopped by now) and the devices; keep the pod IP in status
-        as a kubelet does for finished pods."""
+        """Give back the devices, then the sandbox (processes are stopped by now); keep the pod IP in status
+        as a kubelet does for finished pods. Devices first: they are free the moment the processes are dead,
+        and a pod waiting for them should not also wait for the network and volume teardown."""
+        self._gpus.release(self.uid)
         if self._sandbox is not None:
             sandbox, self._sandbox = self._sandbox, None
             sandbox.close()
-        self._gpus.release(self.uid)
         self._journal.forget(self.uid)
 
     def _view(self, pod: Mapping[str, Any]) -> ps.PodView:

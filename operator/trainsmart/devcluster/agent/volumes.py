@@ -6,7 +6,8 @@ Layout (under `<state>/volumes/`), and why:
   They belong to one pod and are removed with it (`remove_pod_volumes`).
 * `claims/<namespace>/<claim>/<claim uid>`: persistentVolumeClaim volumes. Keyed by the claim's UID so a
   deleted and re-created claim of the same name starts empty, as real storage would; the directory
-  outlives every pod (checkpoints depend on it) and goes only when the claim does (`prune_claims`).
+  outlives every pod (checkpoints depend on it) and goes only when the claim does (`provisioner.py`
+  removes it with the claim's PV; `prune_claims` sweeps by a list of live claims).
 * hostPath volumes are the host path itself.
 
 Ownership and modes follow the kubelet: emptyDir and claim directories are created 0777 (any
@@ -87,6 +88,8 @@ def pod_volumes_dir(state_dir: Path, pod_uid: str) -> Path:
 
 
 def claim_dir(state_dir: Path, namespace: str, claim: str, claim_uid: str) -> Path:
+    """The one place that names a claim's directory: the sandbox mounts it and the provisioner's PV for the
+    claim points at it, so the two cannot drift apart."""
     return state_dir / "volumes" / "claims" / namespace / claim / claim_uid
 
 
