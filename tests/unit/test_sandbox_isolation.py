@@ -220,6 +220,24 @@ time.sleep(60)
 """
 
 
+def test_a_volume_over_the_agents_own_state_dir_still_starts(manager: SandboxManager, tmp_path: Path) -> None:
+    """Trainer pods mount an emptyDir at /tmp; the agent's state (and its namespace pins) may live under
+    /tmp too, as pytest's does. The container must start and see only the volume there."""
+    assert str(manager.ns_dir).startswith("/tmp/"), "the pins must sit under the volume for this to test anything"
+    scratch = tmp_path / "emptydir"
+    scratch.mkdir()
+    (scratch / "marker").write_text("volume")
+    p = pod("over-tmp")
+    sandbox = manager.create(p)
+    try:
+        code = "import os; print(sorted(os.listdir('/tmp')), flush=True)"
+        proc = sandbox.launch(launch(p, code, tmp_path / "over.log", mounts=[Mount(scratch, "/tmp")]))
+        assert wait(proc) == 0, (tmp_path / "over.log").read_text()
+        assert (tmp_path / "over.log").read_text().strip() == "['marker']"
+    finally:
+        sandbox.close()
+
+
 def test_nothing_is_left_behind(tmp_path: Path) -> None:
     state = tmp_path / "state"
     before = host_state(state, "tv", "tsbrul")

@@ -123,14 +123,17 @@ def test_working_dir_is_ensured_like_a_mount_point() -> None:
     assert plan([], ensure_dirs=["/workspace/run", "/"]).make_dirs == ["/st/root/workspace/run"]
 
 
-def test_script_merges_volumes_into_the_mirror_when_it_can(vol: Path, tmp_path: Path) -> None:
+def test_script_detaches_pins_before_mounting_volumes(vol: Path, tmp_path: Path) -> None:
+    """A volume may cover the agent's state dir (an emptyDir at /tmp); the pins must be gone first."""
     script, files = sm.render_script(plan([Mount(vol, "/var/run/secrets/x")]), tmp_path, sm.Tools())
-    assert set(files) == {"fstab.base", "fstab.mirror"}
-    assert f"{vol} /st/root/run/secrets/x" in files["fstab.mirror"]
-    assert script.index("fstab.base") < script.index("fstab.mirror") < script.index("umount -l /st/root/state/ns")
-    assert script.index("umount -l /st/root/state/ns") < script.index("pivot_root . .")
+    assert set(files) == {"fstab.base", "fstab.mirror", "fstab.volumes"}
+    assert f"{vol} /st/root/run/secrets/x" in files["fstab.volumes"]
+    assert f"{vol} " not in files["fstab.mirror"]
+    order = [script.index(s) for s in ("fstab.base", "fstab.mirror", "umount -l /st/root/state/ns", "fstab.volumes")]
+    assert order == sorted(order)
+    assert script.index("fstab.volumes") < script.index("pivot_root . .")
     assert script.rstrip().endswith("/usr/bin/rmdir /.ts-scratch")
-    assert script.count("\n") <= 14
+    assert script.count("\n") <= 15
 
 
 def test_script_makes_placeholders_between_mirror_and_volumes(tmp_path: Path) -> None:

@@ -264,21 +264,21 @@ class Tools:
 def render_script(plan: SetupPlan, fstab_dir: Path, tools: Tools) -> tuple[str, dict[str, str]]:
     """The `sh -c` text and the fstab files it reads (name -> content), written by the caller.
 
-    Volumes go into the same `mount -a` as the root mirror unless placeholders must be made in between
-    (a missing file target, a missing working directory); `pivot_root . .` then `umount -l .` switches
-    the root without a put-old directory. Every step is one short process: about eight in all.
+    Order matters: the root mirror first, then the namespace-pin copies are detached, and only then are
+    the volumes mounted. A volume may sit over the agent's own state dir (an emptyDir at `/tmp` while the
+    agent keeps its pins under `/tmp`); detached after the volumes, those copies would be out of reach and
+    the start would fail. Placeholders that volumes need (a missing file target, a missing working
+    directory) are made between the two. `pivot_root . .` then `umount -l .` switches the root without a
+    put-old directory. Every step is one short process: about eight in all.
     """
     q = shlex.quote
     root = plan.root
     between = [f": > {q(f)}" for f in plan.make_files]
     if plan.make_dirs:
         between.insert(0, f"{tools.mkdir} -p {' '.join(q(d) for d in plan.make_dirs)}")
-    files = {"fstab.base": "\n".join(plan.fstab_base) + "\n"}
-    if between:
-        files["fstab.mirror"] = "\n".join(plan.fstab_mirror) + "\n"
+    files = {"fstab.base": "\n".join(plan.fstab_base) + "\n", "fstab.mirror": "\n".join(plan.fstab_mirror) + "\n"}
+    if plan.fstab_volumes:
         files["fstab.volumes"] = "\n".join(plan.fstab_volumes) + "\n"
-    else:
-        files["fstab.mirror"] = "\n".join(plan.fstab_mirror + plan.fstab_volumes) + "\n"
     lines = ["set -e", f"{tools.mount} -a -T {q(str(fstab_dir / 'fstab.base'))}"]
     if plan.scratch_dirs:
         lines.append(f"{tools.mkdir} {' '.join(q(d) for d in plan.scratch_dirs)}")
@@ -288,8 +288,9 @@ def render_script(plan: SetupPlan, fstab_dir: Path, tools: Tools) -> tuple[str, 
     lines.append(f"{tools.mount} -a -T {q(str(fstab_dir / 'fstab.mirror'))}")
     if plan.detach:
         lines.append(f"{tools.umount} -l {' '.join(q(d) for d in plan.detach)}")
-    if between:
-        lines += [*between, f"{tools.mount} -a -T {q(str(fstab_dir / 'fstab.volumes'))}"]
+    lines += between
+    if plan.fstab_volumes:
+        lines.append(f"{tools.mount} -a -T {q(str(fstab_dir / 'fstab.volumes'))}")
     lines += [f"cd {q(root)}", f"{tools.pivot_root} . .", f"{tools.umount} -l .", "cd /"]
     if plan.scratch_dirs:
         lines += [f"{tools.umount} -l {SCRATCH}", f"{tools.rmdir} {SCRATCH}"]
