@@ -61,6 +61,125 @@ def _cmd_dev(args: argparse.Namespace) -> int:
     raise AssertionError(args.dev_command)
 
 
+def _cmd_operator(args: argparse.Namespace) -> int:
+    import kopf
+
+    import trainsmart.main  # noqa: F401 - registers the Kopf handlers
+    from trainsmart.handlers import OperatorOptions
+    from trainsmart.settings import NamespaceMode, OperatorSettings
+
+    namespaces = tuple(args.namespace or ())
+    report_port = args.report_port or None
+    report_url = args.report_url
+    if report_url is None and report_port is not None and args.report_host not in ("0.0.0.0", "::", ""):  # noqa: S104
+        report_url = f"http://{args.report_host}:{report_port}/v1/reports"
+    try:
+        settings = OperatorSettings(
+            report_url=report_url,
+            namespace_mode=NamespaceMode.LIST if namespaces else NamespaceMode.ALL,
+            namespaces=namespaces,
+        )
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    options = OperatorOptions(
+        settings=settings,
+        kubeconfig=args.kubeconfig,
+        report_host=args.report_host,
+        report_port=report_port,
+        peering=args.peering,
+    )
+    if args.webhook_port:
+        _enable_webhook(args)
+    kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat.PLAIN)
+    kopf.run(
+        clusterwide=not namespaces,
+        namespaces=namespaces,
+        standalone=args.peering is None,
+        peering_name=args.peering,
+        memo=kopf.Memo(options=options),
+    )
+    return 0
+
+
+def _add_operator_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from trainsmart.handlers.runtime import DEFAULT_REPORT_HOST, DEFAULT_REPORT_PORT
+
+    op = commands.add_parser("operator", help="run the operator (TrainingJob controller and report endpoint)")
+    op.add_argument(
+        "-n", "--namespace", action="append", help="watch this namespace (repeatable); default: all namespaces"
+    )
+    op.add_argument("--all-namespaces", action="store_true", help="watch every namespace (the default)")
+    op.add_argument("--kubeconfig", default=None, help="kubeconfig file; default: in-cluster, then $KUBECONFIG")
+    op.add_argument(
+        "--report-host", default=DEFAULT_REPORT_HOST, help=f"report endpoint address (default {DEFAULT_REPORT_HOST})"
+    )
+    op.add_argument("--report-port", type=int, default=DEFAULT_REPORT_PORT, help="report endpoint port; 0: no endpoint")
+    op.add_argument(
+        "--report-url",
+        default=None,
+        help="the endpoint's URL as pods reach it (injected into pods); default: from --report-host/--report-port "
+        "when the host is an address pods can reach, else pods send no reports",
+    )
+    op.add_argument("--peering", default=None, help="Kopf peering name (HA standby); default: standalone")
+    op.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    _add_webhook_arguments(op)
+    op.set_defaults(func=_cmd_operator)
+
+
+def _add_webhook_arguments(op: argparse.ArgumentParser) -> None:
+    import tempfile
+
+    from trainsmart.admission import MANAGED_CONFIGURATION_NAME
+
+    group = op.add_argument_group("admission webhook (validates TrainingJobs and HyperparamSweeps on create/update)")
+    group.add_argument("--webhook-port", type=int, default=0, help="HTTPS port of the webhook; 0 (default): no webhook")
+    group.add_argument("--webhook-host", default="0.0.0.0", help="address to listen on (default 0.0.0.0)")  # noqa: S104
+    group.add_argument(
+        "--webhook-cert-dir",
+        default=str(Path(tempfile.gettempdir()) / "trainsmart-webhook"),
+        help="directory with tls.crt, tls.key and ca.crt (e.g. a mounted kubernetes.io/tls Secret); issued there by "
+        "our own CA when absent",
+    )
+    group.add_argument(
+        "--webhook-url-host",
+        default=None,
+        help="host the apiserver calls, https://HOST:PORT/...; default: the listening address, loopback for 0.0.0.0",
+    )
+    group.add_argument(
+        "--webhook-service",
+        default=None,
+        metavar="NAMESPACE/NAME[:PORT]",
+        help="in a cluster: the Service in front of the webhook port, called instead of a URL (port default 443)",
+    )
+    group.add_argument(
+        "--webhook-configuration",
+        default=MANAGED_CONFIGURATION_NAME,
+        help=f"ValidatingWebhookConfiguration the operator keeps up to date (default {MANAGED_CONFIGURATION_NAME}); "
+        "empty: managed elsewhere (needs create/patch on validatingwebhookconfigurations otherwise)",
+    )
+
+
+def _enable_webhook(args: argparse.Namespace) -> None:
+    from trainsmart.admission import ServiceRef, enable_admission
+
+    service = None
+    if args.webhook_service:
+        namespace, _, rest = args.webhook_service.partition("/")
+        name, _, port = rest.partition(":")
+        if not namespace or not name:
+            raise SystemExit(f"error: --webhook-service {args.webhook_service!r}: write NAMESPACE/NAME[:PORT]")
+        service = ServiceRef(namespace, name, int(port) if port else 443)
+    enable_admission(
+        host=args.webhook_host,
+        port=args.webhook_port,
+        cert_dir=Path(args.webhook_cert_dir),
+        url_host=args.webhook_url_host,
+        service=service,
+        managed=args.webhook_configuration or None,
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     from trainsmart.devcluster.devenv import default_state_dir
 
@@ -89,6 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("-n", "--namespace", default="default", help="namespace (default: default)")
             sub.add_argument("-c", "--container", default=None, help="container name")
     dev.set_defaults(func=_cmd_dev)
+    _add_operator_parser(commands)
     return parser
 
 

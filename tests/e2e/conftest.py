@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -133,3 +134,128 @@ def node_agent(
     finally:
         code = agent.stop()
         assert code == 0, f"the node agent exited with {code}:\n{agent.tail()}"
+
+
+# ---- the operator, as `trainsmart operator` runs it ----------------------------------------------------------
+
+
+@dataclass
+class RunningOperator:
+    """A `python -m trainsmart.cli operator` process against the session control plane; restartable."""
+
+    argv: list[str]
+    log_path: Path
+    report_base: str
+    """Where tests reach the report endpoint (http://host:port)."""
+    process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 30.0) -> None:
+        with self.log_path.open("ab") as out:
+            self.process = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the operator exited with {self.process.returncode}:\n{self.tail()}")
+            try:
+                with urllib.request.urlopen(f"{self.report_base}/healthz", timeout=1) as response:  # noqa: S310
+                    if response.status == 200:
+                        return
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"the operator did not come up within {timeout:.0f}s:\n{self.tail()}")
+            time.sleep(0.1)
+
+    def kill(self) -> None:
+        """SIGKILL: no cleanup, as when a node dies or the OOM killer strikes."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    def stop(self, timeout: float = 20.0) -> int | None:
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+    def tail(self, lines: int = 60) -> str:
+        if not self.log_path.exists():
+            return ""
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def operator_argv(kubeconfig: Path, host: str, port: int, report_url: str) -> list[str]:
+    return [
+        sys.executable, "-m", "trainsmart.cli", "operator",
+        "--kubeconfig", str(kubeconfig),
+        "--report-host", host,
+        "--report-port", str(port),
+        "--report-url", report_url,
+    ]  # fmt: skip
+
+
+def pod_gateway(core: client.CoreV1Api, node_names: tuple[str, ...]) -> str:
+    """Where pods reach the host: the agent's nodes' InternalIP (the pod bridge's gateway address)."""
+    for node in core.list_node().items:
+        if node.metadata.name in node_names:
+            for address in node.status.addresses or []:
+                if address.type == "InternalIP" and address.address:
+                    return str(address.address)
+    raise RuntimeError(f"no InternalIP on nodes {node_names}")
+
+
+@pytest.fixture(scope="session")
+def e2e_crds(api_client: client.ApiClient) -> None:
+    """The generated CRDs, created if absent (the cluster tier's fixture is not visible here) and served."""
+    import yaml
+    from kubernetes.client.rest import ApiException
+
+    extensions = client.ApiextensionsV1Api(api_client)
+    objects = client.CustomObjectsApi(api_client)
+    for path in sorted((Path(__file__).resolve().parents[2] / "crds").glob("*.yaml")):
+        manifest = yaml.safe_load(path.read_text())
+        try:
+            extensions.create_custom_resource_definition(manifest)
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+        names = manifest["spec"]["names"]
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                objects.list_cluster_custom_object(manifest["spec"]["group"], "v1alpha1", names["plural"], limit=1)
+                break
+            except ApiException as exc:
+                if exc.status != 404 or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+
+
+@pytest.fixture(scope="session")
+def operator_process(
+    control_plane: ControlPlane,
+    api_client: client.ApiClient,
+    node_agent: RunningAgent,
+    e2e_crds: None,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[RunningOperator]:
+    """The operator, watching every namespace, its report endpoint on the pods' gateway address."""
+    from trainsmart.devcluster.controlplane import free_port
+
+    gateway = pod_gateway(client.CoreV1Api(api_client), node_agent.node_names)
+    port = free_port(gateway)
+    base = f"http://{gateway}:{port}"
+    argv = operator_argv(control_plane.admin_kubeconfig, gateway, port, f"{base}/v1/reports")
+    operator = RunningOperator(argv, tmp_path_factory.mktemp("operator") / "operator.log", base)
+    operator.start()
+    try:
+        yield operator
+    finally:
+        operator.stop()

@@ -1,0 +1,117 @@
+"""A per-job work queue: one reconcile at a time per job, coalesced triggers, rate limit, requeue, backoff.
+
+Why not Kopf's timers or daemons for "reconcile again in N seconds": Kopf puts a finalizer on every object
+that has a timer or daemon, so deleting a TrainingJob (by a user, or by its own TTL) would hang whenever
+the operator is down, and the children need no cleanup a finalizer could give (they are owned). This queue
+gives the same thing without touching the object: watch events (the job's, its pods') and accepted reports
+call `trigger`; a worker task per job runs the reconcile, then sleeps until the next trigger or the
+requeue time the reconcile returned. Triggers that arrive while a reconcile runs or waits are merged
+into one run, and runs of one job are at least `min_interval` apart, which bounds status patches per job
+(reports can arrive many times a second). A failing reconcile is retried with capped exponential backoff,
+so an unreachable API or a broken object never becomes a retry storm.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+from collections.abc import Awaitable, Callable, Hashable
+from dataclasses import dataclass, field
+from typing import Final, Generic, TypeVar
+
+log = logging.getLogger(__name__)
+
+K = TypeVar("K", bound=Hashable)
+Reconcile = Callable[[K], Awaitable[float | None]]
+"""Reconcile one key; returns seconds until the next reconcile, or None: only on the next trigger."""
+
+DEFAULT_MIN_INTERVAL_S: Final = 1.0
+MAX_BACKOFF_S: Final = 60.0
+
+
+@dataclass
+class _Slot:
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    due: float | None = None
+    """Loop time of a requested requeue (None: none)."""
+    task: asyncio.Task[None] | None = None
+
+
+class WorkQueue(Generic[K]):
+    """Runs `reconcile(key)` for triggered keys, serialised per key."""
+
+    def __init__(
+        self,
+        reconcile: Reconcile[K],
+        *,
+        min_interval: float = DEFAULT_MIN_INTERVAL_S,
+        max_backoff: float = MAX_BACKOFF_S,
+    ) -> None:
+        self._reconcile = reconcile
+        self._min_interval = min_interval
+        self._max_backoff = max_backoff
+        self._slots: dict[K, _Slot] = {}
+        self._closed = False
+
+    def trigger(self, key: K) -> None:
+        """Reconcile `key` soon (at once, or `min_interval` after its previous run)."""
+        if self._closed:
+            return
+        slot = self._slots.get(key)
+        if slot is None:
+            slot = self._slots[key] = _Slot()
+            slot.task = asyncio.get_running_loop().create_task(self._work(key, slot), name=f"reconcile {key}")
+        slot.wake.set()
+
+    def active(self) -> int:
+        return len(self._slots)
+
+    async def close(self) -> None:
+        """Stop every worker (a reconcile in progress is cancelled; the next operator redoes it)."""
+        self._closed = True
+        tasks = [slot.task for slot in self._slots.values() if slot.task is not None]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._slots.clear()
+
+    async def _wait(self, slot: _Slot) -> bool:
+        """Wait for a trigger or the requeue time; False when there is neither (the worker may end)."""
+        loop = asyncio.get_running_loop()
+        if slot.wake.is_set():
+            return True
+        if slot.due is None:
+            return False
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(slot.wake.wait(), max(slot.due - loop.time(), 0.0))
+        return True
+
+    async def _work(self, key: K, slot: _Slot) -> None:
+        loop = asyncio.get_running_loop()
+        last_run = -math.inf
+        failures = 0
+        while await self._wait(slot):
+            pause = last_run + self._min_interval - loop.time()
+            if pause > 0:
+                await asyncio.sleep(pause)
+            slot.wake.clear()
+            slot.due = None
+            last_run = loop.time()
+            try:
+                requeue = await self._reconcile(key)
+                failures = 0
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                failures += 1
+                requeue = min(self._max_backoff, self._min_interval * 2.0**failures)
+                log.exception("reconciling %s failed (attempt %d); retrying in %.0f s", key, failures, requeue)
+            if requeue is not None:
+                slot.due = loop.time() + max(requeue, 0.0)
+        # No await between the last check and here: a trigger cannot slip in and be lost.
+        if self._slots.get(key) is slot:
+            del self._slots[key]

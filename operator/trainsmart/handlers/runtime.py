@@ -1,0 +1,112 @@
+"""What the operator process holds while it runs: API client, controller, work queue, report server.
+
+Built once at Kopf startup from `OperatorOptions` (which the CLI passes in through Kopf's memo) and torn
+down at cleanup. The watch-event entry points live here so that the Kopf handlers in `main.py` stay one
+line each.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import kopf
+from aiohttp import web
+
+from trainsmart.builders import JOB_NAME_LABEL
+from trainsmart.handlers.queue import DEFAULT_MIN_INTERVAL_S, WorkQueue
+from trainsmart.handlers.trainingjob import TrainingJobController
+from trainsmart.kube import Kube, new_api_client
+from trainsmart.reports import JobKey, ReportInbox, TokenVerifier, build_report_app, start_report_server
+from trainsmart.settings import OperatorSettings
+
+log = logging.getLogger(__name__)
+
+DEFAULT_REPORT_HOST: Final = "0.0.0.0"  # noqa: S104 - in a cluster the endpoint must be reachable from pods
+DEFAULT_REPORT_PORT: Final = 8080
+
+
+@dataclass(frozen=True)
+class OperatorOptions:
+    """How this operator process runs (the CLI's flags); what pods get is in `settings`."""
+
+    settings: OperatorSettings = field(default_factory=OperatorSettings)
+    kubeconfig: str | None = None
+    report_host: str = DEFAULT_REPORT_HOST
+    report_port: int | None = DEFAULT_REPORT_PORT
+    """None: no report endpoint in this process."""
+    peering: str | None = None
+    """Kopf peering object name; None: standalone (one operator replica)."""
+    min_reconcile_interval: float = DEFAULT_MIN_INTERVAL_S
+    """Seconds between two reconciles of one job: bounds status patches per job (reports can be frequent)."""
+
+
+def kopf_connection(runtime: OperatorRuntime) -> kopf.ConnectionInfo:
+    """Kopf's credentials, taken from the controller's own client: Kopf then watches with exactly the
+    identity the controller writes with, whatever login method the kubeconfig (or the pod) uses."""
+    cfg = runtime.api.configuration
+    bearer = cfg.auth_settings().get("BearerToken", {}).get("value") or ""
+    scheme, _, token = str(bearer).partition(" ")
+    return kopf.ConnectionInfo(
+        server=str(cfg.host),
+        ca_path=cfg.ssl_ca_cert or None,
+        insecure=not cfg.verify_ssl,
+        scheme=scheme or None,
+        token=token or None,
+        certificate_path=cfg.cert_file or None,
+        private_key_path=cfg.key_file or None,
+        username=cfg.username or None,
+        password=cfg.password or None,
+    )
+
+
+def _key(body: Mapping[str, Any]) -> JobKey:
+    meta = body.get("metadata") or {}
+    return JobKey(str(meta.get("namespace", "")), str(meta.get("name", "")))
+
+
+class OperatorRuntime:
+    """The running operator's state; one per process."""
+
+    def __init__(self, options: OperatorOptions) -> None:
+        self.options = options
+        self.api = new_api_client(options.kubeconfig)
+        self.kube = Kube(self.api)
+        self.inbox = ReportInbox()
+        self.tokens = TokenVerifier(self.kube.read_report_token)
+        self.controller = TrainingJobController(self.kube, options.settings, self.inbox, self.tokens)
+        self.queue: WorkQueue[JobKey] = WorkQueue(
+            self.controller.reconcile, min_interval=options.min_reconcile_interval
+        )
+        self.reports: web.AppRunner | None = None
+
+    async def start(self) -> None:
+        if self.options.report_port is not None:
+            app = build_report_app(self.tokens, self.inbox, self.queue.trigger)
+            self.reports = await start_report_server(app, self.options.report_host, self.options.report_port)
+
+    async def stop(self) -> None:
+        if self.reports is not None:
+            await self.reports.cleanup()
+        await self.queue.close()
+        self.api.close()
+
+    def on_trainingjob_event(self, event: Mapping[str, Any]) -> None:
+        """Any change of a job (or the initial listing at startup) -> reconcile it, except our own echo."""
+        body = event.get("object") or {}
+        key = _key(body)
+        if event.get("type") == "DELETED":
+            self.controller.forget(key)
+        elif self.controller.is_own_echo(key, body):
+            return
+        self.queue.trigger(key)
+
+    def on_pod_event(self, event: Mapping[str, Any]) -> None:
+        """A replica pod changed -> reconcile the job named by its label."""
+        body = event.get("object") or {}
+        meta = body.get("metadata") or {}
+        job = (meta.get("labels") or {}).get(JOB_NAME_LABEL)
+        if isinstance(job, str) and job:
+            self.queue.trigger(JobKey(str(meta.get("namespace", "")), job))

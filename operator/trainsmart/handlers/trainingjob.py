@@ -1,0 +1,254 @@
+"""The TrainingJob controller's I/O side: read -> parse -> derive -> plan -> patch status -> act.
+
+One reconcile is a function of what is stored *now* (the job and its pods, read fresh from the API) plus
+the reports received since the last one, so it is level-based and safe to repeat: a half-finished plan is
+completed by the next run. Status is patched before anything else (only when it changed, with the
+resourceVersion it was derived from as a precondition) and the plan is carried out only once that patch
+succeeded: a restart is counted in status before any pod is deleted, so it is counted exactly once even
+if the operator dies in between. Events are posted after the patch, so a retried reconcile does not
+announce twice.
+
+Triggers (see `queue.WorkQueue`): every watch event of a job, every event of a pod labelled with a job
+name, every accepted report and the plan's `requeue_after`. Events that only echo the operator's own
+status patch are recognised by their resourceVersion and ignored, or every patch would cause another
+reconcile.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import pydantic
+
+from trainsmart.api import TrainingJob, TrainingJobStatus, format_validation_error
+from trainsmart.builders import (
+    build_checkpoint_pvc,
+    build_headless_service,
+    build_report_token_secret,
+    build_worker_pod,
+    name_problems,
+)
+from trainsmart.kube import Kube, ObjectRef, StatusConflictError, merge_patch
+from trainsmart.reports import JobKey, ReportInbox, TokenVerifier
+from trainsmart.settings import OperatorSettings
+from trainsmart.status import Plan, derive_trainingjob_status, invalid_spec_status, plan_trainingjob, status_events
+
+log = logging.getLogger(__name__)
+
+RESYNC_S: Final = 60.0
+"""Reconcile an unfinished job at least this often, events or not (GPU time, a lost watch event)."""
+NAME_TAKEN_RETRY_S: Final = 2.0
+"""A replica name still held by a pod of another object: look again soon, it is usually terminating."""
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _status_dict(status: TrainingJobStatus | None) -> dict[str, Any]:
+    return status.to_api() if status is not None else {}
+
+
+def parse_previous_status(body: Mapping[str, Any]) -> TrainingJobStatus | None:
+    """The stored status, or None when there is none or it does not parse (it is then rebuilt)."""
+    raw = body.get("status")
+    if not raw:
+        return None
+    try:
+        return TrainingJobStatus.model_validate(raw)
+    except pydantic.ValidationError:
+        log.warning("ignoring an unreadable status on %s", (body.get("metadata") or {}).get("name"))
+        return None
+
+
+def parse_job(body: Mapping[str, Any]) -> TrainingJob | list[str]:
+    """The parsed job, or the problems that make its spec unusable (one line each, with the field path)."""
+    try:
+        job = TrainingJob.model_validate({**body, "status": None})
+    except pydantic.ValidationError as error:
+        return format_validation_error(error, prefix="")
+    name = str((body.get("metadata") or {}).get("name", ""))
+    return name_problems(name, job.spec.replicas) or job
+
+
+def owned_pods(pods: Sequence[Mapping[str, Any]], uid: str) -> list[Mapping[str, Any]]:
+    """The pods whose controller is this job: a job re-created under the same name must not inherit the
+    previous one's terminating pods as failures."""
+    return [
+        pod
+        for pod in pods
+        if any(
+            ref.get("uid") == uid and ref.get("controller")
+            for ref in (pod.get("metadata") or {}).get("ownerReferences") or []
+        )
+    ]
+
+
+class TrainingJobController:
+    """Reconciles TrainingJobs; shared by the Kopf handlers and the report endpoint through the Kopf memo."""
+
+    def __init__(
+        self,
+        kube: Kube,
+        settings: OperatorSettings,
+        inbox: ReportInbox,
+        tokens: TokenVerifier,
+        *,
+        clock: Callable[[], datetime] = _now,
+    ) -> None:
+        self.kube = kube
+        self.settings = settings
+        self.inbox = inbox
+        self.tokens = tokens
+        self.clock = clock
+        self._accounted_until: dict[JobKey, datetime] = {}
+        self._written_versions: dict[JobKey, str] = {}
+        self._children_ensured: set[str] = set()
+
+    # ---- triggers (called by the Kopf handlers) ------------------------------------------------------------
+
+    def is_own_echo(self, key: JobKey, body: Mapping[str, Any]) -> bool:
+        """True for the watch event of the operator's own last status patch (nothing new to react to)."""
+        version = (body.get("metadata") or {}).get("resourceVersion")
+        return version is not None and self._written_versions.get(key) == version
+
+    def forget(self, key: JobKey) -> None:
+        """Drop what is remembered about a deleted job."""
+        self.inbox.forget(key)
+        self.tokens.forget(key)
+        self._accounted_until.pop(key, None)
+        self._written_versions.pop(key, None)
+
+    # ---- the reconcile -------------------------------------------------------------------------------------
+
+    async def reconcile(self, key: JobKey) -> float | None:
+        """One reconcile of `key`; returns seconds until the next one is due (None: on the next event)."""
+        body = await self.kube.get_trainingjob(key.namespace, key.name)
+        if body is None:
+            self.forget(key)
+            return None
+        meta = body.get("metadata") or {}
+        if meta.get("deletionTimestamp"):
+            return None  # going away; its children follow by owner reference
+        previous = parse_previous_status(body)
+        parsed = parse_job(body)
+        if isinstance(parsed, list):
+            return await self._reconcile_invalid(key, body, previous, parsed)
+        job = parsed
+        uid = str(meta.get("uid", ""))
+        pods = owned_pods(await self.kube.list_job_pods(key.namespace, key.name), uid)
+        reports = self.inbox.take(key)
+        now = self.clock()
+        status = derive_trainingjob_status(
+            job, pods, previous, reports, now, gpu_accounted_until=self._accounted_until.get(key)
+        )
+        plan = plan_trainingjob(job, pods, status, now)
+        try:
+            still_there = await self._write_status(key, body, previous, status, now)
+        except StatusConflictError:
+            log.info("%s changed while reconciling; deriving again", key)
+            self.inbox.put_back(key, reports)
+            return 0.0
+        except BaseException:
+            self.inbox.put_back(key, reports)
+            raise
+        if not still_there:
+            return None
+        taken = await self._act(key, job, body, pods, plan)
+        if taken:
+            return NAME_TAKEN_RETRY_S
+        if plan.requeue_after is not None:
+            return min(plan.requeue_after, RESYNC_S) if not plan.terminal else plan.requeue_after
+        return None if plan.terminal else RESYNC_S
+
+    async def _reconcile_invalid(
+        self, key: JobKey, body: Mapping[str, Any], previous: TrainingJobStatus | None, problems: list[str]
+    ) -> float | None:
+        """InvalidSpec (True, every problem listed) plus its Event; nothing else happens until the spec
+        changes, and that change is an event of its own, so no requeue: no retry storm on a bad spec."""
+        generation = (body.get("metadata") or {}).get("generation")
+        now = self.clock()
+        status = invalid_spec_status(previous, generation if isinstance(generation, int) else None, problems, now)
+        try:
+            await self._write_status(key, body, previous, status, now)
+        except StatusConflictError:
+            return 0.0
+        return None
+
+    async def _write_status(
+        self,
+        key: JobKey,
+        body: Mapping[str, Any],
+        previous: TrainingJobStatus | None,
+        status: TrainingJobStatus,
+        now: datetime,
+    ) -> bool:
+        """Patch the status if it changed, then announce the transitions; False when the job is gone.
+        StatusConflictError propagates: the caller requeues, and the next run derives from the newer object."""
+        old, new = _status_dict(previous), _status_dict(status)
+        if old == new:
+            self._accounted_until[key] = now
+            return True
+        version = str((body.get("metadata") or {}).get("resourceVersion", ""))
+        updated = await self.kube.patch_trainingjob_status(key.namespace, key.name, version, merge_patch(old, new))
+        if updated is None:
+            self.forget(key)
+            return False
+        self._accounted_until[key] = now
+        self._written_versions[key] = str((updated.get("metadata") or {}).get("resourceVersion", ""))
+        ref = ObjectRef.of(body)
+        for event in status_events(previous, status):
+            await self.kube.post_event(ref, event.type, event.reason, event.message)
+        for finding in _new_findings(previous, status):
+            await self.kube.post_event(ref, *finding)
+        return True
+
+    async def _act(
+        self, key: JobKey, job: TrainingJob, body: Mapping[str, Any], pods: Sequence[Mapping[str, Any]], plan: Plan
+    ) -> bool:
+        """Carry out `plan`; True when a replica name was still taken by a foreign pod."""
+        uid = str((body.get("metadata") or {}).get("uid", ""))
+        if plan.ensure_children and (plan.create or uid not in self._children_ensured):
+            await self._ensure_children(job)
+            self._children_ensured.add(uid)
+        uids = {str(pod["metadata"]["name"]): pod["metadata"].get("uid") for pod in pods}
+        for name in plan.delete:
+            await self.kube.delete_pod(key.namespace, name, uids.get(name))
+        taken = False
+        for index in plan.create:
+            created = await self.kube.create_if_absent(build_worker_pod(job, index, plan.attempt, self.settings))
+            taken = taken or not created
+        if plan.delete_job:
+            log.info("%s: ttlSecondsAfterFinished has passed; deleting the job", key)
+            await self.kube.delete_trainingjob(key.namespace, key.name, uid)
+            self._children_ensured.discard(uid)
+            self.forget(key)
+        return taken
+
+    async def _ensure_children(self, job: TrainingJob) -> None:
+        """The headless Service, the report-token Secret (when reports are on) and the checkpoint PVC."""
+        await self.kube.create_if_absent(build_headless_service(job, self.settings))
+        if self.settings.report_url is not None:
+            # Generated here and sent only to the API: never logged, never kept beyond this call. When
+            # the Secret exists already, creation fails with AlreadyExists and its token stays.
+            await self.kube.create_if_absent(build_report_token_secret(job, secrets.token_urlsafe(32)))
+        claim = build_checkpoint_pvc(job)
+        if claim is not None:
+            await self.kube.create_if_absent(claim)
+
+
+def _new_findings(previous: TrainingJobStatus | None, status: TrainingJobStatus) -> list[tuple[str, str, str]]:
+    """(type, reason, message) Events for trainer diagnostics that are new in `status`."""
+    seen = {(item.type, item.message) for item in (previous.diagnostics if previous is not None else [])}
+    out = []
+    for item in status.diagnostics:
+        if (item.type, item.message) in seen:
+            continue
+        kind = "Normal" if item.severity.value == "Info" else "Warning"
+        message = item.message + (f" Suggestion: {item.suggestion}" if item.suggestion else "")
+        out.append((kind, item.type, message))
+    return out

@@ -1,0 +1,265 @@
+"""The only module that writes to the Kubernetes API (and the few reads the controller needs).
+
+Why the synchronous `kubernetes` client run in worker threads (`asyncio.to_thread`) rather than aiohttp
+against the API: the client already handles every way of logging in that a kubeconfig or a pod can
+describe (client certificates, tokens, exec plugins, in-cluster service accounts) and its API paths are
+generated from the OpenAPI spec, while the controller makes a handful of short calls per reconcile, so a
+thread per call costs nothing that matters. `kubernetes_asyncio` would be the async twin, but it is not a
+dependency; hand-written aiohttp calls would re-implement authentication for no gain.
+
+Every write carries one field manager name (`FIELD_MANAGER`), so `managedFields` shows the operator as
+one actor. Writes are written to be repeated: creations tolerate AlreadyExists, deletions tolerate
+NotFound and carry a uid precondition (never delete a newer object that reuses the name), and the status
+patch carries the resourceVersion it was derived from (a conflict means "derive again", never "overwrite").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+import logging
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from kubernetes import client, config
+from kubernetes.client.rest import ApiException
+
+from trainsmart.api import GROUP, TRAININGJOB_PLURAL, VERSION
+from trainsmart.builders import REPORT_TOKEN_KEY, report_secret_name, selector_labels
+
+log = logging.getLogger(__name__)
+
+FIELD_MANAGER: Final = "trainsmart-operator"
+"""The one field manager name on every write the operator makes."""
+EVENT_SOURCE: Final = "trainsmart-operator"
+EVENT_MESSAGE_MAX_CHARS: Final = 1024
+MERGE_PATCH: Final = "application/merge-patch+json"
+
+
+class StatusConflictError(Exception):
+    """The job changed since it was read: the status patch was refused, derive again from a fresh read."""
+
+
+@dataclass(frozen=True)
+class ObjectRef:
+    """The object an Event is about."""
+
+    api_version: str
+    kind: str
+    namespace: str
+    name: str
+    uid: str
+
+    @classmethod
+    def of(cls, body: Mapping[str, Any]) -> ObjectRef:
+        meta = body.get("metadata") or {}
+        return cls(
+            str(body.get("apiVersion", "")),
+            str(body.get("kind", "")),
+            str(meta.get("namespace", "")),
+            str(meta.get("name", "")),
+            str(meta.get("uid", "")),
+        )
+
+
+def new_api_client(kubeconfig: str | None = None) -> client.ApiClient:
+    """A client for the cluster: `kubeconfig` if given, else in-cluster credentials, else $KUBECONFIG."""
+    if kubeconfig:
+        return config.new_client_from_config(config_file=kubeconfig)
+    try:
+        configuration = client.Configuration()
+        config.load_incluster_config(client_configuration=configuration)
+        return client.ApiClient(configuration)
+    except config.ConfigException:
+        return config.new_client_from_config()
+
+
+def merge_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    """The RFC 7386 merge patch turning `old` into `new`: removed keys become null, maps are diffed
+    recursively, lists and scalars are sent whole (so the conditions list is always written whole)."""
+    patch: dict[str, Any] = {key: None for key in old if key not in new}
+    for key, value in new.items():
+        before = old.get(key)
+        if isinstance(value, Mapping) and isinstance(before, Mapping):
+            nested = merge_patch(before, value)
+            if nested:
+                patch[key] = nested
+        elif key not in old or before != value:
+            patch[key] = value
+    return patch
+
+
+def _status_of(error: ApiException) -> int:
+    return int(error.status or 0)
+
+
+def _raw(response: Any) -> Any:
+    """The JSON of a `_preload_content=False` response: plain camelCase dicts, as the pure layer reads them."""
+    return json.loads(response.data)
+
+
+class Kube:
+    """Typed, awaitable wrappers around the calls the controller makes; one instance per operator."""
+
+    def __init__(self, api: client.ApiClient) -> None:
+        self.api = api
+        self.core = client.CoreV1Api(api)
+        self.objects = client.CustomObjectsApi(api)
+
+    # ---- reads -------------------------------------------------------------------------------------------
+
+    async def get_trainingjob(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The job as stored (a dict), or None when it does not exist."""
+        try:
+            body = await asyncio.to_thread(
+                self.objects.get_namespaced_custom_object, GROUP, VERSION, namespace, TRAININGJOB_PLURAL, name
+            )
+        except ApiException as error:
+            if _status_of(error) == 404:
+                return None
+            raise
+        return dict(body)
+
+    async def list_job_pods(self, namespace: str, job: str) -> list[dict[str, Any]]:
+        """Every pod carrying the job's selector labels, as API dicts (owner filtering is the caller's)."""
+        selector = ",".join(f"{key}={value}" for key, value in selector_labels(job).items())
+        response = await asyncio.to_thread(
+            self.core.list_namespaced_pod, namespace, label_selector=selector, _preload_content=False
+        )
+        items: list[dict[str, Any]] = _raw(response).get("items") or []
+        return items
+
+    async def read_report_token(self, namespace: str, job: str) -> str | None:
+        """The job's report token from its Secret; None when the Secret (or its key) does not exist."""
+        try:
+            response = await asyncio.to_thread(
+                self.core.read_namespaced_secret, report_secret_name(job), namespace, _preload_content=False
+            )
+        except ApiException as error:
+            if _status_of(error) == 404:
+                return None
+            raise
+        encoded = (_raw(response).get("data") or {}).get(REPORT_TOKEN_KEY)
+        if not isinstance(encoded, str):
+            return None
+        try:
+            return base64.b64decode(encoded, validate=True).decode()
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+
+    # ---- writes ------------------------------------------------------------------------------------------
+
+    async def create_if_absent(self, manifest: Mapping[str, Any]) -> bool:
+        """Create a namespaced core object (Pod, Service, Secret, PVC); False when the name already exists."""
+        kind = manifest["kind"]
+        namespace = manifest["metadata"]["namespace"]
+        create = {
+            "Pod": self.core.create_namespaced_pod,
+            "Service": self.core.create_namespaced_service,
+            "Secret": self.core.create_namespaced_secret,
+            "PersistentVolumeClaim": self.core.create_namespaced_persistent_volume_claim,
+        }[kind]
+        try:
+            await asyncio.to_thread(create, namespace, dict(manifest), field_manager=FIELD_MANAGER)
+        except ApiException as error:
+            if _status_of(error) == 409:
+                return False
+            raise
+        return True
+
+    async def delete_pod(self, namespace: str, name: str, uid: str | None) -> bool:
+        """Delete a pod with its own grace period (the trainer checkpoints on SIGTERM); False if gone.
+
+        The uid precondition keeps a late delete from hitting a newer pod that reuses the name."""
+        options = client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=uid) if uid else None)
+        try:
+            await asyncio.to_thread(self.core.delete_namespaced_pod, name, namespace, body=options)
+        except ApiException as error:
+            if _status_of(error) in (404, 409):
+                return False
+            raise
+        return True
+
+    async def delete_trainingjob(self, namespace: str, name: str, uid: str) -> bool:
+        """Delete the job (its children go with it by owner reference); False if already gone."""
+        options = client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=uid), propagation_policy="Background")
+        try:
+            await asyncio.to_thread(
+                self.objects.delete_namespaced_custom_object,
+                GROUP,
+                VERSION,
+                namespace,
+                TRAININGJOB_PLURAL,
+                name,
+                body=options,
+            )
+        except ApiException as error:
+            if _status_of(error) in (404, 409):
+                return False
+            raise
+        return True
+
+    async def patch_trainingjob_status(
+        self, namespace: str, name: str, resource_version: str, patch: Mapping[str, Any]
+    ) -> dict[str, Any] | None:
+        """Merge-patch `.status` on the status subresource, only if the job is still at `resource_version`.
+
+        Returns the updated job, None when it is gone; raises StatusConflictError when it changed meanwhile.
+        """
+        body = {"metadata": {"resourceVersion": resource_version}, "status": dict(patch)}
+        try:
+            updated = await asyncio.to_thread(
+                self.objects.patch_namespaced_custom_object_status,
+                GROUP,
+                VERSION,
+                namespace,
+                TRAININGJOB_PLURAL,
+                name,
+                body,
+                field_manager=FIELD_MANAGER,
+                _content_type=MERGE_PATCH,
+            )
+        except ApiException as error:
+            if _status_of(error) == 404:
+                return None
+            if _status_of(error) == 409:
+                raise StatusConflictError(f"{namespace}/{name} changed since it was read") from error
+            raise
+        return dict(updated)
+
+    async def post_event(self, regarding: ObjectRef, type_: str, reason: str, message: str) -> None:
+        """A core/v1 Event on `regarding` (what `kubectl describe` lists). Failures are logged, not raised:
+        an Event is a notification, and the status already holds the facts."""
+        now = datetime.now(UTC)
+        event = client.CoreV1Event(
+            metadata=client.V1ObjectMeta(
+                name=f"{regarding.name}.{secrets.token_hex(8)}", namespace=regarding.namespace
+            ),
+            involved_object=client.V1ObjectReference(
+                api_version=regarding.api_version,
+                kind=regarding.kind,
+                name=regarding.name,
+                namespace=regarding.namespace,
+                uid=regarding.uid,
+            ),
+            type=type_,
+            reason=reason,
+            message=message[:EVENT_MESSAGE_MAX_CHARS],
+            source=client.V1EventSource(component=EVENT_SOURCE),
+            reporting_component=EVENT_SOURCE,
+            reporting_instance=EVENT_SOURCE,
+            first_timestamp=now,
+            last_timestamp=now,
+            count=1,
+        )
+        try:
+            await asyncio.to_thread(
+                self.core.create_namespaced_event, regarding.namespace, event, field_manager=FIELD_MANAGER
+            )
+        except ApiException as error:
+            log.warning("could not post Event %s on %s/%s: %s", reason, regarding.namespace, regarding.name, error)

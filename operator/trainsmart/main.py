@@ -1,0 +1,83 @@
+"""Kopf wiring only: decorators -> the typed functions in `trainsmart.handlers`.
+
+Run with `trainsmart operator` (which passes `OperatorOptions` in Kopf's memo) or `kopf run -m
+trainsmart.main` (defaults). The TrainingJob and pod handlers are watch-event handlers, not Kopf's
+create/update/resume handlers: the reconcile is level-based (it reads the job and its pods afresh each
+time), so it needs no diff, no progress bookkeeping and no finalizer; it only needs to know *which* job to
+look at, and when.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import kopf
+
+from trainsmart.api import GROUP, TRAININGJOB_PLURAL, VERSION
+from trainsmart.builders import JOB_NAME_LABEL
+from trainsmart.handlers import OperatorOptions, OperatorRuntime
+from trainsmart.handlers.runtime import kopf_connection
+
+
+def configure_kopf(settings: kopf.OperatorSettings, options: OperatorOptions) -> None:
+    """Kopf's settings, each with the reason it differs from (or pins) the default."""
+    # One operator process reconciles everything (its work queue lives in memory). Peering, Kopf's way to
+    # pause a standby replica, is opt-in (--peering NAME, the peering CRD installed); left to auto-detect,
+    # Kopf would warn at every start of a cluster that has no peering CRD.
+    settings.peering.standalone = options.peering is None
+    if options.peering is not None:
+        settings.peering.name = options.peering
+        settings.peering.mandatory = True
+    # Kopf turns handler log lines into Events at INFO by default; the controller posts its own Events
+    # for status transitions, so only Kopf's warnings and errors (e.g. a crashed handler) become Events.
+    settings.posting.level = logging.WARNING
+    # Should any Kopf state ever be stored (the watch handlers store none), keep it under our own API
+    # group, not kopf.zalando.org, so it is obviously ours and removed with the operator's names.
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=GROUP, key="last-handled-configuration"
+    )
+    # No handler needs a finalizer (children are owned and garbage-collected; requeues are the work
+    # queue's, not Kopf timers'), so none is added; name it ours anyway for the day one is.
+    settings.persistence.finalizer = f"{GROUP}/finalizer"
+    # Ask the apiserver to end each watch after a few minutes and reconnect: a connection that died
+    # silently (NAT, load balancer) then costs minutes at most, never a stale operator.
+    settings.watching.server_timeout = 270
+    settings.watching.client_timeout = 300
+    settings.watching.connect_timeout = 10
+    settings.watching.reconnect_backoff = 1.0
+    # Kopf's Events carry our component name, so `kubectl get events` shows one actor for the operator.
+    settings.posting.reporting_component = "trainsmart-operator"
+
+
+@kopf.on.startup()
+async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    given = memo.get("options")
+    options = given if isinstance(given, OperatorOptions) else OperatorOptions()
+    configure_kopf(settings, options)
+    runtime = OperatorRuntime(options)
+    await runtime.start()
+    memo["runtime"] = runtime
+
+
+@kopf.on.login()
+def login(memo: kopf.Memo, **_: Any) -> kopf.ConnectionInfo:
+    return kopf_connection(memo["runtime"])
+
+
+@kopf.on.cleanup()
+async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    runtime = memo.get("runtime")
+    if isinstance(runtime, OperatorRuntime):
+        await runtime.stop()
+
+
+@kopf.on.event(GROUP, VERSION, TRAININGJOB_PLURAL)
+async def trainingjob_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    memo["runtime"].on_trainingjob_event(event)
+
+
+@kopf.on.event("v1", "pods", labels={JOB_NAME_LABEL: kopf.PRESENT})
+async def pod_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    memo["runtime"].on_pod_event(event)
