@@ -10,6 +10,7 @@ errors; namespace-pin copies are detached; fstab fields are escaped; mountinfo e
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -134,6 +135,24 @@ def test_script_detaches_pins_before_mounting_volumes(vol: Path, tmp_path: Path)
     assert script.index("fstab.volumes") < script.index("pivot_root . .")
     assert script.rstrip().endswith("/usr/bin/rmdir /.ts-scratch")
     assert script.count("\n") <= 15
+
+
+def test_runtime_paths_covered_by_a_volume_are_bound_back_on_top_of_it(tmp_path: Path) -> None:
+    """A checkout under /tmp and a pod with an emptyDir at /tmp: the venv must stay visible."""
+    scratch = tmp_path / "emptydir"
+    scratch.mkdir()
+    p = plan([Mount(scratch, "/tmp")], keep_visible=["/tmp/ci/main/.venv", "/work/main/operator"])
+    volumes = p.fstab_volumes
+    assert volumes[0].startswith(f"{scratch} /st/root/tmp ")
+    assert volumes[1] == "/tmp/ci/main/.venv /st/root/tmp/ci/main/.venv none rbind,ro,X-mount.mkdir 0 0"
+    assert len(volumes) == 2  # /work/main/operator is not under any volume: the mirror already shows it
+
+
+def test_runtime_paths_are_the_environment_and_the_source_roots() -> None:
+    paths = sm.runtime_paths()
+    assert paths
+    assert any(Path(sys.prefix).resolve() == Path(p) or str(Path(sys.prefix).resolve()).startswith(p) for p in paths)
+    assert all(Path(p).is_absolute() for p in paths)
 
 
 def test_script_makes_placeholders_between_mirror_and_volumes(tmp_path: Path) -> None:

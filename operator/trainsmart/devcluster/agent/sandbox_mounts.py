@@ -33,10 +33,12 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import os
 import posixpath
 import shlex
 import shutil
+import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -112,6 +114,22 @@ def normalize_container_path(path: str) -> str:
     return norm
 
 
+@functools.cache
+def runtime_paths() -> tuple[str, ...]:
+    """Host directories every container the agent runs needs at their own paths, whatever its volumes:
+    images are not used, so `python` in a pod command is the agent's own environment (`sys.prefix`), and
+    an editable install imports from the source roots, which may lie elsewhere. Nested ones are dropped."""
+    import trainsmart
+    import trainsmart_trainer
+
+    found = {
+        os.path.realpath(sys.prefix),
+        str(Path(trainsmart.__file__).resolve().parents[1]),
+        str(Path(trainsmart_trainer.__file__).resolve().parents[1]),
+    }
+    return tuple(sorted(p for p in found if not any(q != p and is_under(p, q) for q in found)))
+
+
 def is_under(path: str, parent: str) -> bool:
     return path == parent or path.startswith(parent.rstrip("/") + "/")
 
@@ -129,11 +147,15 @@ def plan_setup(
     hide: Iterable[str],
     fs: FsView,
     ensure_dirs: Sequence[str] = (),
+    keep_visible: Sequence[str] = (),
 ) -> SetupPlan:
     """Plan a container root at `root` (an empty host directory) with `mounts` at their container paths.
 
     `hide` are host mount points whose copies must not stay visible (namespace pins); `ensure_dirs`
     are container directories that must exist (the working directory), created like mount points.
+    `keep_visible` are host directories the container's command itself needs at their own paths (the
+    agent's Python environment and sources, see `runtime_paths`): one that a volume covers (a checkout
+    under /tmp, and a pod with an emptyDir at /tmp) is bound back read-only on top of that volume.
     """
     plan = SetupPlan(root=root)
     plan.fstab_base.append(fstab_line("tsroot", root, "tmpfs", "mode=755,unbindable"))
@@ -159,6 +181,10 @@ def plan_setup(
             opts += ",X-mount.mkdir"  # libmount creates it; safe, the target holds no symlinks
         plan.fstab_volumes.append(fstab_line(str(mount.host_path), target, "none", opts))
         placed.append((cpath, mount))
+    for keep in keep_visible:
+        keep = posixpath.normpath(keep)
+        if any(is_under(keep, cpath) for cpath, _ in placed):
+            plan.fstab_volumes.append(fstab_line(keep, root + keep, "none", "rbind,ro,X-mount.mkdir"))
     for wanted in ensure_dirs:
         if posixpath.normpath(wanted) != "/":
             target, missing = _mount_point(plan, normalize_container_path(wanted), "dir", placed, anchors, fs)

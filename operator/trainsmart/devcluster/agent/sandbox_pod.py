@@ -186,6 +186,7 @@ class NetnsSandbox:
                 [str(self.host.ns_dir)],
                 sm.host_fs_view(),
                 ensure_dirs=[launch.working_dir or "/"],
+                keep_visible=sm.runtime_paths(),
             )
         except sm.MountPlanError as exc:
             raise SandboxError(str(exc)) from exc
