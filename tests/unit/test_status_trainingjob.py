@@ -233,6 +233,38 @@ def test_permanent_failure_message_names_replica_code_reason_and_diagnostic() ->
     assert status.completion_time == NOW
 
 
+def _diagnostic_report(*diagnostics: dict[str, str]) -> TrainerReport:
+    return TrainerReport.model_validate(
+        {
+            "job": {"namespace": "ml", "name": "mnist"},
+            "kind": "diagnostic",
+            "time": iso(T0),
+            "totalEpochs": 5,
+            "device": {"type": "cpu"},
+            "diagnostics": list(diagnostics),
+        }
+    )
+
+
+def test_a_serious_diagnostic_raises_the_training_warning_condition_while_training_goes_on() -> None:
+    pods = [pod(JOB, 0), pod(JOB, 1)]
+    assert condition(derive(JOB, pods), Type.TRAINING_WARNING)[:2] == ("False", Reason.NO_TRAINING_WARNINGS)
+    info = {"type": "ClassImbalance", "severity": "Info", "message": "balanced weights applied"}
+    assert condition(derive(JOB, pods, reports=[_diagnostic_report(info)]), Type.TRAINING_WARNING)[0] == "False"
+
+    overfit = {
+        "type": "Overfitting",
+        "severity": "Warning",
+        "message": "validation loss rose for 3 epochs",
+        "suggestion": "raise weightDecay or dropout",
+    }
+    status = derive(JOB, pods, reports=[_diagnostic_report(info, overfit)])
+    state, reason, message = condition(status, Type.TRAINING_WARNING)
+    assert (state, reason) == ("True", "Overfitting")
+    assert message == "validation loss rose for 3 epochs; suggestion: raise weightDecay or dropout"
+    assert status.phase == Phase.RUNNING
+
+
 def test_root_cause_is_the_earliest_failure() -> None:
     pods = [
         pod(JOB, 0, "exited", code=10, finished=T0 + timedelta(minutes=3)),

@@ -70,6 +70,9 @@ class TrainingJobConditionType(StrEnum):
     FAILED = "Failed"
     SUSPENDED = "Suspended"
     INVALID_SPEC = "InvalidSpec"
+    # True while the trainer reports a Warning or Error diagnostic (overfitting, exploding gradients...):
+    # training goes on, but someone should look before more GPU hours go into it.
+    TRAINING_WARNING = "TrainingWarning"
 
 
 class SweepConditionType(StrEnum):
@@ -90,6 +93,7 @@ class Reason(StrEnum):
 
     # TrainingJob
     CHILDREN_CREATED = "ChildrenCreated"
+    NO_TRAINING_WARNINGS = "NoTrainingWarnings"
     WAITING_FOR_PODS = "WaitingForPods"
     ALL_REPLICAS_RUNNING = "AllReplicasRunning"
     TRAINING_SUCCEEDED = "TrainingSucceeded"

@@ -23,6 +23,7 @@ Semantics the decision module (`verdict`) documents in full; the times:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, Final
@@ -37,7 +38,7 @@ from trainsmart.api import (
     TrainingJobStatus,
 )
 from trainsmart.api.common import TRAINER_CONTAINER_NAME
-from trainsmart.api.trainingjob_status import ReplicaCounts
+from trainsmart.api.trainingjob_status import Diagnostic, ReplicaCounts
 from trainsmart.builders.common import job_generation, job_name, job_namespace
 from trainsmart.status import reasons
 from trainsmart.status.conditions import find_condition, make_condition, ordered, to_api_time
@@ -116,6 +117,17 @@ def _latest_diagnostic(status: TrainingJobStatus) -> str:
     return ""
 
 
+def _warning(diagnostics: Sequence[Diagnostic]) -> tuple[str, str] | None:
+    """(reason, message) of the newest Warning or Error diagnostic, for the TrainingWarning condition."""
+    for finding in reversed(diagnostics):
+        if finding.severity.value in ("Error", "Warning"):
+            reason = re.sub(r"[^A-Za-z0-9]", "", finding.type)
+            reason = reason if reason[:1].isalpha() else "TrainingDiagnostic"
+            message = finding.message + (f"; suggestion: {finding.suggestion}" if finding.suggestion else "")
+            return reason, message[:1024]
+    return None
+
+
 def _all_created(job: TrainingJob, views: Sequence[PodView]) -> bool:
     return len({view.index for view in views if view.index is not None and view.index < job.spec.replicas}) == (
         job.spec.replicas
@@ -123,9 +135,14 @@ def _all_created(job: TrainingJob, views: Sequence[PodView]) -> bool:
 
 
 def _conditions(
-    job: TrainingJob, previous: TrainingJobStatus, verdict: Verdict, created: bool, now: datetime
+    job: TrainingJob,
+    previous: TrainingJobStatus,
+    verdict: Verdict,
+    created: bool,
+    now: datetime,
+    diagnostics: Sequence[Diagnostic] = (),
 ) -> list[Condition]:
-    """All seven TrainingJob conditions, in their fixed order, each with a reason and a message."""
+    """All TrainingJob conditions, in their fixed order, each with a reason and a message."""
     generation = job_generation(job)
     phase, limit = verdict.phase, job.spec.run_policy.backoff_limit
     out: list[Condition] = []
@@ -194,6 +211,12 @@ def _conditions(
         put(Type.SUSPENDED, False, reasons.NOT_SUSPENDED, "spec.suspend is false")
 
     put(Type.INVALID_SPEC, False, Reason.SPEC_VALID, "the spec is valid")
+
+    warning = _warning(diagnostics)
+    if warning is not None:
+        put(Type.TRAINING_WARNING, True, *warning)
+    else:
+        put(Type.TRAINING_WARNING, False, Reason.NO_TRAINING_WARNINGS, "the trainer reports no warnings")
     return out
 
 
@@ -240,7 +263,7 @@ def derive_trainingjob_status(
             **common,
             "phase": verdict.phase,
             "restarts": verdict.restarts,
-            "conditions": _conditions(job, previous, verdict, _all_created(job, views), now),
+            "conditions": _conditions(job, previous, verdict, _all_created(job, views), now, folded.diagnostics),
             "start_time": None if verdict.phase == TrainingJobPhase.SUSPENDED else start_time,
             "completion_time": (previous.completion_time or to_api_time(now)) if finished else None,
         }
