@@ -153,7 +153,15 @@ def _read_secret(api: client.ApiClient, namespace: str, name: str) -> client.V1S
 
 
 def test_children_pods_and_pending_status(api_client: client.ApiClient, namespace: str, report_base: str) -> None:
-    spec = {"replicas": 2, "checkpoint": {"size": "1Gi"}, "trainer": {"config": CONFIG}}
+    # A GPU job with int quantities, as users write them (cpu: 2, a size in bytes): the manifests the
+    # operator sends must pass the client's body validation (quantities are strings on the wire).
+    spec = {
+        "replicas": 2,
+        "gpusPerReplica": 1,
+        "resources": {"limits": {"cpu": 2, "memory": "1Gi"}},
+        "checkpoint": {"size": 1073741824},
+        "trainer": {"config": CONFIG},
+    }
     created = create_job(api_client, namespace, "kids", spec)
     core = client.CoreV1Api(api_client)
     pods = wait_for(lambda: len(job_pods(api_client, namespace, "kids")) == 2, 30, "two pods") and job_pods(
@@ -162,6 +170,7 @@ def test_children_pods_and_pending_status(api_client: client.ApiClient, namespac
     assert sorted(p.metadata.name for p in pods) == ["kids-0", "kids-1"]
     for pod in pods:
         assert pod.metadata.labels[ATTEMPT_LABEL] == "0"
+        assert pod.spec.containers[0].resources.limits == {"cpu": "2", "memory": "1Gi", "nvidia.com/gpu": "1"}
         assert pod.metadata.owner_references[0].uid == created["metadata"]["uid"]
     service = core.read_namespaced_service("kids", namespace)
     assert service.spec.cluster_ip == "None"

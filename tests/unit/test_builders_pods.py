@@ -18,6 +18,7 @@ import json
 from typing import Any
 
 import pytest
+from kubernetes import client
 
 from trainsmart.api import TrainingJob
 from trainsmart.builders import build_worker_pod
@@ -149,14 +150,25 @@ def test_user_env_is_appended_and_cannot_redefine_the_contract() -> None:
     assert contract.LOCAL_RANK not in values
 
 
+def test_quantities_are_strings_on_the_wire_even_when_the_spec_has_ints() -> None:
+    """kubernetes client >= 35 rejects an int where a Quantity belongs: every GPU job failed to start."""
+    spec = {"gpusPerReplica": 2, "resources": {"requests": {"cpu": 2}, "limits": {"cpu": 4, "memory": 1073741824}}}
+    resources = trainer(build_worker_pod(make_job(spec), 0, 0, SETTINGS))["resources"]
+    assert resources == {
+        "requests": {"cpu": "2", "nvidia.com/gpu": "2"},
+        "limits": {"cpu": "4", "memory": "1073741824", "nvidia.com/gpu": "2"},
+    }
+    assert client.ApiClient().sanitize_for_serialization(resources) == resources
+
+
 def test_report_token_is_never_a_literal() -> None:
     pod = build_worker_pod(make_job(), 0, 0, SETTINGS)
     token = next(var for var in trainer(pod)["env"] if var["name"] == contract.REPORT_TOKEN)
     assert "value" not in token
 
 
-@pytest.mark.parametrize(("gpus", "expected_gpu"), [(0, None), (1, 1), (8, 8)])
-def test_gpu_resources_and_toleration(gpus: int, expected_gpu: int | None) -> None:
+@pytest.mark.parametrize(("gpus", "expected_gpu"), [(0, None), (1, "1"), (8, "8")])
+def test_gpu_resources_and_toleration(gpus: int, expected_gpu: str | None) -> None:
     spec = {
         "gpusPerReplica": gpus,
         "resources": {"requests": {"cpu": "4", "memory": "16Gi"}, "limits": {"memory": "32Gi"}},

@@ -31,6 +31,15 @@ _DNS_1035_LABEL: Final = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 DNS_LABEL_MAX: Final = 63
 
 
+def quantity(value: int | float | str) -> str:
+    """A resource quantity as the API's wire format wants it: always a string. The CRD accepts
+    int-or-string (`cpu: 2`, `size: 1073741824`), and kubernetes client >= 35 validates request bodies,
+    rejecting an int where a Quantity (a string) belongs."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return str(value)
+
+
 def job_name(job: TrainingJob) -> str:
     """metadata.name, which every child name derives from."""
     name = job.metadata.get("name")

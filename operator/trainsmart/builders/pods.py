@@ -33,6 +33,7 @@ from trainsmart.builders.common import (
     child_metadata,
     job_name,
     pod_name,
+    quantity,
     service_name,
 )
 from trainsmart.builders.env import trainer_env
@@ -93,11 +94,11 @@ def container_security_context(job: TrainingJob, settings: OperatorSettings) -> 
 
 def resource_requirements(job: TrainingJob) -> dict[str, Any]:
     """cpu/memory from `spec.resources`; GPUs from gpusPerReplica, with the request equal to the limit."""
-    requests: dict[str, Any] = dict(job.spec.resources.requests)
-    limits: dict[str, Any] = dict(job.spec.resources.limits)
+    requests: dict[str, Any] = {name: quantity(value) for name, value in job.spec.resources.requests.items()}
+    limits: dict[str, Any] = {name: quantity(value) for name, value in job.spec.resources.limits.items()}
     if job.spec.gpus_per_replica:
-        requests[GPU_RESOURCE] = job.spec.gpus_per_replica
-        limits[GPU_RESOURCE] = job.spec.gpus_per_replica
+        requests[GPU_RESOURCE] = quantity(job.spec.gpus_per_replica)
+        limits[GPU_RESOURCE] = quantity(job.spec.gpus_per_replica)
     out: dict[str, Any] = {}
     if requests:
         out["requests"] = requests

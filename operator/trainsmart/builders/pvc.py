@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from trainsmart.api import TrainingJob
-from trainsmart.builders.common import checkpoint_claim_name, child_metadata, job_name
+from trainsmart.builders.common import checkpoint_claim_name, child_metadata, job_name, quantity
 
 
 def checkpoint_access_modes(replicas: int) -> list[str]:
@@ -28,7 +28,7 @@ def build_checkpoint_pvc(job: TrainingJob) -> dict[str, Any] | None:
         return None
     spec: dict[str, Any] = {
         "accessModes": checkpoint_access_modes(job.spec.replicas),
-        "resources": {"requests": {"storage": checkpoint.size}},
+        "resources": {"requests": {"storage": quantity(checkpoint.size)}},
     }
     if checkpoint.storage_class_name is not None:
         spec["storageClassName"] = checkpoint.storage_class_name
