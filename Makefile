@@ -33,6 +33,10 @@ $(STAMP): pyproject.toml scripts/install-system-deps.sh scripts/pick-python.sh
 k8s: $(STAMP) ## find or build etcd + kube-apiserver + scheduler + controller-manager (cached)
 	$(BIN)/trainsmart dev provision
 
+.PHONY: demo
+demo: k8s ## local GPU cluster + operator + a 2-replica DDP TrainingJob, live progress, then all stopped
+	$(BIN)/python scripts/demo.py
+
 .PHONY: lint
 lint: $(STAMP) ## ruff + mypy --strict on operator/ and trainer_image/, hadolint on the Dockerfiles
 	$(BIN)/ruff check .
@@ -73,6 +77,10 @@ bench-trainer: $(STAMP) ## trainer quality, overhead vs a hand-written loop, 1 v
 	$(BIN)/python bench/trainer_quality.py
 	$(BIN)/python bench/trainer_overhead.py
 	$(BIN)/python bench/trainer_ddp.py
+
+.PHONY: bench-operator
+bench-operator: k8s ## operator apply->pods latency vs raw pod creates, 200-job throughput, RSS with 1,000 jobs
+	$(BIN)/python bench/operator.py
 
 .PHONY: clean
 clean: ## remove the venv and caches (not the cached Kubernetes binaries)
