@@ -107,7 +107,8 @@ class TrainingJobController:
         self.clock = clock
         self._accounted_until: dict[JobKey, datetime] = {}
         self._written_versions: dict[JobKey, str] = {}
-        self._children_ensured: set[str] = set()
+        # job -> uid of the incarnation whose Service/Secret/PVC exist (a re-created job gets a new uid).
+        self._children_ensured: dict[JobKey, str] = {}
 
     # ---- triggers (called by the Kopf handlers) ------------------------------------------------------------
 
@@ -122,6 +123,7 @@ class TrainingJobController:
         self.tokens.forget(key)
         self._accounted_until.pop(key, None)
         self._written_versions.pop(key, None)
+        self._children_ensured.pop(key, None)
 
     # ---- the reconcile -------------------------------------------------------------------------------------
 
@@ -212,9 +214,9 @@ class TrainingJobController:
     ) -> bool:
         """Carry out `plan`; True when a replica name was still taken by a foreign pod."""
         uid = str((body.get("metadata") or {}).get("uid", ""))
-        if plan.ensure_children and (plan.create or uid not in self._children_ensured):
+        if plan.ensure_children and (plan.create or self._children_ensured.get(key) != uid):
             await self._ensure_children(job)
-            self._children_ensured.add(uid)
+            self._children_ensured[key] = uid
         uids = {str(pod["metadata"]["name"]): pod["metadata"].get("uid") for pod in pods}
         for name in plan.delete:
             await self.kube.delete_pod(key.namespace, name, uids.get(name))
@@ -225,7 +227,6 @@ class TrainingJobController:
         if plan.delete_job:
             log.info("%s: ttlSecondsAfterFinished has passed; deleting the job", key)
             await self.kube.delete_trainingjob(key.namespace, key.name, uid)
-            self._children_ensured.discard(uid)
             self.forget(key)
         return taken
 
