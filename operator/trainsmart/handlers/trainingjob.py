@@ -16,6 +16,7 @@ reconcile.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 from collections.abc import Callable, Mapping, Sequence
@@ -150,7 +151,7 @@ class TrainingJobController:
         )
         plan = plan_trainingjob(job, pods, status, now)
         try:
-            still_there = await self._write_status(key, body, previous, status, now)
+            events = await self._write_status(key, body, previous, status, now)
         except StatusConflictError:
             log.info("%s changed while reconciling; deriving again", key)
             self.inbox.put_back(key, reports)
@@ -158,9 +159,10 @@ class TrainingJobController:
         except BaseException:
             self.inbox.put_back(key, reports)
             raise
-        if not still_there:
+        if events is None:
             return None
         taken = await self._act(key, job, body, pods, plan)
+        await self._post_events(body, events)
         if taken:
             return NAME_TAKEN_RETRY_S
         if plan.requeue_after is not None:
@@ -176,9 +178,10 @@ class TrainingJobController:
         now = self.clock()
         status = invalid_spec_status(previous, generation if isinstance(generation, int) else None, problems, now)
         try:
-            await self._write_status(key, body, previous, status, now)
+            events = await self._write_status(key, body, previous, status, now)
         except StatusConflictError:
             return 0.0
+        await self._post_events(body, events or [])
         return None
 
     async def _write_status(
@@ -188,26 +191,28 @@ class TrainingJobController:
         previous: TrainingJobStatus | None,
         status: TrainingJobStatus,
         now: datetime,
-    ) -> bool:
-        """Patch the status if it changed, then announce the transitions; False when the job is gone.
-        StatusConflictError propagates: the caller requeues, and the next run derives from the newer object."""
+    ) -> list[tuple[str, str, str]] | None:
+        """Patch the status if it changed; returns the Events that announce its transitions (None when the
+        job is gone). StatusConflictError propagates: the caller requeues, and the next run derives from the
+        newer object. The caller posts the Events after acting, so they never delay the pods."""
         old, new = _status_dict(previous), _status_dict(status)
         if old == new:
             self._accounted_until[key] = now
-            return True
+            return []
         version = str((body.get("metadata") or {}).get("resourceVersion", ""))
         updated = await self.kube.patch_trainingjob_status(key.namespace, key.name, version, merge_patch(old, new))
         if updated is None:
             self.forget(key)
-            return False
+            return None
         self._accounted_until[key] = now
         self._written_versions[key] = str((updated.get("metadata") or {}).get("resourceVersion", ""))
+        events = [(event.type, event.reason, event.message) for event in status_events(previous, status)]
+        return events + _new_findings(previous, status)
+
+    async def _post_events(self, body: Mapping[str, Any], events: Sequence[tuple[str, str, str]]) -> None:
         ref = ObjectRef.of(body)
-        for event in status_events(previous, status):
-            await self.kube.post_event(ref, event.type, event.reason, event.message)
-        for finding in _new_findings(previous, status):
-            await self.kube.post_event(ref, *finding)
-        return True
+        for kind, reason, message in events:
+            await self.kube.post_event(ref, kind, reason, message)
 
     async def _act(
         self, key: JobKey, job: TrainingJob, body: Mapping[str, Any], pods: Sequence[Mapping[str, Any]], plan: Plan
@@ -220,10 +225,11 @@ class TrainingJobController:
         uids = {str(pod["metadata"]["name"]): pod["metadata"].get("uid") for pod in pods}
         for name in plan.delete:
             await self.kube.delete_pod(key.namespace, name, uids.get(name))
-        taken = False
-        for index in plan.create:
-            created = await self.kube.create_if_absent(build_worker_pod(job, index, plan.attempt, self.settings))
-            taken = taken or not created
+        # Replicas are independent objects: created concurrently, as a gang is wanted anyway.
+        created = await asyncio.gather(
+            *(self.kube.create_if_absent(build_worker_pod(job, i, plan.attempt, self.settings)) for i in plan.create)
+        )
+        taken = not all(created)
         if plan.delete_job:
             log.info("%s: ttlSecondsAfterFinished has passed; deleting the job", key)
             await self.kube.delete_trainingjob(key.namespace, key.name, uid)
@@ -232,14 +238,16 @@ class TrainingJobController:
 
     async def _ensure_children(self, job: TrainingJob) -> None:
         """The headless Service, the report-token Secret (when reports are on) and the checkpoint PVC."""
-        await self.kube.create_if_absent(build_headless_service(job, self.settings))
+        children = [build_headless_service(job, self.settings)]
         if self.settings.report_url is not None:
             # Generated here and sent only to the API: never logged, never kept beyond this call. When
             # the Secret exists already, creation fails with AlreadyExists and its token stays.
-            await self.kube.create_if_absent(build_report_token_secret(job, secrets.token_urlsafe(32)))
+            children.append(build_report_token_secret(job, secrets.token_urlsafe(32)))
         claim = build_checkpoint_pvc(job)
         if claim is not None:
-            await self.kube.create_if_absent(claim)
+            children.append(claim)
+        # Independent of each other, so concurrently; all exist before any pod that refers to them.
+        await asyncio.gather(*(self.kube.create_if_absent(child) for child in children))
 
 
 def _new_findings(previous: TrainingJobStatus | None, status: TrainingJobStatus) -> list[tuple[str, str, str]]:
