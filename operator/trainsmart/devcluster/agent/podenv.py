@@ -24,7 +24,9 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
+
+_V = TypeVar("_V")
 
 _ENV_NAME = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
 _SUBSCRIPT = re.compile(r"^metadata\.(labels|annotations)\['(.+)'\]$")
@@ -284,31 +286,27 @@ def _value_from(
         return resource_field_value(target, ref["resource"], str(divisor) if divisor else None, node_allocatable)
     if value_from.get("configMapKeyRef"):
         ref = value_from["configMapKeyRef"]
-        optional = bool(ref.get("optional"))
         cm = sources.config_map(ref["name"])
-        if cm is None:
-            if optional:
-                return None
-            raise EnvResolutionError(f'configmap "{ref["name"]}" not found')
-        if ref["key"] not in cm.data:
-            if optional:
-                return None
-            raise EnvResolutionError(f"couldn't find key {ref['key']} in ConfigMap {ns}/{ref['name']}")
-        return cm.data[ref["key"]]
+        return _key_ref(ref, ns, "configmap", "ConfigMap", None if cm is None else cm.data)
     if value_from.get("secretKeyRef"):
         ref = value_from["secretKeyRef"]
-        optional = bool(ref.get("optional"))
-        secret = sources.secret(ref["name"])
-        if secret is None:
-            if optional:
-                return None
-            raise EnvResolutionError(f'secret "{ref["name"]}" not found')
-        if ref["key"] not in secret:
-            if optional:
-                return None
-            raise EnvResolutionError(f"couldn't find key {ref['key']} in Secret {ns}/{ref['name']}")
-        return _decode(secret[ref["key"]])
+        value = _key_ref(ref, ns, "secret", "Secret", sources.secret(ref["name"]))
+        return None if value is None else _decode(value)
     raise EnvResolutionError(f"unsupported valueFrom: {sorted(value_from)}")
+
+
+def _key_ref(ref: Mapping[str, Any], ns: str, noun: str, kind: str, data: Mapping[str, _V] | None) -> _V | None:
+    """One key of a ConfigMap or Secret, with the kubelet's `optional` rules and its error wording."""
+    optional = bool(ref.get("optional"))
+    if data is None:
+        if optional:
+            return None
+        raise EnvResolutionError(f'{noun} "{ref["name"]}" not found')
+    if ref["key"] not in data:
+        if optional:
+            return None
+        raise EnvResolutionError(f"couldn't find key {ref['key']} in {kind} {ns}/{ref['name']}")
+    return data[ref["key"]]
 
 
 def container_argv(container: Mapping[str, Any], env: Mapping[str, str]) -> list[str]:
