@@ -56,8 +56,12 @@ crds-check: $(STAMP) ## fail when crds/ or the chart's copy drifted from the mod
 test-unit: $(STAMP) ## the fast tier: pure unit tests, no control plane
 	$(BIN)/pytest -m "not cluster and not e2e" $(PYTEST_ARGS)
 
+.PHONY: prometheus
+prometheus: ## Debian's prometheus binary for the scrape-and-query test (never started as a service)
+	bash scripts/install-prometheus.sh
+
 .PHONY: test
-test: lint crds-check k8s ## everything: lint, CRD drift, unit, real-cluster and end-to-end tests
+test: lint crds-check k8s prometheus ## everything: lint, CRD drift, unit, real-cluster and end-to-end tests
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 .PHONY: dev-up
