@@ -88,6 +88,8 @@ def _cmd_operator(args: argparse.Namespace) -> int:
         report_host=args.report_host,
         report_port=report_port,
         peering=args.peering,
+        metrics_host=args.metrics_host,
+        metrics_port=args.metrics_port or None,
     )
     if args.webhook_port:
         _enable_webhook(args)
@@ -97,13 +99,29 @@ def _cmd_operator(args: argparse.Namespace) -> int:
         namespaces=namespaces,
         standalone=args.peering is None,
         peering_name=args.peering,
+        priority=_peering_priority(args),
+        liveness_endpoint=f"http://0.0.0.0:{args.liveness_port}/healthz" if args.liveness_port else None,
         memo=kopf.Memo(options=options),
     )
     return 0
 
 
+def _peering_priority(args: argparse.Namespace) -> int | None:
+    """The peering priority: given, or random when peering is on (equal priorities pause everyone)."""
+    import secrets
+
+    if args.peering_priority is not None:
+        return int(args.peering_priority)
+    return secrets.randbelow(2**31) + 1 if args.peering else None
+
+
 def _add_operator_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from trainsmart.handlers.runtime import DEFAULT_REPORT_HOST, DEFAULT_REPORT_PORT
+    from trainsmart.handlers.runtime import (
+        DEFAULT_METRICS_HOST,
+        DEFAULT_METRICS_PORT,
+        DEFAULT_REPORT_HOST,
+        DEFAULT_REPORT_PORT,
+    )
 
     op = commands.add_parser("operator", help="run the operator (TrainingJob controller and report endpoint)")
     op.add_argument(
@@ -121,7 +139,28 @@ def _add_operator_parser(commands: argparse._SubParsersAction[argparse.ArgumentP
         help="the endpoint's URL as pods reach it (injected into pods); default: from --report-host/--report-port "
         "when the host is an address pods can reach, else pods send no reports",
     )
+    op.add_argument(
+        "--metrics-host",
+        default=DEFAULT_METRICS_HOST,
+        help=f"Prometheus /metrics address (default {DEFAULT_METRICS_HOST})",
+    )
+    op.add_argument(
+        "--metrics-port",
+        type=int,
+        default=DEFAULT_METRICS_PORT,
+        help=f"Prometheus /metrics port (default {DEFAULT_METRICS_PORT}); 0: not served",
+    )
     op.add_argument("--peering", default=None, help="Kopf peering name (HA standby); default: standalone")
+    op.add_argument(
+        "--peering-priority",
+        type=int,
+        default=None,
+        help="this replica's peering priority (the highest live one acts, the others stand by); default: random, "
+        "so that replicas started from one template never tie (Kopf pauses every replica on a tie)",
+    )
+    op.add_argument(
+        "--liveness-port", type=int, default=0, help="serve Kopf's liveness probe on 0.0.0.0:PORT/healthz; 0: off"
+    )
     op.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     _add_webhook_arguments(op)
     op.set_defaults(func=_cmd_operator)

@@ -83,6 +83,7 @@ class ReportInbox:
 
 
 TokenReader = Callable[[str, str], Awaitable[str | None]]
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 class Check(NamedTuple):
@@ -163,9 +164,14 @@ def _claimed_job(raw: bytes) -> JobKey | None:
 
 
 def build_report_app(
-    verifier: TokenVerifier, inbox: ReportInbox, on_report: Callable[[JobKey], None]
+    verifier: TokenVerifier,
+    inbox: ReportInbox,
+    on_report: Callable[[JobKey], None],
+    *,
+    on_response: Callable[[int], None] | None = None,
 ) -> web.Application:
-    """The aiohttp application; `on_report` is called after a report was queued (to trigger a reconcile)."""
+    """The aiohttp application; `on_report` is called after a report was queued (to trigger a reconcile),
+    `on_response` with the HTTP status of every answer to a report request (the operator's metrics)."""
 
     async def receive(request: web.Request, key: JobKey | None) -> web.Response:
         token = _bearer(request)
@@ -204,7 +210,14 @@ def build_report_app(
     async def healthz(_: web.Request) -> web.Response:
         return web.Response(text="ok")
 
-    app = web.Application(client_max_size=MAX_BODY_BYTES)
+    @web.middleware
+    async def observed(request: web.Request, handler: Handler) -> web.StreamResponse:
+        response = await handler(request)
+        if on_response is not None and request.path.startswith(REPORT_PATH):
+            on_response(response.status)
+        return response
+
+    app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[observed] if on_response else [])
     app.router.add_post(REPORT_PATH, by_body)
     app.router.add_post(REPORT_PATH + "/{namespace}/{name}", by_path)
     app.router.add_get("/healthz", healthz)

@@ -148,6 +148,8 @@ class RunningOperator:
     report_base: str
     """Where tests reach the report endpoint (http://host:port)."""
     process: subprocess.Popen[bytes] | None = None
+    metrics_base: str = ""
+    """Where tests (and a test's Prometheus) reach the operator's /metrics (http://host:port); "" when off."""
 
     def start(self, timeout: float = 30.0) -> None:
         with self.log_path.open("ab") as out:
@@ -191,13 +193,20 @@ class RunningOperator:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
 
-def operator_argv(kubeconfig: Path, host: str, port: int, report_url: str) -> list[str]:
+def operator_argv(
+    kubeconfig: Path, host: str, port: int, report_url: str, metrics: tuple[str, int] | None = None
+) -> list[str]:
+    """`metrics`: (host, port) of /metrics; None: not served (no fixed port that parallel runs could share)."""
+    metrics_flags = (
+        ["--metrics-host", metrics[0], "--metrics-port", str(metrics[1])] if metrics else ["--metrics-port", "0"]
+    )
     return [
         sys.executable, "-m", "trainsmart.cli", "operator",
         "--kubeconfig", str(kubeconfig),
         "--report-host", host,
         "--report-port", str(port),
         "--report-url", report_url,
+        *metrics_flags,
     ]  # fmt: skip
 
 
@@ -252,8 +261,10 @@ def operator_process(
     gateway = pod_gateway(client.CoreV1Api(api_client), node_agent.node_names)
     port = free_port(gateway)
     base = f"http://{gateway}:{port}"
-    argv = operator_argv(control_plane.admin_kubeconfig, gateway, port, f"{base}/v1/reports")
+    metrics = ("127.0.0.1", free_port("127.0.0.1"))
+    argv = operator_argv(control_plane.admin_kubeconfig, gateway, port, f"{base}/v1/reports", metrics)
     operator = RunningOperator(argv, tmp_path_factory.mktemp("operator") / "operator.log", base)
+    operator.metrics_base = f"http://{metrics[0]}:{metrics[1]}"
     operator.start()
     try:
         yield operator

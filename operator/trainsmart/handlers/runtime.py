@@ -15,10 +15,14 @@ from typing import Any, Final
 import kopf
 from aiohttp import web
 
+from trainsmart.api import TRAININGJOB_KIND
 from trainsmart.builders import JOB_NAME_LABEL
+from trainsmart.builders.trial import SWEEP_NAME_LABEL
 from trainsmart.handlers.queue import DEFAULT_MIN_INTERVAL_S, WorkQueue
+from trainsmart.handlers.sweep import SweepController
 from trainsmart.handlers.trainingjob import TrainingJobController
 from trainsmart.kube import Kube, new_api_client
+from trainsmart.observability import OperatorMetrics, start_metrics_server
 from trainsmart.reports import JobKey, ReportInbox, TokenVerifier, build_report_app, start_report_server
 from trainsmart.settings import OperatorSettings
 
@@ -26,6 +30,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_REPORT_HOST: Final = "0.0.0.0"  # noqa: S104 - in a cluster the endpoint must be reachable from pods
 DEFAULT_REPORT_PORT: Final = 8080
+DEFAULT_METRICS_HOST: Final = "0.0.0.0"  # noqa: S104 - Prometheus scrapes from another pod
+DEFAULT_METRICS_PORT: Final = 8000
 
 
 @dataclass(frozen=True)
@@ -41,6 +47,10 @@ class OperatorOptions:
     """Kopf peering object name; None: standalone (one operator replica)."""
     min_reconcile_interval: float = DEFAULT_MIN_INTERVAL_S
     """Seconds between two reconciles of one job: bounds status patches per job (reports can be frequent)."""
+    metrics_host: str = DEFAULT_METRICS_HOST
+    metrics_port: int | None = None
+    """Prometheus /metrics port; None: not served (the metrics are still kept). The CLI's default is
+    DEFAULT_METRICS_PORT; the library default is off, so runtimes built in tests bind nothing."""
 
 
 def kopf_connection(runtime: OperatorRuntime) -> kopf.ConnectionInfo:
@@ -77,26 +87,47 @@ class OperatorRuntime:
         self.inbox = ReportInbox()
         self.tokens = TokenVerifier(self.kube.read_report_token)
         self.controller = TrainingJobController(self.kube, options.settings, self.inbox, self.tokens)
+        self.metrics = OperatorMetrics()
         self.queue: WorkQueue[JobKey] = WorkQueue(
-            self.controller.reconcile, min_interval=options.min_reconcile_interval
+            self.metrics.timed_reconcile(TRAININGJOB_KIND, self.controller.reconcile),
+            min_interval=options.min_reconcile_interval,
         )
         self.reports: web.AppRunner | None = None
+        # Sweeps get their own controller and queue (keys are namespace/name of the sweep): a sweep and a
+        # TrainingJob may share a name, and one must not delay the other's reconcile.
+        self.sweeps = SweepController(self.kube)
+        self.sweep_queue: WorkQueue[JobKey] = WorkQueue(
+            self.sweeps.reconcile, min_interval=options.min_reconcile_interval
+        )
+        self.metrics_server: web.AppRunner | None = None
 
     async def start(self) -> None:
         if self.options.report_port is not None:
-            app = build_report_app(self.tokens, self.inbox, self.queue.trigger)
+            app = build_report_app(
+                self.tokens, self.inbox, self.queue.trigger, on_response=self.metrics.report_response
+            )
             self.reports = await start_report_server(app, self.options.report_host, self.options.report_port)
+        if self.options.metrics_port is not None:
+            self.metrics_server = await start_metrics_server(
+                self.metrics, self.options.metrics_host, self.options.metrics_port
+            )
 
     async def stop(self) -> None:
         if self.reports is not None:
             await self.reports.cleanup()
+        if self.metrics_server is not None:
+            await self.metrics_server.cleanup()
         await self.queue.close()
+        await self.sweep_queue.close()
         self.api.close()
 
     def on_trainingjob_event(self, event: Mapping[str, Any]) -> None:
         """Any change of a job (or the initial listing at startup) -> reconcile it, except our own echo."""
         body = event.get("object") or {}
         key = _key(body)
+        self._trigger_sweep_of(body)
+        # Every event, our own status echoes included: they carry the newest status the metrics show.
+        self.metrics.observe_trainingjob(event)
         if event.get("type") == "DELETED":
             self.controller.forget(key)
         elif self.controller.is_own_echo(key, body):
@@ -110,3 +141,20 @@ class OperatorRuntime:
         job = (meta.get("labels") or {}).get(JOB_NAME_LABEL)
         if isinstance(job, str) and job:
             self.queue.trigger(JobKey(str(meta.get("namespace", "")), job))
+
+    def on_sweep_event(self, event: Mapping[str, Any]) -> None:
+        """Any change of a sweep (or the initial listing) -> reconcile it, except our own status echo."""
+        body = event.get("object") or {}
+        key = _key(body)
+        if event.get("type") == "DELETED":
+            self.sweeps.forget(key)
+        elif self.sweeps.is_own_echo(key, body):
+            return
+        self.sweep_queue.trigger(key)
+
+    def _trigger_sweep_of(self, body: Mapping[str, Any]) -> None:
+        """A trial changed (its status patches included: that is its progress) -> reconcile its sweep."""
+        meta = body.get("metadata") or {}
+        sweep = (meta.get("labels") or {}).get(SWEEP_NAME_LABEL)
+        if isinstance(sweep, str) and sweep:
+            self.sweep_queue.trigger(JobKey(str(meta.get("namespace", "")), sweep))
