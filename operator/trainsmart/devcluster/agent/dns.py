@@ -122,8 +122,12 @@ def build_hosts_text(
     pods: Iterable[PodRecord],
     services: Iterable[ServiceRecord],
     domain: str = DEFAULT_DOMAIN,
+    extra: Mapping[str, Iterable[str]] | None = None,
 ) -> str:
-    """The whole hosts file for `owner` (which must have an IP). Deterministic: same input, same text."""
+    """The whole hosts file for `owner` (which must have an IP). Deterministic: same input, same text.
+
+    `extra` maps addresses to names the agent serves itself (the `kubernetes` Service, see `apiproxy`).
+    """
     lines = [_HEADER]
     own = [owner.hostname]
     if owner.subdomain:
@@ -149,6 +153,8 @@ def build_hosts_text(
         lines += ["# pods\n", *pod_lines]
     if svc_lines:
         lines += ["# services\n", *svc_lines]
+    if extra:
+        lines += ["# forwarded by the node agent\n", *(f"{ip}\t{' '.join(extra[ip])}\n" for ip in sorted(extra))]
     return "".join(lines)
 
 

@@ -106,6 +106,8 @@ class SandboxManager:
         self._view: tuple[list[PodRecord], list[ServiceRecord]] = ([], [])
         self._lockfile: int | None = None
         self._bridge_lock: int | None = None
+        self.extra_hosts: dict[str, tuple[str, ...]] = {}
+        """Address -> names added to every pod's hosts file (names the agent itself serves)."""
 
     @property
     def gateway_ip(self) -> str:
@@ -351,7 +353,7 @@ class SandboxManager:
         pods, services = self._view
         local = {s.record.uid: s.ip for s in list(self._sandboxes.values()) if isinstance(s, NetnsSandbox)}
         merged = [replace(p, ip=local[p.uid]) if not p.ip and p.uid in local else p for p in pods]
-        return build_hosts_text(owner, merged, services, self.domain)
+        return build_hosts_text(owner, merged, services, self.domain, self.extra_hosts)
 
     def refresh_hosts(self) -> None:
         with self._lock:

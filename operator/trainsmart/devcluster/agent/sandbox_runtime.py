@@ -9,8 +9,10 @@ there yet is a `ContainerConfigError` with `CreateContainerConfigError`; a missi
 or a network that cannot be set up is one with `ContainerCreating` (both retried with back-off).
 
 Service environment variables: only the `kubernetes` Service's (`KUBERNETES_SERVICE_HOST/PORT`), and
-only when the apiserver is reachable from pods (its address is the bridge's gateway, or given as
-`apiserver`); ClusterIPs of other Services are not routable without kube-proxy, so no `<SVC>_SERVICE_*`.
+only when the apiserver is reachable from pods: its address is the bridge's gateway, or given as
+`apiserver`, or (isolated pods, apiserver on the host's loopback) through the agent's forwarder on the
+gateway (`apiproxy`), named `kubernetes.default.svc` in the pods' hosts files. ClusterIPs of other
+Services are not routable without kube-proxy, so no `<SVC>_SERVICE_*`.
 """
 
 from __future__ import annotations
@@ -24,6 +26,12 @@ from urllib.parse import urlsplit
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
+from trainsmart.devcluster.agent.apiproxy import (
+    SERVICE_HOST_NAME,
+    SERVICE_PORT,
+    ApiserverProxy,
+    kubernetes_service_names,
+)
 from trainsmart.devcluster.agent.podenv import (
     ApiObjectSource,
     EnvResolutionError,
@@ -96,6 +104,7 @@ class SandboxRuntime:
         self._allocatable: dict[str, dict[str, str]] = {}
         self._apiserver = apiserver
         self._service_env: dict[str, str] = {}
+        self._proxy: ApiserverProxy | None = None
 
     @property
     def manager(self) -> SandboxManager:
@@ -114,7 +123,23 @@ class SandboxRuntime:
             url = urlsplit(self._api.configuration.host)
             if url.hostname and url.hostname == self.manager.gateway_ip and self.manager.isolated:
                 apiserver = (url.hostname, url.port or 443)
+            elif url.hostname in ("127.0.0.1", "localhost") and self.manager.isolated:
+                apiserver = self._forward_apiserver((url.hostname, url.port or 443))
         self._service_env = kubernetes_service_env(*apiserver) if apiserver else {}
+
+    def _forward_apiserver(self, upstream: tuple[str, int]) -> tuple[str, int] | None:
+        """Make a loopback apiserver reachable from pods as `kubernetes.default.svc:443` (see `apiproxy`)."""
+        if self._proxy is None:
+            proxy = ApiserverProxy((self.manager.gateway_ip, SERVICE_PORT), upstream)
+            try:
+                proxy.start()
+            except OSError as exc:
+                where = f"{self.manager.gateway_ip}:{SERVICE_PORT}"
+                log.warning("pods get no KUBERNETES_SERVICE_HOST: cannot listen on %s: %s", where, exc)
+                return None
+            self._proxy = proxy
+        self.manager.extra_hosts = {self.manager.gateway_ip: kubernetes_service_names(self.manager.domain)}
+        return SERVICE_HOST_NAME, SERVICE_PORT
 
     @property
     def host_ip(self) -> str:
@@ -194,6 +219,9 @@ class SandboxRuntime:
         remove_pod_volumes(self.state_dir, uid)
 
     def close(self) -> None:
+        if self._proxy is not None:
+            self._proxy.close()
+            self._proxy = None
         if self._manager is not None:
             self._manager.cleanup_all()
 
