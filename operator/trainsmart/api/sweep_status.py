@@ -24,8 +24,16 @@ class TrialCounts(ApiModel):
     pending: int = Field(default=0, ge=0, description="Trials created but not yet running.")
     running: int = Field(default=0, ge=0, description="Trials running.")
     succeeded: int = Field(default=0, ge=0, description="Trials that finished and reported the objective.")
-    failed: int = Field(default=0, ge=0, description="Trials that failed.")
-    early_stopped: int = Field(default=0, ge=0, description="Trials stopped early as unpromising.")
+    failed: int = Field(
+        default=0,
+        ge=0,
+        description="Trials that failed, finished without the objective metric (NoMetric) or were deleted unfinished.",
+    )
+    early_stopped: int = Field(
+        default=0,
+        ge=0,
+        description="Trials stopped before their last epoch: unpromising, or the sweep ended (goal, budget).",
+    )
     finished: int = Field(default=0, ge=0, description="succeeded + failed + earlyStopped.")
     planned: int = Field(default=0, ge=0, description="Trials the sweep runs at most (maxTrials or the grid size).")
 
@@ -52,6 +60,12 @@ class TrialRecord(ApiModel):
     start_time: AwareDatetime | None = Field(default=None, description="When the trial was created.")
     completion_time: AwareDatetime | None = Field(default=None, description="When the trial finished.")
     deleted: bool = Field(default=False, description="Its TrainingJob was deleted under trialRetention.")
+    reason: str | None = Field(
+        default=None,
+        max_length=64,
+        description="Why the trial ended as it did (CamelCase): e.g. NoMetric, EarlyStopped, BudgetExhausted.",
+    )
+    message: str | None = Field(default=None, max_length=1024, description="The same for humans, with details.")
 
 
 class HyperparamSweepStatus(ApiModel):

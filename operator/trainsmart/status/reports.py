@@ -81,7 +81,11 @@ def _bounded_latest(latest: dict[str, float], newest: Mapping[str, float]) -> di
 
 
 def _fold_metrics(
-    metrics: MetricsStatus, values: Mapping[str, float], report: TrainerReport, goals: Mapping[str, Goal] | None
+    metrics: MetricsStatus,
+    values: Mapping[str, float],
+    report: TrainerReport,
+    goals: Mapping[str, Goal] | None,
+    objective_override: str | None = None,
 ) -> MetricsStatus:
     latest = _bounded_latest({**metrics.latest, **values}, values)
     best = dict(metrics.best)
@@ -90,7 +94,8 @@ def _fold_metrics(
         room = name in best or len(best) < METRICS_MAX_PROPERTIES
         if goal is not None and room and _better(goal, value, best.get(name)):
             best[name] = value
-    objective = report.objective_metric or metrics.objective or DEFAULT_OBJECTIVE
+    # A sweep's trial tracks the sweep's objective, whatever the trainer's early-stopping metric is.
+    objective = objective_override or report.objective_metric or metrics.objective or DEFAULT_OBJECTIVE
     history = list(metrics.history)
     if report.kind == ReportKind.EPOCH and objective in values:
         history = [point for point in history if point.epoch != report.epoch]
@@ -142,8 +147,10 @@ def fold_report(
     now: datetime,
     *,
     goals: Mapping[str, Goal] | None = None,
+    objective: str | None = None,
 ) -> TrainingJobStatus:
-    """`status` with one report folded in; `goals` overrides metric directions (e.g. early stopping's mode).
+    """`status` with one report folded in; `goals` overrides metric directions (e.g. early stopping's mode),
+    `objective` the metric the history tracks (a sweep trial's objective; None: the trainer's).
 
     A checkpoint time is the trainer's clock, capped at `now`: a pod with a clock running ahead would
     otherwise stamp a future time that makes every later (real) checkpoint look older and never show.
@@ -151,7 +158,7 @@ def fold_report(
     values = dict(report.metrics)
     if report.final is not None:
         values = {**values, **report.final.metrics}
-    metrics = _fold_metrics(status.metrics or MetricsStatus(), values, report, goals)
+    metrics = _fold_metrics(status.metrics or MetricsStatus(), values, report, goals, objective)
     checkpoint = status.checkpoint
     if report.checkpoint is not None:
         previous_time = checkpoint.time if checkpoint is not None else None
@@ -174,8 +181,9 @@ def fold_reports(
     now: datetime,
     *,
     goals: Mapping[str, Goal] | None = None,
+    objective: str | None = None,
 ) -> TrainingJobStatus:
     """Fold reports oldest first (by the trainer's time, then step), whatever order they arrived in."""
     for report in sorted(reports, key=lambda item: (as_aware(item.time), item.step)):
-        status = fold_report(status, report, now, goals=goals)
+        status = fold_report(status, report, now, goals=goals, objective=objective)
     return status

@@ -40,6 +40,7 @@ from trainsmart.api import (
 from trainsmart.api.common import TRAINER_CONTAINER_NAME
 from trainsmart.api.trainingjob_status import Diagnostic, ReplicaCounts
 from trainsmart.builders.common import job_generation, job_name, job_namespace
+from trainsmart.builders.trial import OBJECTIVE_GOAL_ANNOTATION, OBJECTIVE_METRIC_ANNOTATION
 from trainsmart.status import reasons
 from trainsmart.status.conditions import find_condition, make_condition, ordered, to_api_time
 from trainsmart.status.exitcodes import ExitClass
@@ -64,12 +65,23 @@ def _report_is_for(report: TrainerReport, job: TrainingJob) -> bool:
 
 
 def _goals(job: TrainingJob) -> dict[str, Goal]:
-    """The early-stopping metric's direction, from the config, beats the name-based guess."""
+    """The early-stopping metric's direction, from the config, beats the name-based guess; a sweep
+    trial's objective direction (its annotation) beats both."""
     config = job.spec.trainer.config
-    if config is None or config.early_stopping is None:
-        return {}
-    goal: Goal = "max" if config.early_stopping.mode.value == "max" else "min"
-    return {config.early_stopping.metric: goal}
+    goals: dict[str, Goal] = {}
+    if config is not None and config.early_stopping is not None:
+        goals[config.early_stopping.metric] = "max" if config.early_stopping.mode.value == "max" else "min"
+    objective = _sweep_objective(job)
+    direction = (job.metadata.get("annotations") or {}).get(OBJECTIVE_GOAL_ANNOTATION)
+    if objective is not None and direction in ("maximize", "minimize"):
+        goals[objective] = "max" if direction == "maximize" else "min"
+    return goals
+
+
+def _sweep_objective(job: TrainingJob) -> str | None:
+    """The objective a sweep set on its trial (annotation): the metric the trial's history tracks."""
+    value = (job.metadata.get("annotations") or {}).get(OBJECTIVE_METRIC_ANNOTATION)
+    return value if isinstance(value, str) and value else None
 
 
 def _replica_counts(job: TrainingJob, views: Sequence[PodView]) -> ReplicaCounts:
@@ -239,7 +251,13 @@ def derive_trainingjob_status(
         raise ValueError("now must be timezone-aware (e.g. datetime.now(UTC))")
     previous = previous_status if previous_status is not None else TrainingJobStatus()
     views = view_pods(pods, job_name(job))
-    folded = fold_reports(previous, [r for r in reports if _report_is_for(r, job)], now, goals=_goals(job))
+    folded = fold_reports(
+        previous,
+        [r for r in reports if _report_is_for(r, job)],
+        now,
+        goals=_goals(job),
+        objective=_sweep_objective(job),
+    )
     gpu = previous.gpu_seconds
     if gpu_accounted_until is not None and gpu_accounted_until < now:
         gpu += gpu_seconds_between(views, gpu_accounted_until, now)

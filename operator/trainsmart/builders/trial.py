@@ -1,0 +1,143 @@
+"""A sweep's trial: a TrainingJob made from the sweep's trialTemplate with one point of the search space set.
+
+Everything the sweep needs to account for a trial is written onto the trial itself, so the sweep's
+history can be rebuilt from its children alone (an operator restart keeps nothing in memory):
+
+* labels: the sweep's name and the trial number (the watch and list selector, and the order of trials);
+* annotations: the parameter values by name (JSON), and the sweep's objective metric and goal, which the
+  TrainingJob status derivation honours so that the trial's per-epoch history tracks the sweep's
+  objective whatever the trainer's own early-stopping metric is;
+* a controller ownerReference to the sweep: deleting the sweep deletes its trials, and a sweep re-created
+  under the same name never adopts the previous one's trials (the owner uid differs).
+
+When the sweep stops a trial (early stopping, goal, budget, a failed sweep) it sets `spec.suspend` and the
+`stopped` annotation in one patch; a trial the user's `spec.suspend` on the sweep holds has `spec.suspend`
+without it. So "why is this trial suspended" is also readable from the child alone.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any, Final
+
+from trainsmart.admission.rules import trial_name
+from trainsmart.api import API_VERSION, SWEEP_KIND, HyperparamSweep, apply_parameters
+from trainsmart.api.common import RESERVED_LABEL_PREFIX
+from trainsmart.api.sweep import Goal
+from trainsmart.builders.common import MANAGED_BY_LABEL, MANAGED_BY_VALUE
+
+Scalar = bool | int | float | str
+
+SWEEP_NAME_LABEL: Final = f"{RESERVED_LABEL_PREFIX}sweep-name"
+TRIAL_NUMBER_LABEL: Final = f"{RESERVED_LABEL_PREFIX}trial-number"
+PARAMETERS_ANNOTATION: Final = f"{RESERVED_LABEL_PREFIX}parameters"
+"""The trial's parameter values by parameter name, as a JSON object."""
+OBJECTIVE_METRIC_ANNOTATION: Final = f"{RESERVED_LABEL_PREFIX}objective-metric"
+"""The metric the trial's status history tracks (the sweep's objective), overriding the trainer's choice."""
+OBJECTIVE_GOAL_ANNOTATION: Final = f"{RESERVED_LABEL_PREFIX}objective-goal"
+"""maximize or minimize: the direction of the objective metric, for the trial's best values."""
+STOPPED_ANNOTATION: Final = f"{RESERVED_LABEL_PREFIX}stopped"
+"""Why the sweep stopped (suspended) the trial, e.g. EarlyStopped; absent while it may run."""
+STOPPED_MESSAGE_ANNOTATION: Final = f"{RESERVED_LABEL_PREFIX}stopped-message"
+"""The same in words (the early-stopping rule's reasoning), for the trial table and Events."""
+MESSAGE_MAX_CHARS: Final = 1024
+
+
+def sweep_name(sweep: HyperparamSweep) -> str:
+    name = sweep.metadata.get("name")
+    if not isinstance(name, str) or not name:
+        raise ValueError("the HyperparamSweep has no metadata.name")
+    return name
+
+
+def sweep_owner_reference(sweep: HyperparamSweep) -> dict[str, Any]:
+    """The controller reference that ties a trial to its sweep (garbage collection, adoption guard)."""
+    uid = sweep.metadata.get("uid")
+    if not isinstance(uid, str) or not uid:
+        raise ValueError("the HyperparamSweep has no metadata.uid; owner references need the object as stored")
+    return {
+        "apiVersion": API_VERSION,
+        "kind": SWEEP_KIND,
+        "name": sweep_name(sweep),
+        "uid": uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def trial_labels(sweep: str, number: int) -> dict[str, str]:
+    return {MANAGED_BY_LABEL: MANAGED_BY_VALUE, SWEEP_NAME_LABEL: sweep, TRIAL_NUMBER_LABEL: str(number)}
+
+
+def trial_selector(sweep: str) -> str:
+    """The label selector that lists every trial of a sweep."""
+    return f"{SWEEP_NAME_LABEL}={sweep}"
+
+
+def encode_parameters(parameters: Mapping[str, Scalar]) -> str:
+    """Parameters as the annotation stores them: compact JSON, keys sorted (the same point, the same text)."""
+    return json.dumps(dict(parameters), sort_keys=True, separators=(",", ":"))
+
+
+def decode_parameters(text: object) -> dict[str, Scalar] | None:
+    """The parameters from an annotation value, or None when it is missing or not a JSON object of scalars."""
+    if not isinstance(text, str):
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(value, dict) or not all(isinstance(v, bool | int | float | str) for v in value.values()):
+        return None
+    return {str(key): item for key, item in value.items()}
+
+
+def build_trial(sweep: HyperparamSweep, number: int, parameters: Mapping[str, Scalar]) -> dict[str, Any]:
+    """The TrainingJob manifest of trial `number` with `parameters` (by parameter name) set at their paths.
+
+    The spec comes from `apply_parameters`, the same function admission checks every parameter with, so
+    a value the webhook accepted for a path lands exactly where it said. Raises pydantic's ValidationError
+    when a value makes an invalid spec (admission's edge-value checks make that unlikely, not impossible:
+    a normal distribution has no edges), and KeyError when a parameter has no value.
+    """
+    spec = sweep.spec
+    values = {parameter.path: parameters[parameter.name] for parameter in spec.parameters}
+    trial_spec = apply_parameters(spec.trial_template, values).to_api()
+    name = sweep_name(sweep)
+    namespace = sweep.metadata.get("namespace")
+    if not isinstance(namespace, str) or not namespace:
+        raise ValueError("the HyperparamSweep has no metadata.namespace")
+    goal = spec.objective.goal
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "TrainingJob",
+        "metadata": {
+            "name": trial_name(name, number),
+            "namespace": namespace,
+            "labels": trial_labels(name, number),
+            "annotations": {
+                PARAMETERS_ANNOTATION: encode_parameters({p.name: parameters[p.name] for p in spec.parameters}),
+                OBJECTIVE_METRIC_ANNOTATION: spec.objective.metric,
+                OBJECTIVE_GOAL_ANNOTATION: Goal(goal).value,
+            },
+            "ownerReferences": [sweep_owner_reference(sweep)],
+        },
+        "spec": trial_spec,
+    }
+
+
+def suspend_patch(reason: str | None, message: str | None = None) -> dict[str, Any]:
+    """The merge patch that stops a trial gracefully (its trainer checkpoints on SIGTERM); `reason` None:
+    held by the sweep's own suspension, to run again when the sweep resumes."""
+    annotations = {
+        STOPPED_ANNOTATION: reason,
+        STOPPED_MESSAGE_ANNOTATION: message[:MESSAGE_MAX_CHARS] if message else None,
+    }
+    return {"metadata": {"annotations": annotations}, "spec": {"suspend": True}}
+
+
+def resume_patch() -> dict[str, Any]:
+    """The merge patch that lets a suspended trial run again (from its newest checkpoint, if it has one)."""
+    annotations = {STOPPED_ANNOTATION: None, STOPPED_MESSAGE_ANNOTATION: None}
+    return {"metadata": {"annotations": annotations}, "spec": {"suspend": False}}
