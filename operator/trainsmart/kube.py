@@ -29,7 +29,7 @@ from typing import Any, Final
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
-from trainsmart.api import GROUP, TRAININGJOB_PLURAL, VERSION
+from trainsmart.api import GROUP, SWEEP_PLURAL, TRAININGJOB_PLURAL, VERSION
 from trainsmart.builders import REPORT_TOKEN_KEY, report_secret_name, selector_labels
 
 log = logging.getLogger(__name__)
@@ -263,3 +263,98 @@ class Kube:
             )
         except ApiException as error:
             log.warning("could not post Event %s on %s/%s: %s", reason, regarding.namespace, regarding.name, error)
+
+    # ---- sweeps (a sweep owns its trial TrainingJobs, so it may create, suspend/resume and delete them) ----
+
+    async def get_sweep(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The HyperparamSweep as stored (a dict), or None when it does not exist."""
+        try:
+            body = await asyncio.to_thread(
+                self.objects.get_namespaced_custom_object, GROUP, VERSION, namespace, SWEEP_PLURAL, name
+            )
+        except ApiException as error:
+            if _status_of(error) == 404:
+                return None
+            raise
+        return dict(body)
+
+    async def list_trials(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+        """The TrainingJobs matching a label selector (a sweep's trials; owner filtering is the caller's)."""
+        response = await asyncio.to_thread(
+            self.objects.list_namespaced_custom_object,
+            GROUP,
+            VERSION,
+            namespace,
+            TRAININGJOB_PLURAL,
+            label_selector=selector,
+            _preload_content=False,
+        )
+        items: list[dict[str, Any]] = _raw(response).get("items") or []
+        return items
+
+    async def create_trainingjob(self, manifest: Mapping[str, Any]) -> bool:
+        """Create a TrainingJob (a sweep's trial); False when the name already exists."""
+        namespace = manifest["metadata"]["namespace"]
+        try:
+            await asyncio.to_thread(
+                self.objects.create_namespaced_custom_object,
+                GROUP,
+                VERSION,
+                namespace,
+                TRAININGJOB_PLURAL,
+                dict(manifest),
+                field_manager=FIELD_MANAGER,
+            )
+        except ApiException as error:
+            if _status_of(error) == 409:
+                return False
+            raise
+        return True
+
+    async def patch_trainingjob(self, namespace: str, name: str, uid: str | None, patch: Mapping[str, Any]) -> bool:
+        """Merge-patch a trial's `spec.suspend` and the sweep's annotations on it; False when it is gone or
+        is another object by now (the uid in the patch is a precondition: 409 when it differs)."""
+        body = {**patch, "metadata": {**(patch.get("metadata") or {}), **({"uid": uid} if uid else {})}}
+        try:
+            await asyncio.to_thread(
+                self.objects.patch_namespaced_custom_object,
+                GROUP,
+                VERSION,
+                namespace,
+                TRAININGJOB_PLURAL,
+                name,
+                body,
+                field_manager=FIELD_MANAGER,
+                _content_type=MERGE_PATCH,
+            )
+        except ApiException as error:
+            if _status_of(error) in (404, 409):
+                return False
+            raise
+        return True
+
+    async def patch_sweep_status(
+        self, namespace: str, name: str, resource_version: str, patch: Mapping[str, Any]
+    ) -> dict[str, Any] | None:
+        """Merge-patch the sweep's `.status` only if it is still at `resource_version` (as for jobs):
+        the updated sweep, None when it is gone, StatusConflictError when it changed meanwhile."""
+        body = {"metadata": {"resourceVersion": resource_version}, "status": dict(patch)}
+        try:
+            updated = await asyncio.to_thread(
+                self.objects.patch_namespaced_custom_object_status,
+                GROUP,
+                VERSION,
+                namespace,
+                SWEEP_PLURAL,
+                name,
+                body,
+                field_manager=FIELD_MANAGER,
+                _content_type=MERGE_PATCH,
+            )
+        except ApiException as error:
+            if _status_of(error) == 404:
+                return None
+            if _status_of(error) == 409:
+                raise StatusConflictError(f"{namespace}/{name} changed since it was read") from error
+            raise
+        return dict(updated)

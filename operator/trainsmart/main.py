@@ -14,7 +14,7 @@ from typing import Any
 
 import kopf
 
-from trainsmart.api import GROUP, TRAININGJOB_PLURAL, VERSION
+from trainsmart.api import GROUP, SWEEP_PLURAL, TRAININGJOB_PLURAL, VERSION
 from trainsmart.builders import JOB_NAME_LABEL
 from trainsmart.handlers import OperatorOptions, OperatorRuntime
 from trainsmart.handlers.runtime import kopf_connection
@@ -81,3 +81,8 @@ async def trainingjob_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> 
 @kopf.on.event("v1", "pods", labels={JOB_NAME_LABEL: kopf.PRESENT})
 async def pod_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     memo["runtime"].on_pod_event(event)
+
+
+@kopf.on.event(GROUP, VERSION, SWEEP_PLURAL)
+async def sweep_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    memo["runtime"].on_sweep_event(event)

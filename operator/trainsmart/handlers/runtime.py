@@ -17,7 +17,9 @@ from aiohttp import web
 
 from trainsmart.api import TRAININGJOB_KIND
 from trainsmart.builders import JOB_NAME_LABEL
+from trainsmart.builders.trial import SWEEP_NAME_LABEL
 from trainsmart.handlers.queue import DEFAULT_MIN_INTERVAL_S, WorkQueue
+from trainsmart.handlers.sweep import SweepController
 from trainsmart.handlers.trainingjob import TrainingJobController
 from trainsmart.kube import Kube, new_api_client
 from trainsmart.observability import OperatorMetrics, start_metrics_server
@@ -91,6 +93,12 @@ class OperatorRuntime:
             min_interval=options.min_reconcile_interval,
         )
         self.reports: web.AppRunner | None = None
+        # Sweeps get their own controller and queue (keys are namespace/name of the sweep): a sweep and a
+        # TrainingJob may share a name, and one must not delay the other's reconcile.
+        self.sweeps = SweepController(self.kube)
+        self.sweep_queue: WorkQueue[JobKey] = WorkQueue(
+            self.sweeps.reconcile, min_interval=options.min_reconcile_interval
+        )
         self.metrics_server: web.AppRunner | None = None
 
     async def start(self) -> None:
@@ -110,12 +118,14 @@ class OperatorRuntime:
         if self.metrics_server is not None:
             await self.metrics_server.cleanup()
         await self.queue.close()
+        await self.sweep_queue.close()
         self.api.close()
 
     def on_trainingjob_event(self, event: Mapping[str, Any]) -> None:
         """Any change of a job (or the initial listing at startup) -> reconcile it, except our own echo."""
         body = event.get("object") or {}
         key = _key(body)
+        self._trigger_sweep_of(body)
         # Every event, our own status echoes included: they carry the newest status the metrics show.
         self.metrics.observe_trainingjob(event)
         if event.get("type") == "DELETED":
@@ -131,3 +141,20 @@ class OperatorRuntime:
         job = (meta.get("labels") or {}).get(JOB_NAME_LABEL)
         if isinstance(job, str) and job:
             self.queue.trigger(JobKey(str(meta.get("namespace", "")), job))
+
+    def on_sweep_event(self, event: Mapping[str, Any]) -> None:
+        """Any change of a sweep (or the initial listing) -> reconcile it, except our own status echo."""
+        body = event.get("object") or {}
+        key = _key(body)
+        if event.get("type") == "DELETED":
+            self.sweeps.forget(key)
+        elif self.sweeps.is_own_echo(key, body):
+            return
+        self.sweep_queue.trigger(key)
+
+    def _trigger_sweep_of(self, body: Mapping[str, Any]) -> None:
+        """A trial changed (its status patches included: that is its progress) -> reconcile its sweep."""
+        meta = body.get("metadata") or {}
+        sweep = (meta.get("labels") or {}).get(SWEEP_NAME_LABEL)
+        if isinstance(sweep, str) and sweep:
+            self.sweep_queue.trigger(JobKey(str(meta.get("namespace", "")), sweep))
