@@ -184,7 +184,9 @@ class SandboxRuntime:
                 source=self._source,
                 pod_ip=sandbox.ip,
                 host_ip=host_ip,
-                service_env=self._service_env if spec.get("enableServiceLinks", True) else {},
+                # Only the `kubernetes` Service's variables, which a kubelet sets even with
+                # enableServiceLinks false (that flag is about the other Services' variables).
+                service_env=self._service_env,
                 node_allocatable=self._node_allocatable(spec.get("nodeName")),
             )
             argv = container_argv(container, env)
