@@ -99,9 +99,20 @@ def _cmd_operator(args: argparse.Namespace) -> int:
         namespaces=namespaces,
         standalone=args.peering is None,
         peering_name=args.peering,
+        priority=_peering_priority(args),
+        liveness_endpoint=f"http://0.0.0.0:{args.liveness_port}/healthz" if args.liveness_port else None,
         memo=kopf.Memo(options=options),
     )
     return 0
+
+
+def _peering_priority(args: argparse.Namespace) -> int | None:
+    """The peering priority: given, or random when peering is on (equal priorities pause everyone)."""
+    import secrets
+
+    if args.peering_priority is not None:
+        return int(args.peering_priority)
+    return secrets.randbelow(2**31) + 1 if args.peering else None
 
 
 def _add_operator_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -140,6 +151,16 @@ def _add_operator_parser(commands: argparse._SubParsersAction[argparse.ArgumentP
         help=f"Prometheus /metrics port (default {DEFAULT_METRICS_PORT}); 0: not served",
     )
     op.add_argument("--peering", default=None, help="Kopf peering name (HA standby); default: standalone")
+    op.add_argument(
+        "--peering-priority",
+        type=int,
+        default=None,
+        help="this replica's peering priority (the highest live one acts, the others stand by); default: random, "
+        "so that replicas started from one template never tie (Kopf pauses every replica on a tie)",
+    )
+    op.add_argument(
+        "--liveness-port", type=int, default=0, help="serve Kopf's liveness probe on 0.0.0.0:PORT/healthz; 0: off"
+    )
     op.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     _add_webhook_arguments(op)
     op.set_defaults(func=_cmd_operator)

@@ -1,0 +1,115 @@
+{{/* Names, labels and the derived settings every template shares. */}}
+
+{{- define "trainsmart.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "trainsmart.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "trainsmart.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "trainsmart.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: operator
+{{- end }}
+
+{{- define "trainsmart.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{ include "trainsmart.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: trainsmart
+{{- end }}
+
+{{- define "trainsmart.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "trainsmart.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- required "serviceAccount.name is required when serviceAccount.create is false" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "trainsmart.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+{{- end }}
+
+{{/* The namespaces the operator watches, as a list: empty in cluster mode. */}}
+{{- define "trainsmart.watchedNamespaces" -}}
+{{- if eq .Values.watch.mode "namespaces" }}
+{{- $namespaces := .Values.watch.namespaces | default (list .Release.Namespace) }}
+{{- toJson (uniq $namespaces) }}
+{{- else }}
+{{- toJson list }}
+{{- end }}
+{{- end }}
+
+{{- define "trainsmart.peeringName" -}}
+{{- default (include "trainsmart.fullname" .) .Values.peering.name }}
+{{- end }}
+
+{{- define "trainsmart.webhookConfigurationName" -}}
+{{- default "trainsmart.dev" .Values.webhook.configurationName }}
+{{- end }}
+
+{{- define "trainsmart.webhookSecretName" -}}
+{{- default (printf "%s-webhook-tls" (include "trainsmart.fullname" .)) .Values.webhook.certificate.secretName }}
+{{- end }}
+
+{{- define "trainsmart.reportURL" -}}
+{{- default (printf "http://%s.%s.svc:%d/v1/reports" (include "trainsmart.fullname" .) .Release.Namespace (int .Values.operator.report.port)) .Values.operator.report.url }}
+{{- end }}
+
+{{/* Refuse combinations that would deploy a broken operator. */}}
+{{- define "trainsmart.validate" -}}
+{{- if and .Values.webhook.enabled (eq .Values.webhook.certificate.source "operator") (gt (int .Values.replicaCount) 1) }}
+{{- fail "replicaCount > 1 with webhook.certificate.source=operator: every replica would issue its own CA and fight over the webhook configuration. Use certManager or secret, or disable the webhook." }}
+{{- end }}
+{{- if and .Values.webhook.enabled (eq .Values.webhook.certificate.source "secret") (not .Values.webhook.certificate.secretName) }}
+{{- fail "webhook.certificate.source=secret needs webhook.certificate.secretName (a kubernetes.io/tls Secret with ca.crt)" }}
+{{- end }}
+{{- if and .Values.webhook.enabled (eq .Values.webhook.certificate.source "secret") (not .Values.webhook.certificate.caBundle) }}
+{{- fail "webhook.certificate.source=secret needs webhook.certificate.caBundle (base64 PEM of the CA)" }}
+{{- end }}
+{{- end }}
+
+{{/* What the controllers do in a watched namespace; docs/helm.md explains every rule. */}}
+{{- define "trainsmart.jobRules" -}}
+# TrainingJobs: watched and read; deleted when their TTL ends; created, suspended/resumed and deleted as
+# a sweep's trials.
+- apiGroups: [trainsmart.dev]
+  resources: [trainingjobs]
+  verbs: [get, list, watch, create, patch, delete]
+- apiGroups: [trainsmart.dev]
+  resources: [trainingjobs/status, hyperparamsweeps/status]
+  verbs: [get, patch]
+- apiGroups: [trainsmart.dev]
+  resources: [hyperparamsweeps]
+  verbs: [get, list, watch]
+# Replica pods: watched, created, deleted on restart/suspend/completion.
+- apiGroups: [""]
+  resources: [pods]
+  verbs: [get, list, watch, create, delete]
+# Each job's headless Service, report-token Secret and checkpoint claim: created if absent. Secrets are
+# read one by name (the report token); never listed or watched, never updated or deleted.
+- apiGroups: [""]
+  resources: [services, secrets, persistentvolumeclaims]
+  verbs: [get, create]
+# Events on jobs (ours and Kopf's).
+- apiGroups: ["", events.k8s.io]
+  resources: [events]
+  verbs: [create, patch]
+{{- end }}
