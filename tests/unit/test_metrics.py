@@ -27,6 +27,15 @@ from aiohttp import ClientSession
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client.parser import text_string_to_metric_families
 
+from trainsmart.api import (
+    BestTrial,
+    HyperparamSweepStatus,
+    SweepPhase,
+    TrainingJobPhase,
+    TrainingJobStatus,
+    TrialCounts,
+)
+from trainsmart.api.trainingjob_status import MetricsStatus, Progress, ReplicaCounts
 from trainsmart.observability import METRICS_PATH, OperatorMetrics, start_metrics_server
 from trainsmart.observability.snapshots import job_snapshot
 from trainsmart.reports import ReportInbox, TokenVerifier, build_report_app
@@ -51,18 +60,19 @@ def job_body(name: str, namespace: str = "team-a", **status: Any) -> dict[str, A
     }
 
 
-RUNNING = {
-    "phase": "Running",
-    "replicas": {"running": 2},
-    "restarts": 1,
-    "gpuSeconds": 120.5,
-    "progress": {"epoch": 2, "totalEpochs": 4, "percent": 50.0, "samplesPerSecond": 1500.0},
-    "metrics": {
-        "objective": "val_loss",
-        "latest": {"val_loss": 0.41, "train_loss": 0.3, "test_loss": 0.5, "val_accuracy": 0.88, "custom": 7.0},
-        "best": {"val_loss": 0.39},
-    },
-}
+# Built with the status models (not hand-written camelCase) so a renamed status field fails here.
+RUNNING = TrainingJobStatus(
+    phase=TrainingJobPhase.RUNNING,
+    replicas=ReplicaCounts(running=2),
+    restarts=1,
+    gpu_seconds=120.5,
+    progress=Progress(epoch=2, total_epochs=4, percent=50.0, samples_per_second=1500.0),
+    metrics=MetricsStatus(
+        objective="val_loss",
+        latest={"val_loss": 0.41, "train_loss": 0.3, "test_loss": 0.5, "val_accuracy": 0.88, "custom": 7.0},
+        best={"val_loss": 0.39},
+    ),
+).to_api()
 
 
 def event(kind: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -114,11 +124,11 @@ def test_sweep_status_becomes_trials_by_state_and_best_so_far() -> None:
     body = {
         "metadata": {"namespace": "team-a", "name": "search"},
         "spec": {"objective": {"metric": "val_accuracy", "goal": "maximize"}},
-        "status": {
-            "phase": "Running",
-            "counts": {"total": 6, "running": 2, "succeeded": 3, "earlyStopped": 1, "planned": 20},
-            "bestTrial": {"name": "search-2", "metricValue": 0.97},
-        },
+        "status": HyperparamSweepStatus(
+            phase=SweepPhase.RUNNING,
+            counts=TrialCounts(total=6, running=2, succeeded=3, early_stopped=1, planned=20),
+            best_trial=BestTrial(name="search-2", metric_value=0.97),
+        ).to_api(),
     }
     metrics.observe_sweep(event("ADDED", body))
     sweep = {"namespace": "team-a", "sweep": "search"}

@@ -15,7 +15,7 @@ from typing import Any, Final
 import kopf
 from aiohttp import web
 
-from trainsmart.api import TRAININGJOB_KIND
+from trainsmart.api import SWEEP_KIND, TRAININGJOB_KIND
 from trainsmart.builders import JOB_NAME_LABEL
 from trainsmart.builders.trial import SWEEP_NAME_LABEL
 from trainsmart.handlers.queue import DEFAULT_MIN_INTERVAL_S, WorkQueue
@@ -97,7 +97,8 @@ class OperatorRuntime:
         # TrainingJob may share a name, and one must not delay the other's reconcile.
         self.sweeps = SweepController(self.kube)
         self.sweep_queue: WorkQueue[JobKey] = WorkQueue(
-            self.sweeps.reconcile, min_interval=options.min_reconcile_interval
+            self.metrics.timed_reconcile(SWEEP_KIND, self.sweeps.reconcile),
+            min_interval=options.min_reconcile_interval,
         )
         self.metrics_server: web.AppRunner | None = None
 
@@ -146,6 +147,7 @@ class OperatorRuntime:
         """Any change of a sweep (or the initial listing) -> reconcile it, except our own status echo."""
         body = event.get("object") or {}
         key = _key(body)
+        self.metrics.observe_sweep(event)  # every event, status echoes included (see on_trainingjob_event)
         if event.get("type") == "DELETED":
             self.sweeps.forget(key)
         elif self.sweeps.is_own_echo(key, body):

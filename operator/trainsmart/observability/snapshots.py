@@ -14,11 +14,8 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from trainsmart.api import SWEEP_KIND, TrainingJobPhase
-from trainsmart.api.common import RESERVED_LABEL_PREFIX
+from trainsmart.builders.trial import SWEEP_NAME_LABEL, TRIAL_NUMBER_LABEL
 
-# The labels the sweep controller puts on its trial TrainingJobs (builders/trial.py).
-SWEEP_NAME_LABEL: Final = f"{RESERVED_LABEL_PREFIX}sweep-name"
-TRIAL_NUMBER_LABEL: Final = f"{RESERVED_LABEL_PREFIX}trial-number"
 SPLITS: Final = ("train", "val", "test")
 """The `split` label values of the loss and accuracy gauges (a fixed set: label values stay bounded)."""
 GPU_HOLDING_PHASES: Final = frozenset(
