@@ -29,7 +29,7 @@ import pytest
 import yaml
 from kubernetes import client
 
-from trainsmart.api import GROUP, TRAININGJOB_PLURAL, VERSION
+from trainsmart.api import GROUP, SWEEP_PLURAL, TRAININGJOB_PLURAL, VERSION
 from trainsmart.devcluster.controlplane import free_port
 
 pytestmark = pytest.mark.e2e
@@ -159,8 +159,20 @@ def scrape(base: str) -> str:
 def test_prometheus_reads_a_real_jobs_objective_and_phase(
     prometheus: Prometheus, objects: client.CustomObjectsApi, namespace: str
 ) -> None:
-    trainer = {"config": {**CONFIG, "epochs": 3}, "env": ENV}
+    # Batch size 1: about a second per epoch, so the job is Running for several scrapes.
+    trainer = {"config": {**CONFIG, "batchSize": 1, "epochs": 3}, "env": ENV}
     create_job(objects, namespace, "scraped", {"trainer": trainer})
+    job = f'namespace="{namespace}", job="scraped"'
+    # Prometheus saw it Running while the trainer ran.
+    wait_for(
+        lambda: prometheus.values(f'max_over_time(trainsmart_job_phase{{{job}, phase="Running"}}[10m])'),
+        120,
+        "Prometheus to see the job Running",
+        lambda: (
+            f"{status_of(objects, namespace, 'scraped')}\nscrapes ok/total: "
+            f"{prometheus.values('sum_over_time(up[10m])')}/{prometheus.values('count_over_time(up[10m])')}"
+        ),
+    )
     status = wait_for(
         lambda: (s := status_of(objects, namespace, "scraped")).get("phase") in ("Succeeded", "Failed") and s,
         120,
@@ -170,7 +182,6 @@ def test_prometheus_reads_a_real_jobs_objective_and_phase(
     assert status["phase"] == "Succeeded", status
     metric = status["metrics"]["objective"]
     expected = status["metrics"]["latest"][metric]
-    job = f'namespace="{namespace}", job="scraped"'
 
     def objective() -> list[tuple[dict[str, str], float]] | None:
         found = prometheus.values(f"trainsmart_job_objective{{{job}}}")
@@ -187,14 +198,66 @@ def test_prometheus_reads_a_real_jobs_objective_and_phase(
         lambda: str(prometheus.values(f"trainsmart_job_phase{{{job}}}")),
     )
     assert [value for _, value in phase] == [1.0]  # one phase series per job, never a stale one beside it
-    # It was scraped while the trainer ran (Running for seconds, a scrape every second).
-    assert prometheus.values(f'max_over_time(trainsmart_job_phase{{{job}, phase="Running"}}[10m])')[0][1] == 1.0
     assert prometheus.values(f"trainsmart_job_progress_ratio{{{job}}}")[0][1] == 1.0
     assert prometheus.values(f"trainsmart_job_epoch{{{job}}}")[0][1] == 3.0
     reconciles = prometheus.values('sum(trainsmart_reconciles_total{kind="TrainingJob", outcome="success"})')
     assert reconciles and reconciles[0][1] > 0
     accepted = prometheus.values('trainsmart_report_requests_total{code="202"}')
     assert accepted and accepted[0][1] > 0
+
+
+def test_prometheus_reads_a_sweeps_best_so_far_and_its_trials(
+    prometheus: Prometheus, objects: client.CustomObjectsApi, namespace: str
+) -> None:
+    lr = {"name": "lr", "path": "trainer.config.learningRate", "type": "loguniform", "min": 0.001, "max": 0.05}
+    spec = {
+        "objective": {"metric": "val_accuracy", "goal": "maximize"},
+        "algorithm": {"name": "random", "seed": 5},
+        "maxTrials": 2,
+        "parallelTrials": 2,
+        "parameters": [lr],
+        "trialTemplate": {"tolerations": TOLERATIONS, "trainer": {"env": ENV, "config": {**CONFIG, "epochs": 1}}},
+    }
+    body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "HyperparamSweep", "metadata": {"name": "pick"}, "spec": spec}
+    objects.create_namespaced_custom_object(GROUP, VERSION, namespace, SWEEP_PLURAL, body)
+
+    def sweep_status() -> dict[str, Any]:
+        return dict(
+            objects.get_namespaced_custom_object(GROUP, VERSION, namespace, SWEEP_PLURAL, "pick").get("status") or {}
+        )
+
+    status = wait_for(
+        lambda: (s := sweep_status()).get("phase") in ("Succeeded", "Failed") and s,
+        120,
+        "the sweep to finish",
+        lambda: str(sweep_status()),
+    )
+    assert status["phase"] == "Succeeded", status
+    sweep = f'namespace="{namespace}", sweep="pick"'
+    best = status["bestTrial"]["metricValue"]
+    found = wait_for(
+        lambda: (
+            (v := prometheus.values(f"trainsmart_sweep_best_objective{{{sweep}}}"))
+            and v[0][1] == pytest.approx(best)
+            and v
+        ),
+        30,
+        f"the best-so-far {best} in Prometheus",
+        lambda: str(prometheus.values(f"{{{sweep}}}")),
+    )
+    assert found[0][0]["metric"] == "val_accuracy"
+    wait_for(
+        lambda: [v for _, v in prometheus.values(f'trainsmart_sweep_trials{{{sweep}, state="Succeeded"}}')] == [2.0],
+        30,
+        "two succeeded trials in Prometheus",
+    )
+    # The trials' own gauges carry the sweep and trial labels.
+    trial_objectives = prometheus.values(f"trainsmart_job_objective{{{sweep}}}")
+    assert sorted((labels["job"], labels["trial"]) for labels, _ in trial_objectives) == [
+        ("pick-0", "0"),
+        ("pick-1", "1"),
+    ]
+    assert max(value for _, value in trial_objectives) == pytest.approx(best)
 
 
 def test_every_dashboard_query_runs_on_prometheus(prometheus: Prometheus) -> None:
