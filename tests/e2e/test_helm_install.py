@@ -1,0 +1,264 @@
+"""The Helm chart installed for real: `helm install` into a local cluster whose node agent runs the operator's
+pod with the chart's ServiceAccount token (TokenRequest) and in-cluster config, and the operator trains.
+
+Pins:
+- namespaced mode: `helm install --wait` brings the operator up (its liveness and readiness endpoints
+  answer on the pod's address); a TrainingJob in the watched namespace succeeds with the trainer's final
+  metrics in status (reports reached the operator through the chart's Service name, authenticated);
+  a job in an unwatched namespace is never touched; the operator logs no permission errors;
+- the ServiceAccount's real token cannot list or watch Secrets, cannot read Secrets or create pods in an
+  unwatched namespace or kube-system, cannot write RBAC or webhook configurations (impersonating nothing:
+  requests are made with the token the pod gets);
+- `helm upgrade` to cluster-wide mode: the job that was ignored is now run to success; still no listing
+  of Secrets anywhere; `helm uninstall` removes the cluster-scoped RBAC again.
+
+Why a control plane of its own (not the session's): the session may run a cluster-wide operator with
+admin rights, which would also reconcile the chart's jobs, so success would prove nothing about the
+chart's RBAC; the chart also installs cluster-scoped objects (CRDs, ClusterRoles, peering) that other
+tests must not see. The webhook stays off here: the apiserver calls webhook Services by ClusterIP, which
+the local cluster does not route (tests/cluster/test_webhook.py covers the webhook itself).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client, config
+from kubernetes.client.rest import ApiException
+
+from trainsmart.api import GROUP, TRAININGJOB_PLURAL, VERSION
+from trainsmart.devcluster.agent.agent import agent_log_path
+from trainsmart.devcluster.controlplane import ControlPlane
+
+pytestmark = pytest.mark.e2e
+
+REPO = Path(__file__).resolve().parents[2]
+CHART = REPO / "charts" / "trainsmart"
+HELM_VERSION = "v3.18.0"
+RELEASE, RELEASE_NS, SA = "ts", "trainsmart-system", "ts-trainsmart"
+WATCHED, UNWATCHED = "team-a", "team-b"
+BASE_VALUES = {"webhook.enabled": "false"}
+JOB_SPEC = {
+    "trainer": {
+        "env": [{"name": "OMP_NUM_THREADS", "value": "1"}],
+        "config": {
+            "dataset": {"name": "digits"},
+            "model": {"name": "mlp", "hiddenSizes": [16]},
+            "batchSize": 32,
+            "epochs": 1,
+            "seed": 3,
+        },
+    }
+}
+
+
+def find_helm() -> str | None:
+    """$TRAINSMART_HELM, then the user cache that scripts/install-helm.sh fills, then PATH."""
+    if os.environ.get("TRAINSMART_HELM"):
+        return os.environ["TRAINSMART_HELM"]
+    cached = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / f"trainsmart/helm-{HELM_VERSION}/helm"
+    return str(cached) if os.access(cached, os.X_OK) else shutil.which("helm")
+
+
+def wait_for(what: str, probe: Callable[[], Any], timeout: float, diagnose: Callable[[], str] = str) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out waiting for {what}\n{diagnose()}"
+        time.sleep(0.2)
+
+
+@dataclass
+class HelmCluster:
+    """A control plane and node agent of this module's own, and helm pointed at it."""
+
+    control_plane: ControlPlane
+    api: client.ApiClient
+    agent_dir: Path
+    helm_home: Path
+
+    def helm(self, *args: str, values: dict[str, str] | None = None) -> str:
+        binary = find_helm()
+        assert binary is not None
+        sets = [arg for key, value in (values or {}).items() for arg in ("--set", f"{key}={value}")]
+        env = {**os.environ, **{f"HELM_{d}_HOME": str(self.helm_home / d.lower()) for d in ("CACHE", "CONFIG", "DATA")}}
+        argv = [binary, *args, "--timeout", "90s", "--kubeconfig", str(self.control_plane.admin_kubeconfig), *sets]
+        result = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=150, check=False)
+        assert result.returncode == 0, f"{' '.join(argv)}:\n{result.stdout}\n{result.stderr}\n{self.operator_log()}"
+        return result.stdout
+
+    def operator_pod(self) -> client.V1Pod | None:
+        pods = client.CoreV1Api(self.api).list_namespaced_pod(RELEASE_NS).items
+        running = [p for p in pods if p.status.phase == "Running" and not p.metadata.deletion_timestamp]
+        return running[0] if running else None
+
+    def operator_log(self) -> str:
+        pod = self.operator_pod()
+        if pod is None:
+            return "(no running operator pod)"
+        path = agent_log_path(self.agent_dir, RELEASE_NS, pod.metadata.name, pod.metadata.uid, "operator")
+        return path.read_text(errors="replace")[-6000:] if path.exists() else "(no log yet)"
+
+
+def _start_agent(kubeconfig: Path, state_dir: Path, core: client.CoreV1Api) -> subprocess.Popen[bytes]:
+    """The node agent as `trainsmart dev` runs it: one GPU node and one CPU node (the operator's)."""
+    argv = [
+        sys.executable, "-m", "trainsmart.devcluster.agent", "--kubeconfig", str(kubeconfig),
+        "--state-dir", str(state_dir), "--nodes", "1", "--gpus-per-node", "1", "--cpu-nodes", "1",
+        "--node-prefix", "helm-gpu", "--cpu-node-prefix", "helm-cpu",
+    ]  # fmt: skip
+    state_dir.mkdir(parents=True, exist_ok=True)
+    with (state_dir / "agent.out").open("ab") as out:
+        agent = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+
+    def ready() -> bool:
+        assert agent.poll() is None, (state_dir / "agent.out").read_text()[-3000:]
+        nodes = core.list_node().items
+        return len(nodes) == 2 and all(
+            any(c.type == "Ready" and c.status == "True" for c in n.status.conditions or []) for n in nodes
+        )
+
+    wait_for("the agent's nodes to be Ready", ready, 60)
+    return agent
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HelmCluster]:
+    if find_helm() is None:
+        pytest.skip("helm is not installed: run `make helm` (scripts/install-helm.sh); `make test` does")
+    control_plane = ControlPlane(log=print)
+    control_plane.start()
+    api = config.new_client_from_config(config_file=str(control_plane.admin_kubeconfig))
+    core = client.CoreV1Api(api)
+    agent_dir = tmp_path_factory.mktemp("helm-agent")
+    agent = None
+    try:
+        agent = _start_agent(control_plane.admin_kubeconfig, agent_dir, core)
+        for name in (WATCHED, UNWATCHED):
+            core.create_namespace({"metadata": {"name": name}})
+        yield HelmCluster(control_plane, api, agent_dir, tmp_path_factory.mktemp("helm-home"))
+    finally:
+        if agent is not None:
+            agent.send_signal(signal.SIGTERM)
+            try:
+                agent.wait(30)
+            except subprocess.TimeoutExpired:
+                agent.kill()
+                agent.wait()
+        api.close()
+        control_plane.stop()
+
+
+def create_job(api: client.ApiClient, namespace: str, name: str) -> None:
+    body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "TrainingJob", "metadata": {"name": name}, "spec": JOB_SPEC}
+    client.CustomObjectsApi(api).create_namespaced_custom_object(GROUP, VERSION, namespace, TRAININGJOB_PLURAL, body)
+
+
+def job_status(api: client.ApiClient, namespace: str, name: str) -> dict[str, Any]:
+    objects = client.CustomObjectsApi(api)
+    job = objects.get_namespaced_custom_object(GROUP, VERSION, namespace, TRAININGJOB_PLURAL, name)
+    return dict(job.get("status") or {})
+
+
+def wait_succeeded(cluster: HelmCluster, namespace: str, name: str) -> dict[str, Any]:
+    def finished() -> dict[str, Any] | None:
+        status = job_status(cluster.api, namespace, name)
+        return status if status.get("phase") in ("Succeeded", "Failed") else None
+
+    status: dict[str, Any] = wait_for(f"{namespace}/{name} to finish", finished, 120, cluster.operator_log)
+    assert status["phase"] == "Succeeded", json.dumps(status, indent=1)
+    return status
+
+
+def service_account_client(cluster: HelmCluster) -> client.ApiClient:
+    """A client that authenticates with a bound token of the chart's ServiceAccount (what the pod gets)."""
+    request = client.AuthenticationV1TokenRequest(spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=600))
+    token = client.CoreV1Api(cluster.api).create_namespaced_service_account_token(SA, RELEASE_NS, request)
+    configuration = client.Configuration()
+    configuration.host = cluster.control_plane.server
+    configuration.ssl_ca_cert = str(cluster.control_plane.ca_file)
+    configuration.api_key = {"authorization": f"Bearer {token.status.token}"}
+    return client.ApiClient(configuration)
+
+
+def denied(call: Callable[[], Any]) -> bool:
+    try:
+        call()
+    except ApiException as exc:
+        return bool(exc.status == 403)
+    return False
+
+
+def http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - a pod address we chose
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+def test_namespaced_install_runs_a_job_and_nothing_else(cluster: HelmCluster) -> None:
+    values = {**BASE_VALUES, "watch.mode": "namespaces", "watch.namespaces": f"{{{WATCHED}}}"}
+    cluster.helm("install", RELEASE, str(CHART), "-n", RELEASE_NS, "--create-namespace", "--wait", values=values)
+    pod = wait_for("the operator pod", cluster.operator_pod, 30)
+    ip = pod.status.pod_ip
+    wait_for("the liveness endpoint", lambda: http_ok(f"http://{ip}:8081/healthz"), 60, cluster.operator_log)
+    assert http_ok(f"http://{ip}:8080/healthz")
+
+    create_job(cluster.api, UNWATCHED, "ignored")
+    create_job(cluster.api, WATCHED, "digits")
+    status = wait_succeeded(cluster, WATCHED, "digits")
+    assert "test_accuracy" in status["metrics"]["latest"], status  # the final report came through the Service
+    assert job_status(cluster.api, UNWATCHED, "ignored") == {}
+    log = cluster.operator_log()
+    assert "Forbidden" not in log and "Not enough permissions" not in log, log
+
+
+def test_the_service_account_cannot_do_more_than_its_job(cluster: HelmCluster) -> None:
+    with service_account_client(cluster) as api:
+        core, rbac = client.CoreV1Api(api), client.RbacAuthorizationV1Api(api)
+        webhooks = client.AdmissionregistrationV1Api(api)
+        pod = {"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "x"}]}}
+        # What it needs works (dry run: nothing is created)...
+        core.create_namespaced_pod(WATCHED, pod, dry_run="All")
+        assert not denied(lambda: core.read_namespaced_secret("absent-report-token", WATCHED))  # 404, not 403
+        # ...and nothing beyond it.
+        assert denied(lambda: core.list_namespaced_secret(WATCHED))
+        assert denied(lambda: core.list_secret_for_all_namespaces())
+        assert denied(lambda: core.read_namespaced_secret("anything", UNWATCHED))
+        assert denied(lambda: core.read_namespaced_secret("anything", "kube-system"))
+        assert denied(lambda: core.delete_namespaced_secret("anything", WATCHED))
+        assert denied(lambda: core.create_namespaced_pod(UNWATCHED, pod, dry_run="All"))
+        assert denied(lambda: core.list_namespaced_pod(UNWATCHED))
+        assert denied(lambda: rbac.create_cluster_role({"metadata": {"name": "x"}, "rules": []}, dry_run="All"))
+        assert denied(lambda: webhooks.list_validating_webhook_configuration())
+
+
+def test_cluster_wide_upgrade_runs_the_ignored_job_and_uninstall_cleans_up(cluster: HelmCluster) -> None:
+    cluster.helm("upgrade", RELEASE, str(CHART), "-n", RELEASE_NS, "--wait", values=BASE_VALUES)
+    wait_succeeded(cluster, UNWATCHED, "ignored")
+    with service_account_client(cluster) as api:
+        core = client.CoreV1Api(api)
+        assert not denied(lambda: core.read_namespaced_secret("absent-report-token", UNWATCHED))
+        assert denied(lambda: core.list_secret_for_all_namespaces())
+        assert denied(lambda: core.list_namespaced_secret(UNWATCHED))
+    log = cluster.operator_log()
+    assert "Forbidden" not in log and "Not enough permissions" not in log, log
+
+    cluster.helm("uninstall", RELEASE, "-n", RELEASE_NS, "--wait")
+    names = {role.metadata.name for role in client.RbacAuthorizationV1Api(cluster.api).list_cluster_role().items}
+    assert not {f"{SA}-cluster", f"{SA}-jobs"} & names
