@@ -1,11 +1,16 @@
 """The only module that writes to the Kubernetes API (and the few reads the controller needs).
 
-Why the synchronous `kubernetes` client run in worker threads (`asyncio.to_thread`) rather than aiohttp
+Why the synchronous `kubernetes` client run in worker threads (a pool of `API_CONCURRENCY`) rather than aiohttp
 against the API: the client already handles every way of logging in that a kubeconfig or a pod can
 describe (client certificates, tokens, exec plugins, in-cluster service accounts) and its API paths are
 generated from the OpenAPI spec, while the controller makes a handful of short calls per reconcile, so a
 thread per call costs nothing that matters. `kubernetes_asyncio` would be the async twin, but it is not a
-dependency; hand-written aiohttp calls would re-implement authentication for no gain.
+dependency; hand-written aiohttp calls would re-implement authentication for no gain. The pool is the
+operator's own, not asyncio's default executor, and the client's connection pool has the same size: as
+many connections as calls can be in flight, so none is opened only to be discarded ("Connection pool is
+full") and a burst of reconciles cannot open more than that many connections. Responses the controller
+reads as plain dicts are fetched raw (`_preload_content=False`): building the client's typed models costs
+more CPU than the call itself.
 
 Every write carries one field manager name (`FIELD_MANAGER`), so `managedFields` shows the operator as
 one actor. Writes are written to be repeated: creations tolerate AlreadyExists, deletions tolerate
@@ -18,19 +23,21 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import functools
 import json
 import logging
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
 from trainsmart.api import GROUP, SWEEP_PLURAL, TRAININGJOB_PLURAL, VERSION
-from trainsmart.builders import REPORT_TOKEN_KEY, report_secret_name, selector_labels
+from trainsmart.builders import JOB_NAME_LABEL, REPORT_TOKEN_KEY, report_secret_name, selector_labels
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +46,10 @@ FIELD_MANAGER: Final = "trainsmart-operator"
 EVENT_SOURCE: Final = "trainsmart-operator"
 EVENT_MESSAGE_MAX_CHARS: Final = 1024
 MERGE_PATCH: Final = "application/merge-patch+json"
+API_CONCURRENCY: Final = 16
+"""API calls in flight at once (worker threads), and the size of the client's connection pool."""
+
+_T = TypeVar("_T")
 
 
 class StatusConflictError(Exception):
@@ -68,15 +79,19 @@ class ObjectRef:
 
 
 def new_api_client(kubeconfig: str | None = None) -> client.ApiClient:
-    """A client for the cluster: `kubeconfig` if given, else in-cluster credentials, else $KUBECONFIG."""
+    """A client for the cluster: `kubeconfig` if given, else in-cluster credentials, else $KUBECONFIG; its
+    connection pool holds `API_CONCURRENCY` connections (one per worker thread of `Kube`)."""
+    configuration = client.Configuration()
     if kubeconfig:
-        return config.new_client_from_config(config_file=kubeconfig)
-    try:
-        configuration = client.Configuration()
-        config.load_incluster_config(client_configuration=configuration)
-        return client.ApiClient(configuration)
-    except config.ConfigException:
-        return config.new_client_from_config()
+        config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
+    else:
+        try:
+            config.load_incluster_config(client_configuration=configuration)
+        except config.ConfigException:
+            configuration = client.Configuration()
+            config.load_kube_config(client_configuration=configuration)
+    configuration.connection_pool_maxsize = API_CONCURRENCY
+    return client.ApiClient(configuration)
 
 
 def merge_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
@@ -106,17 +121,28 @@ def _raw(response: Any) -> Any:
 class Kube:
     """Typed, awaitable wrappers around the calls the controller makes; one instance per operator."""
 
-    def __init__(self, api: client.ApiClient) -> None:
+    def __init__(self, api: client.ApiClient, *, concurrency: int = API_CONCURRENCY) -> None:
         self.api = api
         self.core = client.CoreV1Api(api)
         self.objects = client.CustomObjectsApi(api)
+        self._executor = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="kube-api")
+
+    async def _call(self, function: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
+        """Run one blocking client call in the operator's API thread pool."""
+        return await asyncio.get_running_loop().run_in_executor(
+            self._executor, functools.partial(function, *args, **kwargs)
+        )
+
+    def close(self) -> None:
+        """Stop the API threads (calls in flight finish on their own; nothing new starts)."""
+        self._executor.shutdown(wait=False, cancel_futures=True)
 
     # ---- reads -------------------------------------------------------------------------------------------
 
     async def get_trainingjob(self, namespace: str, name: str) -> dict[str, Any] | None:
         """The job as stored (a dict), or None when it does not exist."""
         try:
-            body = await asyncio.to_thread(
+            body = await self._call(
                 self.objects.get_namespaced_custom_object, GROUP, VERSION, namespace, TRAININGJOB_PLURAL, name
             )
         except ApiException as error:
@@ -125,19 +151,35 @@ class Kube:
             raise
         return dict(body)
 
-    async def list_job_pods(self, namespace: str, job: str) -> list[dict[str, Any]]:
-        """Every pod carrying the job's selector labels, as API dicts (owner filtering is the caller's)."""
-        selector = ",".join(f"{key}={value}" for key, value in selector_labels(job).items())
-        response = await asyncio.to_thread(
+    async def list_job_pods(self, namespace: str, job: str | None) -> list[dict[str, Any]]:
+        """Every pod carrying the job's selector labels (job None: every job's replica pods in the
+        namespace), as API dicts; owner filtering is the caller's."""
+        if job is None:
+            selector = JOB_NAME_LABEL
+        else:
+            selector = ",".join(f"{key}={value}" for key, value in selector_labels(job).items())
+        response = await self._call(
             self.core.list_namespaced_pod, namespace, label_selector=selector, _preload_content=False
         )
         items: list[dict[str, Any]] = _raw(response).get("items") or []
         return items
 
+    async def served_resources(self, group: str, version: str) -> set[str]:
+        """The plural names API discovery lists for group/version (empty when the group is not served)."""
+        try:
+            response = await self._call(
+                self.objects.get_api_resources, group, version, _preload_content=False, _request_timeout=10
+            )
+        except ApiException as error:
+            if _status_of(error) == 404:
+                return set()
+            raise
+        return {str(item.get("name", "")) for item in _raw(response).get("resources") or []}
+
     async def read_report_token(self, namespace: str, job: str) -> str | None:
         """The job's report token from its Secret; None when the Secret (or its key) does not exist."""
         try:
-            response = await asyncio.to_thread(
+            response = await self._call(
                 self.core.read_namespaced_secret, report_secret_name(job), namespace, _preload_content=False
             )
         except ApiException as error:
@@ -154,8 +196,9 @@ class Kube:
 
     # ---- writes ------------------------------------------------------------------------------------------
 
-    async def create_if_absent(self, manifest: Mapping[str, Any]) -> bool:
-        """Create a namespaced core object (Pod, Service, Secret, PVC); False when the name already exists."""
+    async def create_if_absent(self, manifest: Mapping[str, Any]) -> dict[str, Any] | None:
+        """Create a namespaced core object (Pod, Service, Secret, PVC); returns it as stored (a dict), or
+        None when the name already exists."""
         kind = manifest["kind"]
         namespace = manifest["metadata"]["namespace"]
         create = {
@@ -165,31 +208,38 @@ class Kube:
             "PersistentVolumeClaim": self.core.create_namespaced_persistent_volume_claim,
         }[kind]
         try:
-            await asyncio.to_thread(create, namespace, dict(manifest), field_manager=FIELD_MANAGER)
+            response = await self._call(
+                create, namespace, dict(manifest), field_manager=FIELD_MANAGER, _preload_content=False
+            )
         except ApiException as error:
             if _status_of(error) == 409:
-                return False
+                return None
             raise
-        return True
+        created: dict[str, Any] = _raw(response)
+        return created
 
-    async def delete_pod(self, namespace: str, name: str, uid: str | None) -> bool:
-        """Delete a pod with its own grace period (the trainer checkpoints on SIGTERM); False if gone.
+    async def delete_pod(self, namespace: str, name: str, uid: str | None) -> dict[str, Any] | None:
+        """Delete a pod with its own grace period (the trainer checkpoints on SIGTERM). Returns the pod as
+        the API left it (terminating, with deletionTimestamp), {} when it went at once, None if already gone.
 
         The uid precondition keeps a late delete from hitting a newer pod that reuses the name."""
         options = client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=uid) if uid else None)
         try:
-            await asyncio.to_thread(self.core.delete_namespaced_pod, name, namespace, body=options)
+            response = await self._call(
+                self.core.delete_namespaced_pod, name, namespace, body=options, _preload_content=False
+            )
         except ApiException as error:
             if _status_of(error) in (404, 409):
-                return False
+                return None
             raise
-        return True
+        body: dict[str, Any] = _raw(response)
+        return body if body.get("kind") == "Pod" else {}
 
     async def delete_trainingjob(self, namespace: str, name: str, uid: str) -> bool:
         """Delete the job (its children go with it by owner reference); False if already gone."""
         options = client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=uid), propagation_policy="Background")
         try:
-            await asyncio.to_thread(
+            await self._call(
                 self.objects.delete_namespaced_custom_object,
                 GROUP,
                 VERSION,
@@ -213,7 +263,7 @@ class Kube:
         """
         body = {"metadata": {"resourceVersion": resource_version}, "status": dict(patch)}
         try:
-            updated = await asyncio.to_thread(
+            updated = await self._call(
                 self.objects.patch_namespaced_custom_object_status,
                 GROUP,
                 VERSION,
@@ -258,9 +308,7 @@ class Kube:
             count=1,
         )
         try:
-            await asyncio.to_thread(
-                self.core.create_namespaced_event, regarding.namespace, event, field_manager=FIELD_MANAGER
-            )
+            await self._call(self.core.create_namespaced_event, regarding.namespace, event, field_manager=FIELD_MANAGER)
         except ApiException as error:
             log.warning("could not post Event %s on %s/%s: %s", reason, regarding.namespace, regarding.name, error)
 
@@ -269,7 +317,7 @@ class Kube:
     async def get_sweep(self, namespace: str, name: str) -> dict[str, Any] | None:
         """The HyperparamSweep as stored (a dict), or None when it does not exist."""
         try:
-            body = await asyncio.to_thread(
+            body = await self._call(
                 self.objects.get_namespaced_custom_object, GROUP, VERSION, namespace, SWEEP_PLURAL, name
             )
         except ApiException as error:
@@ -280,7 +328,7 @@ class Kube:
 
     async def list_trials(self, namespace: str, selector: str) -> list[dict[str, Any]]:
         """The TrainingJobs matching a label selector (a sweep's trials; owner filtering is the caller's)."""
-        response = await asyncio.to_thread(
+        response = await self._call(
             self.objects.list_namespaced_custom_object,
             GROUP,
             VERSION,
@@ -296,7 +344,7 @@ class Kube:
         """Create a TrainingJob (a sweep's trial); False when the name already exists."""
         namespace = manifest["metadata"]["namespace"]
         try:
-            await asyncio.to_thread(
+            await self._call(
                 self.objects.create_namespaced_custom_object,
                 GROUP,
                 VERSION,
@@ -316,7 +364,7 @@ class Kube:
         is another object by now (the uid in the patch is a precondition: 409 when it differs)."""
         body = {**patch, "metadata": {**(patch.get("metadata") or {}), **({"uid": uid} if uid else {})}}
         try:
-            await asyncio.to_thread(
+            await self._call(
                 self.objects.patch_namespaced_custom_object,
                 GROUP,
                 VERSION,
@@ -340,7 +388,7 @@ class Kube:
         the updated sweep, None when it is gone, StatusConflictError when it changed meanwhile."""
         body = {"metadata": {"resourceVersion": resource_version}, "status": dict(patch)}
         try:
-            updated = await asyncio.to_thread(
+            updated = await self._call(
                 self.objects.patch_namespaced_custom_object_status,
                 GROUP,
                 VERSION,

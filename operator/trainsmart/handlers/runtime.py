@@ -7,6 +7,7 @@ line each.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -15,9 +16,10 @@ from typing import Any, Final
 import kopf
 from aiohttp import web
 
-from trainsmart.api import SWEEP_KIND, TRAININGJOB_KIND
-from trainsmart.builders import JOB_NAME_LABEL
+from trainsmart.api import GROUP, SWEEP_KIND, SWEEP_PLURAL, TRAININGJOB_KIND, TRAININGJOB_PLURAL, VERSION
 from trainsmart.builders.trial import SWEEP_NAME_LABEL
+from trainsmart.handlers.discovery import DEFAULT_TIMEOUT_S as DEFAULT_CRD_WAIT_S
+from trainsmart.handlers.discovery import CrdsNotServedError, wait_until_served
 from trainsmart.handlers.queue import DEFAULT_MIN_INTERVAL_S, WorkQueue
 from trainsmart.handlers.sweep import SweepController
 from trainsmart.handlers.trainingjob import TrainingJobController
@@ -47,6 +49,8 @@ class OperatorOptions:
     """Kopf peering object name; None: standalone (one operator replica)."""
     min_reconcile_interval: float = DEFAULT_MIN_INTERVAL_S
     """Seconds between two reconciles of one job: bounds status patches per job (reports can be frequent)."""
+    crd_wait_timeout: float = DEFAULT_CRD_WAIT_S
+    """Seconds to wait at startup for API discovery to serve the CRDs before giving up."""
     metrics_host: str = DEFAULT_METRICS_HOST
     metrics_port: int | None = None
     """Prometheus /metrics port; None: not served (the metrics are still kept). The CLI's default is
@@ -103,6 +107,15 @@ class OperatorRuntime:
         self.metrics_server: web.AppRunner | None = None
 
     async def start(self) -> None:
+        try:
+            await wait_until_served(
+                functools.partial(self.kube.served_resources, GROUP, VERSION),
+                (TRAININGJOB_PLURAL, SWEEP_PLURAL),
+                what=f"{GROUP}/{VERSION}",
+                limit=self.options.crd_wait_timeout,
+            )
+        except CrdsNotServedError as error:
+            raise kopf.PermanentError(str(error)) from error
         if self.options.report_port is not None:
             app = build_report_app(
                 self.tokens, self.inbox, self.queue.trigger, on_response=self.metrics.report_response
@@ -120,6 +133,7 @@ class OperatorRuntime:
             await self.metrics_server.cleanup()
         await self.queue.close()
         await self.sweep_queue.close()
+        self.kube.close()
         self.api.close()
 
     def on_trainingjob_event(self, event: Mapping[str, Any]) -> None:
@@ -133,15 +147,15 @@ class OperatorRuntime:
             self.controller.forget(key)
         elif self.controller.is_own_echo(key, body):
             return
+        else:
+            self.controller.offer(key, body)
         self.queue.trigger(key)
 
     def on_pod_event(self, event: Mapping[str, Any]) -> None:
-        """A replica pod changed -> reconcile the job named by its label."""
-        body = event.get("object") or {}
-        meta = body.get("metadata") or {}
-        job = (meta.get("labels") or {}).get(JOB_NAME_LABEL)
-        if isinstance(job, str) and job:
-            self.queue.trigger(JobKey(str(meta.get("namespace", "")), job))
+        """A replica pod changed -> update the pod cache, reconcile the job named by its label."""
+        key = self.controller.pods.observe(event.get("type"), event.get("object") or {})
+        if key is not None:
+            self.queue.trigger(key)
 
     def on_sweep_event(self, event: Mapping[str, Any]) -> None:
         """Any change of a sweep (or the initial listing) -> reconcile it, except our own status echo."""

@@ -1,12 +1,21 @@
 """The TrainingJob controller's I/O side: read -> parse -> derive -> plan -> patch status -> act.
 
-One reconcile is a function of what is stored *now* (the job and its pods, read fresh from the API) plus
-the reports received since the last one, so it is level-based and safe to repeat: a half-finished plan is
-completed by the next run. Status is patched before anything else (only when it changed, with the
-resourceVersion it was derived from as a precondition) and the plan is carried out only once that patch
-succeeded: a restart is counted in status before any pod is deleted, so it is counted exactly once even
-if the operator dies in between. Events are posted after the patch, so a retried reconcile does not
-announce twice.
+One reconcile is a function of what is stored *now* plus the reports received since the last one, so it
+is level-based and safe to repeat: a half-finished plan is completed by the next run. "What is stored":
+the job as its newest watch event carried it (the object as stored at that resourceVersion; a GET only
+when the queued key has no such body, e.g. a reconcile triggered by a pod or a report), and its pods from
+the `PodCache` (the watched state, listed before it is trusted; see `handlers/podcache.py`). A stale body
+costs nothing but a retry: the status patch carries the body's resourceVersion as a precondition, and a
+conflict means "derive again from a fresh read".
+
+Order: the status is patched (only when it changed) before the plan is carried out whenever the plan
+deletes anything: a restart is counted in status before any pod is deleted, so it is counted exactly once
+even if the operator dies in between. A plan that deletes nothing and creates only pods of the attempt
+the stored status already records (a new job's replicas, a recreated replica, a resume) runs concurrently
+with the patch: if the patch then fails, the pods it created are ones the stored status already accounts
+for, and the next run derives again with them present. That takes the patch off the path from `kubectl
+apply` to the pods. Events are posted after the patch succeeded, so a retried reconcile does not announce
+twice.
 
 Triggers (see `queue.WorkQueue`): every watch event of a job, every event of a pod labelled with a job
 name, every accepted report and the plan's `requeue_after`. Events that only echo the operator's own
@@ -19,9 +28,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import pydantic
 
@@ -33,12 +42,16 @@ from trainsmart.builders import (
     build_worker_pod,
     name_problems,
 )
+from trainsmart.handlers.podcache import PodCache
 from trainsmart.kube import Kube, ObjectRef, StatusConflictError, merge_patch
 from trainsmart.reports import JobKey, ReportInbox, TokenVerifier
 from trainsmart.settings import OperatorSettings
 from trainsmart.status import Plan, derive_trainingjob_status, invalid_spec_status, plan_trainingjob, status_events
 
 log = logging.getLogger(__name__)
+
+_A = TypeVar("_A")
+_B = TypeVar("_B")
 
 RESYNC_S: Final = 60.0
 """Reconcile an unfinished job at least this often, events or not (GPU time, a lost watch event)."""
@@ -76,6 +89,14 @@ def parse_job(body: Mapping[str, Any]) -> TrainingJob | list[str]:
     return name_problems(name, job.spec.replicas) or job
 
 
+def may_act_while_writing_status(previous: TrainingJobStatus | None, status: TrainingJobStatus, plan: Plan) -> bool:
+    """True when `plan` may be carried out concurrently with the status patch: it deletes nothing (no pod,
+    not the job), so the restart-counted-before-delete invariant is untouched, and the pods it creates
+    are of the attempt the *stored* status already records."""
+    stored_attempt = previous.restarts if previous is not None else 0
+    return not plan.delete and not plan.delete_job and plan.attempt == stored_attempt == status.restarts
+
+
 def owned_pods(pods: Sequence[Mapping[str, Any]], uid: str) -> list[Mapping[str, Any]]:
     """The pods whose controller is this job: a job re-created under the same name must not inherit the
     previous one's terminating pods as failures."""
@@ -100,8 +121,10 @@ class TrainingJobController:
         tokens: TokenVerifier,
         *,
         clock: Callable[[], datetime] = _now,
+        pods: PodCache | None = None,
     ) -> None:
         self.kube = kube
+        self.pods = pods if pods is not None else PodCache(kube.list_job_pods, refresh_after=RESYNC_S)
         self.settings = settings
         self.inbox = inbox
         self.tokens = tokens
@@ -110,6 +133,9 @@ class TrainingJobController:
         self._written_versions: dict[JobKey, str] = {}
         # job -> uid of the incarnation whose Service/Secret/PVC exist (a re-created job gets a new uid).
         self._children_ensured: dict[JobKey, str] = {}
+        # job -> the body of its newest watch event not yet reconciled (dropped once used: bodies of a
+        # thousand jobs are not kept around).
+        self._fresh: dict[JobKey, Mapping[str, Any]] = {}
 
     # ---- triggers (called by the Kopf handlers) ------------------------------------------------------------
 
@@ -118,8 +144,14 @@ class TrainingJobController:
         version = (body.get("metadata") or {}).get("resourceVersion")
         return version is not None and self._written_versions.get(key) == version
 
+    def offer(self, key: JobKey, body: Mapping[str, Any]) -> None:
+        """The job as its newest watch event carried it: the next reconcile starts from it, without a GET."""
+        self._fresh[key] = body
+
     def forget(self, key: JobKey) -> None:
         """Drop what is remembered about a deleted job."""
+        self._fresh.pop(key, None)
+        self.pods.forget(key)
         self.inbox.forget(key)
         self.tokens.forget(key)
         self._accounted_until.pop(key, None)
@@ -130,7 +162,9 @@ class TrainingJobController:
 
     async def reconcile(self, key: JobKey) -> float | None:
         """One reconcile of `key`; returns seconds until the next one is due (None: on the next event)."""
-        body = await self.kube.get_trainingjob(key.namespace, key.name)
+        body = self._fresh.pop(key, None)
+        if body is None:
+            body = await self.kube.get_trainingjob(key.namespace, key.name)
         if body is None:
             self.forget(key)
             return None
@@ -143,15 +177,21 @@ class TrainingJobController:
             return await self._reconcile_invalid(key, body, previous, parsed)
         job = parsed
         uid = str(meta.get("uid", ""))
-        pods = owned_pods(await self.kube.list_job_pods(key.namespace, key.name), uid)
+        pods = owned_pods(await self.pods.pods(key), uid)
         reports = self.inbox.take(key)
         now = self.clock()
         status = derive_trainingjob_status(
             job, pods, previous, reports, now, gpu_accounted_until=self._accounted_until.get(key)
         )
         plan = plan_trainingjob(job, pods, status, now)
+        write = self._write_status(key, body, previous, status, now)
+        taken: bool | None = None
         try:
-            events = await self._write_status(key, body, previous, status, now)
+            if may_act_while_writing_status(previous, status, plan):
+                # The plan first: its pod creates are what the user waits for.
+                taken, events = await _both(self._act(key, job, body, pods, plan), write)
+            else:
+                events = await write
         except StatusConflictError:
             log.info("%s changed while reconciling; deriving again", key)
             self.inbox.put_back(key, reports)
@@ -161,7 +201,8 @@ class TrainingJobController:
             raise
         if events is None:
             return None
-        taken = await self._act(key, job, body, pods, plan)
+        if taken is None:
+            taken = await self._act(key, job, body, pods, plan)
         await self._post_events(body, events)
         if taken:
             return NAME_TAKEN_RETRY_S
@@ -217,37 +258,77 @@ class TrainingJobController:
     async def _act(
         self, key: JobKey, job: TrainingJob, body: Mapping[str, Any], pods: Sequence[Mapping[str, Any]], plan: Plan
     ) -> bool:
-        """Carry out `plan`; True when a replica name was still taken by a foreign pod."""
+        """Carry out `plan`; True when a replica name was still taken by a foreign pod.
+
+        Everything in a plan is independent (it never creates a name it deletes), so the Service, Secret
+        and PVC, the deletions and the replicas (a gang is wanted anyway) go out concurrently, replicas
+        first (they are what the user waits for). A pod may so exist a moment before its Secret: the
+        kubelet (and the local node agent, `devcluster/agent/podenv.py` with `pods.py`) retries a missing
+        Secret reference with back-off, and the pod has to be scheduled first anyway. What the API
+        answers is recorded in the pod cache at once."""
         uid = str((body.get("metadata") or {}).get("uid", ""))
-        if plan.ensure_children and (plan.create or self._children_ensured.get(key) != uid):
-            await self._ensure_children(job)
-            self._children_ensured[key] = uid
+        ensure = plan.ensure_children and bool(plan.create or self._children_ensured.get(key) != uid)
         uids = {str(pod["metadata"]["name"]): pod["metadata"].get("uid") for pod in pods}
-        for name in plan.delete:
-            await self.kube.delete_pod(key.namespace, name, uids.get(name))
-        # Replicas are independent objects: created concurrently, as a gang is wanted anyway.
-        created = await asyncio.gather(
-            *(self.kube.create_if_absent(build_worker_pod(job, i, plan.attempt, self.settings)) for i in plan.create)
+        results = await asyncio.gather(
+            *(self._create_replica(key, job, index, plan.attempt) for index in plan.create),
+            *(self._delete_replica(key, name, uids.get(name)) for name in plan.delete),
+            self._ensure_children(job) if ensure else _nothing(),
         )
-        taken = not all(created)
+        if ensure:
+            self._children_ensured[key] = uid
+        taken = not all(results[: len(plan.create)])
         if plan.delete_job:
             log.info("%s: ttlSecondsAfterFinished has passed; deleting the job", key)
             await self.kube.delete_trainingjob(key.namespace, key.name, uid)
             self.forget(key)
         return taken
 
-    async def _ensure_children(self, job: TrainingJob) -> None:
+    async def _create_replica(self, key: JobKey, job: TrainingJob, index: int, attempt: int) -> bool:
+        """False when the name is taken (by a pod the cache did not show: it lists the job again)."""
+        created = await self.kube.create_if_absent(build_worker_pod(job, index, attempt, self.settings))
+        if created is None:
+            self.pods.invalidate(key)
+            return False
+        self.pods.record(created)
+        return True
+
+    async def _delete_replica(self, key: JobKey, name: str, uid: str | None) -> bool:
+        left = await self.kube.delete_pod(key.namespace, name, uid)
+        if left is None:
+            self.pods.invalidate(key)  # already gone, or another pod holds the name: look again
+        elif left:
+            self.pods.record(left)
+        else:
+            self.pods.record_gone(key, name)
+        return True
+
+    async def _ensure_children(self, job: TrainingJob) -> bool:
         """The headless Service, the report-token Secret (when reports are on) and the checkpoint PVC."""
-        children = [build_headless_service(job, self.settings)]
+        children = []
         if self.settings.report_url is not None:
             # Generated here and sent only to the API: never logged, never kept beyond this call. When
             # the Secret exists already, creation fails with AlreadyExists and its token stays.
             children.append(build_report_token_secret(job, secrets.token_urlsafe(32)))
+        children.append(build_headless_service(job, self.settings))
         claim = build_checkpoint_pvc(job)
         if claim is not None:
             children.append(claim)
-        # Independent of each other, so concurrently; all exist before any pod that refers to them.
         await asyncio.gather(*(self.kube.create_if_absent(child) for child in children))
+        return True
+
+
+async def _nothing() -> bool:
+    return True
+
+
+async def _both(first: Awaitable[_A], second: Awaitable[_B]) -> tuple[_A, _B]:
+    """Await both concurrently (started in this order); both always finish (neither is left running), then
+    the first error in argument order, if any, is raised."""
+    one, two = await asyncio.gather(first, second, return_exceptions=True)
+    for outcome in (one, two):
+        if isinstance(outcome, BaseException):
+            raise outcome
+    return one, two  # type: ignore[return-value]
 
 
 def _new_findings(previous: TrainingJobStatus | None, status: TrainingJobStatus) -> list[tuple[str, str, str]]:
