@@ -21,3 +21,7 @@ echo "[prometheus] apt-get install prometheus (the binary only; the service is n
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+# On a machine booted with systemd the package also enables its unit for the next boot: undo that too.
+if [ -d /run/systemd/system ]; then
+  systemctl disable --now prometheus >/dev/null 2>&1 || true
+fi
