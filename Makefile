@@ -94,10 +94,6 @@ bench-operator: k8s ## operator apply->pods latency vs raw pod creates, 200-job 
 bench-sweep: $(STAMP) ## grid/random/TPE vs Optuna best-vs-trials; epochs saved by median/ASHA vs Optuna's pruners
 	$(BIN)/python bench/sweep.py
 
-.PHONY: bench-sweep
-bench-sweep: $(STAMP) ## grid/random/TPE vs Optuna best-vs-trials; epochs saved by median/ASHA vs Optuna's pruners
-	$(BIN)/python bench/sweep.py
-
 .PHONY: clean
 clean: ## remove the venv and caches (not the cached Kubernetes binaries)
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
