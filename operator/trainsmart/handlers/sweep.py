@@ -88,6 +88,13 @@ def sweep_events(previous: HyperparamSweepStatus | None, current: HyperparamSwee
     return out
 
 
+def _derive_and_plan(
+    sweep: HyperparamSweep, trials: list[dict[str, Any]], previous: HyperparamSweepStatus | None, now: datetime
+) -> tuple[HyperparamSweepStatus, SweepPlan]:
+    status = derive_sweep_status(sweep, trials, previous, now)
+    return status, plan_sweep(sweep, trials, status, now)
+
+
 class SweepController:
     """Reconciles HyperparamSweeps; one per operator process."""
 
@@ -120,8 +127,9 @@ class SweepController:
         sweep = parsed
         trials = await self.kube.list_trials(key.namespace, trial_selector(key.name))
         now = self.clock()
-        status = derive_sweep_status(sweep, trials, previous, now)
-        plan = plan_sweep(sweep, trials, status, now)
+        # In a worker thread: TPE's suggestion is CPU work (hyperopt, tens to hundreds of ms), and the event
+        # loop also serves the trainers' reports, which time out when it is blocked.
+        status, plan = await asyncio.to_thread(_derive_and_plan, sweep, trials, previous, now)
         try:
             events = await self._write_status(key, body, previous, status)
         except StatusConflictError:
