@@ -3,8 +3,10 @@
 Starts a local cluster with simulated GPU nodes (`trainsmart dev up`) in a private state directory, runs
 `trainsmart operator` against it, installs the CRDs, applies `examples/trainingjob-digits.yaml` (2 replicas
 x 1 GPU, DDP, checkpoints), prints one line per change of the job's status until it ends, then the
-`kubectl get tj` table and the final metrics. Everything it started is stopped again on success, failure,
-Ctrl-C or SIGTERM. Exit status 0 only when the job succeeded.
+`kubectl get tj` table and the final metrics. Then it applies `examples/sweep-digits.yaml` (a TPE sweep,
+trials in parallel, ASHA early stopping; scripts/demo_sweep.py), follows it the same way and shows the trial
+table and the best trial. Everything it started is stopped again on success, failure, Ctrl-C or SIGTERM.
+Exit status 0 only when the job and the sweep succeeded.
 
 Why a private state directory: a user's own `trainsmart dev up` cluster (default state dir) must never be
 touched, reused or stopped by a demo; the node agent picks a free pod bridge, so both can run side by side.
@@ -264,7 +266,7 @@ def wait_discovered(api: Any, timeout: float = 60.0) -> None:
         time.sleep(0.2)
 
 
-def server_table(api: Any, namespace: str) -> str:
+def server_table(api: Any, namespace: str, plural: str | None = None) -> str:
     """The `kubectl get tj` table as the apiserver renders it (the CRD's printer columns; kubectl asks for
     the same Table), laid out as kubectl does: upper-case headers, columns three spaces apart."""
     from kubernetes import client
@@ -272,7 +274,12 @@ def server_table(api: Any, namespace: str) -> str:
     from trainsmart.api import GROUP, TRAININGJOB_PLURAL, VERSION
 
     response = client.CustomObjectsApi(api).list_namespaced_custom_object(
-        GROUP, VERSION, namespace, TRAININGJOB_PLURAL, _headers={"Accept": TABLE_ACCEPT}, _preload_content=False
+        GROUP,
+        VERSION,
+        namespace,
+        plural or TRAININGJOB_PLURAL,
+        _headers={"Accept": TABLE_ACCEPT},
+        _preload_content=False,
     )
     table = json.loads(response.data)
     shown = [i for i, col in enumerate(table["columnDefinitions"]) if not col.get("priority")]
@@ -448,9 +455,31 @@ def run(demo: Demo, timeout: float, stall: float) -> bool:
                 demo.kubectl("describe", "tj", "-n", namespace, name, check=False)
             demo.print_pod_logs(namespace, name, int(manifest["spec"].get("replicas", 1)))
             return False
-        return True
+        return run_sweep_part(demo, api, objects, timeout, stall)
     finally:
         api.close()
+
+
+def run_sweep_part(demo: Demo, api: Any, objects: Any, timeout: float, stall: float) -> bool:
+    """The sweep example on the same cluster and operator (scripts/demo_sweep.py)."""
+    from demo_sweep import run_sweep
+
+    from trainsmart.api import GROUP, SWEEP_PLURAL, VERSION
+
+    def apply(path: Path, namespace: str) -> None:
+        if KUBECTL is not None:
+            demo.kubectl("apply", "-n", namespace, "-f", str(path))
+        else:
+            body = yaml.safe_load(path.read_text())
+            objects.create_namespaced_custom_object(GROUP, VERSION, namespace, SWEEP_PLURAL, body)
+
+    def print_table(namespace: str) -> None:
+        if KUBECTL is not None:
+            demo.kubectl("get", "hps", "-n", namespace)
+        else:
+            print(server_table(api, namespace, SWEEP_PLURAL))
+
+    return run_sweep(objects, apply, print_table, say, lambda: time.monotonic() - T0, timeout, stall)
 
 
 def main() -> int:
