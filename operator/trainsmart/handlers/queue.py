@@ -79,13 +79,21 @@ class WorkQueue(Generic[K]):
                 await task
         self._slots.clear()
 
-    async def _wait(self, slot: _Slot) -> bool:
-        """Wait for a trigger or the requeue time; False when there is neither (the worker may end)."""
+    async def _wait(self, slot: _Slot, last_run: float) -> bool:
+        """Wait for a trigger or the requeue time; False when there is neither (the worker may end).
+
+        With nothing requeued, the worker still waits out `min_interval` after its last run before it
+        ends: a trigger in that window (a report arriving right after the reconcile it caused) must meet
+        the rate limit, which a fresh worker would not know about."""
         loop = asyncio.get_running_loop()
         if slot.wake.is_set():
             return True
         if slot.due is None:
-            return False
+            linger = last_run + self._min_interval - loop.time()
+            if linger > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(slot.wake.wait(), linger)
+            return slot.wake.is_set()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(slot.wake.wait(), max(slot.due - loop.time(), 0.0))
         return True
@@ -94,7 +102,7 @@ class WorkQueue(Generic[K]):
         loop = asyncio.get_running_loop()
         last_run = -math.inf
         failures = 0
-        while await self._wait(slot):
+        while await self._wait(slot, last_run):
             pause = last_run + self._min_interval - loop.time()
             if pause > 0:
                 await asyncio.sleep(pause)
