@@ -34,7 +34,7 @@ k8s: $(STAMP) ## find or build etcd + kube-apiserver + scheduler + controller-ma
 	$(BIN)/trainsmart dev provision
 
 .PHONY: demo
-demo: k8s ## local GPU cluster + operator + a 2-replica DDP TrainingJob, live progress, then all stopped
+demo: k8s ## local GPU cluster + operator + a 2-replica DDP TrainingJob and a TPE sweep, live, then all stopped
 	$(BIN)/python scripts/demo.py
 
 .PHONY: lint
@@ -89,6 +89,10 @@ bench-trainer: $(STAMP) ## trainer quality, overhead vs a hand-written loop, 1 v
 .PHONY: bench-operator
 bench-operator: k8s ## operator apply->pods latency vs raw pod creates, 200-job throughput, RSS with 1,000 jobs
 	$(BIN)/python bench/operator.py
+
+.PHONY: bench-sweep-overhead
+bench-sweep-overhead: k8s ## per sweep trial: trial created -> pod created / Running, finished -> next created
+	$(BIN)/python bench/sweep_overhead.py
 
 .PHONY: bench-sweep
 bench-sweep: $(STAMP) ## grid/random/TPE vs Optuna best-vs-trials; epochs saved by median/ASHA vs Optuna's pruners
