@@ -290,3 +290,9 @@ def test_algorithm_defaults_to_tpe_with_a_seed_from_the_object() -> None:
     sweep = HyperparamSweepSpec.model_validate(with_changes(algorithm={}))
     assert sweep.algorithm.name == AlgorithmName.TPE
     assert sweep.algorithm.seed is None
+
+
+def test_trial_template_may_not_delete_trials_by_ttl() -> None:
+    changes = with_changes(trialTemplate={"runPolicy": {"ttlSecondsAfterFinished": 0}})
+    with pytest.raises(ValidationError, match=r"ttlSecondsAfterFinished is not allowed.*trialRetention"):
+        HyperparamSweepSpec.model_validate(changes)

@@ -237,6 +237,12 @@ class HyperparamSweepSpec(ApiModel):
             )
         if self.trial_template.suspend:
             raise ValueError("trialTemplate.suspend must be false; suspend the sweep with spec.suspend instead")
+        if self.trial_template.run_policy.ttl_seconds_after_finished is not None:
+            # A trial deleted the moment it finishes may be gone before the sweep reads its result.
+            raise ValueError(
+                "trialTemplate.runPolicy.ttlSecondsAfterFinished is not allowed: a trial must stay until the sweep "
+                "has recorded its result; use trialRetention to delete finished trials"
+            )
         return self
 
     def _check_names(self) -> None:
