@@ -296,3 +296,9 @@ def test_trial_template_may_not_delete_trials_by_ttl() -> None:
     changes = with_changes(trialTemplate={"runPolicy": {"ttlSecondsAfterFinished": 0}})
     with pytest.raises(ValidationError, match=r"ttlSecondsAfterFinished is not allowed.*trialRetention"):
         HyperparamSweepSpec.model_validate(changes)
+
+
+def test_trials_may_not_share_one_checkpoint_claim() -> None:
+    changes = with_changes(trialTemplate={"checkpoint": {"claimName": "shared"}})
+    with pytest.raises(ValidationError, match=r"checkpoint.claimName would give every trial the same"):
+        HyperparamSweepSpec.model_validate(changes)

@@ -237,6 +237,13 @@ class HyperparamSweepSpec(ApiModel):
             )
         if self.trial_template.suspend:
             raise ValueError("trialTemplate.suspend must be false; suspend the sweep with spec.suspend instead")
+        if self.trial_template.checkpoint is not None and self.trial_template.checkpoint.claim_name is not None:
+            # Every trial would save to (and resume from) the same directory: a new trial would start from
+            # another trial's weights.
+            raise ValueError(
+                "trialTemplate.checkpoint.claimName would give every trial the same checkpoint directory; use "
+                "trialTemplate.checkpoint.size (one claim per trial)"
+            )
         if self.trial_template.run_policy.ttl_seconds_after_finished is not None:
             # A trial deleted the moment it finishes may be gone before the sweep reads its result.
             raise ValueError(
