@@ -7,7 +7,8 @@ Pins:
 - a sweep's status becomes trials-by-state, phase and best-so-far series;
 - objects by kind and phase count every known phase, zeros included;
 - a phase change moves the job to the new phase series; no stale series stays behind;
-- suspended and finished jobs request no GPUs;
+- suspended and finished jobs request no GPUs; a spec or status of the wrong shape gives fewer series, never
+  an exception in the watch handler;
 - deleting many jobs removes every one of their series (no unbounded label growth), and 1,000 snapshots
   stay small;
 - reconciles are counted by kind and outcome, errors by exception type (and re-raised), latency observed;
@@ -166,6 +167,19 @@ def test_a_phase_change_leaves_no_stale_phase_series() -> None:
     metrics.observe_trainingjob(event("MODIFIED", job_body("mnist", **{**RUNNING, "phase": "Succeeded"})))
     phases = [(lab["phase"], v) for n, lab, v in samples(metrics) if n == "trainsmart_job_phase"]
     assert phases == [("Succeeded", 1.0)]
+
+
+def test_unreadable_spec_and_status_give_fewer_series_not_an_exception() -> None:
+    metrics = OperatorMetrics(process=False)
+    body = {
+        "metadata": {"namespace": "team-a", "name": "odd", "labels": None, "ownerReferences": "x"},
+        "spec": {"replicas": "two", "gpusPerReplica": True},
+        "status": {"phase": 3, "progress": [], "metrics": {"objective": "val_loss", "latest": {"val_loss": "low"}}},
+    }
+    metrics.observe_trainingjob(event("ADDED", body))
+    assert values(metrics, "trainsmart_job_phase", job="odd", phase="Unknown") == [1.0]
+    assert values(metrics, "trainsmart_job_gpus_requested", job="odd") == [0.0]
+    assert values(metrics, "trainsmart_job_objective", job="odd") == []
 
 
 @pytest.mark.parametrize("phase", ["Suspended", "Succeeded", "Failed"])
