@@ -9,8 +9,9 @@ Pins:
 - the ServiceAccount's real token cannot list or watch Secrets, cannot read Secrets or create pods in an
   unwatched namespace or kube-system, cannot write RBAC or webhook configurations (impersonating nothing:
   requests are made with the token the pod gets);
-- `helm upgrade` to cluster-wide mode: the job that was ignored is now run to success; still no listing
-  of Secrets anywhere; `helm uninstall` removes the cluster-scoped RBAC again.
+- `helm upgrade` to cluster-wide mode with 2 replicas: one stands by (Kopf peering), the job that was
+  ignored is now run to success, and so is a 2-trial sweep (trials are TrainingJobs the operator creates);
+  still no listing of Secrets anywhere; `helm uninstall` removes the cluster-scoped RBAC again.
 
 Why a control plane of its own (not the session's): the session may run a cluster-wide operator with
 admin rights, which would also reconcile the chart's jobs, so success would prove nothing about the
@@ -38,7 +39,7 @@ import pytest
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
-from trainsmart.api import GROUP, TRAININGJOB_PLURAL, VERSION
+from trainsmart.api import GROUP, SWEEP_PLURAL, TRAININGJOB_PLURAL, VERSION
 from trainsmart.devcluster.agent.agent import agent_log_path
 from trainsmart.devcluster.controlplane import ControlPlane
 
@@ -101,17 +102,21 @@ class HelmCluster:
         assert result.returncode == 0, f"{' '.join(argv)}:\n{result.stdout}\n{result.stderr}\n{self.operator_log()}"
         return result.stdout
 
-    def operator_pod(self) -> client.V1Pod | None:
+    def operator_pods(self) -> list[client.V1Pod]:
         pods = client.CoreV1Api(self.api).list_namespaced_pod(RELEASE_NS).items
-        running = [p for p in pods if p.status.phase == "Running" and not p.metadata.deletion_timestamp]
-        return running[0] if running else None
+        return [p for p in pods if p.status.phase == "Running" and not p.metadata.deletion_timestamp]
+
+    def operator_logs(self) -> dict[str, str]:
+        """Each running operator pod's log, by pod name."""
+        logs = {}
+        for pod in self.operator_pods():
+            path = agent_log_path(self.agent_dir, RELEASE_NS, pod.metadata.name, pod.metadata.uid, "operator")
+            logs[pod.metadata.name] = path.read_text(errors="replace") if path.exists() else ""
+        return logs
 
     def operator_log(self) -> str:
-        pod = self.operator_pod()
-        if pod is None:
-            return "(no running operator pod)"
-        path = agent_log_path(self.agent_dir, RELEASE_NS, pod.metadata.name, pod.metadata.uid, "operator")
-        return path.read_text(errors="replace")[-6000:] if path.exists() else "(no log yet)"
+        """The tails of all operator logs, for failure messages."""
+        return "\n".join(f"--- {name}\n{log[-5000:]}" for name, log in self.operator_logs().items())
 
 
 def _start_agent(kubeconfig: Path, state_dir: Path, core: client.CoreV1Api) -> subprocess.Popen[bytes]:
@@ -184,6 +189,27 @@ def wait_succeeded(cluster: HelmCluster, namespace: str, name: str) -> dict[str,
     return status
 
 
+def create_sweep(api: client.ApiClient, namespace: str, name: str) -> None:
+    """Two 1-epoch trials at once, learning rates drawn at random."""
+    lr = {"name": "lr", "path": "trainer.config.learningRate", "type": "loguniform", "min": 0.001, "max": 0.05}
+    spec = {
+        "objective": {"metric": "val_accuracy", "goal": "maximize"},
+        "algorithm": {"name": "random", "seed": 5},
+        "maxTrials": 2,
+        "parallelTrials": 2,
+        "parameters": [lr],
+        "trialTemplate": JOB_SPEC,
+    }
+    body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "HyperparamSweep", "metadata": {"name": name}, "spec": spec}
+    client.CustomObjectsApi(api).create_namespaced_custom_object(GROUP, VERSION, namespace, SWEEP_PLURAL, body)
+
+
+def sweep_finished(api: client.ApiClient, namespace: str, name: str) -> dict[str, Any] | None:
+    body = client.CustomObjectsApi(api).get_namespaced_custom_object(GROUP, VERSION, namespace, SWEEP_PLURAL, name)
+    status = dict(body.get("status") or {})
+    return status if status.get("phase") in ("Succeeded", "Failed") else None
+
+
 def service_account_client(cluster: HelmCluster) -> client.ApiClient:
     """A client that authenticates with a bound token of the chart's ServiceAccount (what the pod gets)."""
     request = client.AuthenticationV1TokenRequest(spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=600))
@@ -203,6 +229,13 @@ def denied(call: Callable[[], Any]) -> bool:
     return False
 
 
+def stands_by(log: str) -> bool:
+    """Whether a replica is paused by Kopf peering: it never resumed (replicas start paused), or the last
+    word was a pause (it ran alone until a higher-priority replica appeared)."""
+    lines = [line for line in log.splitlines() if line.startswith(("Pausing operations", "Resuming operations"))]
+    return not lines or lines[-1].startswith("Pausing operations")
+
+
 def http_ok(url: str) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - a pod address we chose
@@ -214,7 +247,7 @@ def http_ok(url: str) -> bool:
 def test_namespaced_install_runs_a_job_and_nothing_else(cluster: HelmCluster) -> None:
     values = {**BASE_VALUES, "watch.mode": "namespaces", "watch.namespaces": f"{{{WATCHED}}}"}
     cluster.helm("install", RELEASE, str(CHART), "-n", RELEASE_NS, "--create-namespace", "--wait", values=values)
-    pod = wait_for("the operator pod", cluster.operator_pod, 30)
+    (pod,) = wait_for("the operator pod", cluster.operator_pods, 30)
     ip = pod.status.pod_ip
     wait_for("the liveness endpoint", lambda: http_ok(f"http://{ip}:8081/healthz"), 60, cluster.operator_log)
     assert http_ok(f"http://{ip}:8080/healthz")
@@ -248,16 +281,34 @@ def test_the_service_account_cannot_do_more_than_its_job(cluster: HelmCluster) -
         assert denied(lambda: webhooks.list_validating_webhook_configuration())
 
 
-def test_cluster_wide_upgrade_runs_the_ignored_job_and_uninstall_cleans_up(cluster: HelmCluster) -> None:
-    cluster.helm("upgrade", RELEASE, str(CHART), "-n", RELEASE_NS, "--wait", values=BASE_VALUES)
+def test_cluster_wide_upgrade_with_two_replicas_runs_jobs_and_a_sweep_and_uninstall_cleans_up(
+    cluster: HelmCluster,
+) -> None:
+    values = {**BASE_VALUES, "replicaCount": "2"}
+    cluster.helm("upgrade", RELEASE, str(CHART), "-n", RELEASE_NS, "--wait", values=values)
+    create_sweep(cluster.api, UNWATCHED, "lr")
     wait_succeeded(cluster, UNWATCHED, "ignored")
+    sweep = wait_for(
+        "the sweep to finish", lambda: sweep_finished(cluster.api, UNWATCHED, "lr"), 180, cluster.operator_log
+    )
+    assert sweep["phase"] == "Succeeded" and len(sweep["trials"]) == 2, json.dumps(sweep, indent=1)
+    assert all(row["phase"] == "Succeeded" for row in sweep["trials"]) and sweep["bestTrial"]["name"]
+
+    # Both replicas announce themselves with distinct priorities; the lower one stands by.
+    peering = client.CustomObjectsApi(cluster.api).get_cluster_custom_object(
+        "kopf.dev", "v1", "clusterkopfpeerings", SA
+    )
+    priorities = [peer["priority"] for peer in (peering.get("status") or {}).values()]
+    assert len(priorities) == 2 and len(set(priorities)) == 2, peering
+    logs = cluster.operator_logs()
+    assert len(logs) == 2 and sorted(map(stands_by, logs.values())) == [False, True], cluster.operator_log()
+    for log in cluster.operator_logs().values():
+        assert "Forbidden" not in log and "Not enough permissions" not in log, log[-5000:]
     with service_account_client(cluster) as api:
         core = client.CoreV1Api(api)
         assert not denied(lambda: core.read_namespaced_secret("absent-report-token", UNWATCHED))
         assert denied(lambda: core.list_secret_for_all_namespaces())
         assert denied(lambda: core.list_namespaced_secret(UNWATCHED))
-    log = cluster.operator_log()
-    assert "Forbidden" not in log and "Not enough permissions" not in log, log
 
     cluster.helm("uninstall", RELEASE, "-n", RELEASE_NS, "--wait")
     names = {role.metadata.name for role in client.RbacAuthorizationV1Api(cluster.api).list_cluster_role().items}
