@@ -72,6 +72,7 @@ def trial(
     stopped: str | None = None,
     gpu_seconds: float = 0.0,
     latest: Mapping[str, float] | None = None,
+    best: Mapping[str, float] | None = None,
     created: datetime = T0,
     owner_uid: str = "sweep-uid",
     failed_reason: str = "PermanentExitCode",
@@ -93,6 +94,7 @@ def trial(
             "objective": "val_accuracy",
             "history": [{"epoch": i + 1, "value": v} for i, v in enumerate(curve)],
             "latest": dict(latest or ({"val_accuracy": curve[-1]} if curve else {})),
+            "best": dict(best or {}),
         }
         status["progress"] = {"epoch": len(curve)}
     if phase in ("Succeeded", "Failed"):
@@ -137,6 +139,13 @@ def condition(status: HyperparamSweepStatus, type_: str) -> Any:
             "NoMetric",
         ),
         ("failed", {"phase": "Failed"}, TrialPhase.FAILED, None, "PermanentExitCode"),
+        (
+            "epoch reports lost, the final report arrived",
+            {"phase": "Succeeded", "curve": [0.5], "best": {"val_accuracy": 0.93}},
+            TrialPhase.SUCCEEDED,
+            0.93,
+            None,
+        ),
         (
             "early stopped",
             {"phase": "Running", "curve": [0.4], "suspend": True, "stopped": "EarlyStopped"},

@@ -144,13 +144,18 @@ def _value(status: Mapping[str, Any], metric: str, goal: Goal) -> tuple[float | 
     if metrics.get("objective") not in (None, metric):
         reported = {}  # the history tracks another metric (an old trial without the annotation)
     found = best_of(reported, goal)
+    # metrics.best also holds values whose epoch report was lost (the final report carries the last
+    # epoch's metrics): it wins when better, without an epoch. latest only when nothing else exists.
+    best = _finite((metrics.get("best") or {}).get(metric))
+    if best is not None and (found is None or (best > found[0] if goal == Goal.MAXIMIZE else best < found[0])):
+        return best, None
     if found is not None:
         return found
-    for source in ("best", "latest"):
-        value = (metrics.get(source) or {}).get(metric)
-        if isinstance(value, int | float) and math.isfinite(value):
-            return float(value), None
-    return None, None
+    return _finite((metrics.get("latest") or {}).get(metric)), None
+
+
+def _finite(value: object) -> float | None:
+    return float(value) if isinstance(value, int | float) and math.isfinite(value) else None
 
 
 def _condition(status: Mapping[str, Any], type_: str) -> Mapping[str, Any]:
