@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import functools
 import json
 import logging
 import secrets
@@ -33,6 +32,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final, TypeVar
 
+import urllib3
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
@@ -128,10 +128,17 @@ class Kube:
         self._executor = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="kube-api")
 
     async def _call(self, function: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
-        """Run one blocking client call in the operator's API thread pool."""
-        return await asyncio.get_running_loop().run_in_executor(
-            self._executor, functools.partial(function, *args, **kwargs)
-        )
+        """Run one blocking client call in the operator's API thread pool. A raw response's body is read
+        in that thread too: reading it returns the connection to the pool, and a connection still held
+        by a response waiting for the event loop would make the next call open one more."""
+
+        def call() -> _T:
+            result = function(*args, **kwargs)
+            if isinstance(result, urllib3.BaseHTTPResponse):
+                _ = result.data  # read and cached; `_raw` parses it later
+            return result
+
+        return await asyncio.get_running_loop().run_in_executor(self._executor, call)
 
     def close(self) -> None:
         """Stop the API threads (calls in flight finish on their own; nothing new starts)."""

@@ -3,7 +3,8 @@
 Pins:
 - triggers of a key that is already queued are merged into one reconcile;
 - a trigger that arrives while the key's reconcile runs gives exactly one more run, after it;
-- one reconcile per key at a time, while different keys run concurrently;
+- one reconcile per key at a time, while different keys run concurrently, at most `max_concurrent` of
+  them (the others wait their turn, their triggers merged);
 - the returned delay requeues the key without any trigger; None ends its worker (nothing stays active);
 - runs of one key are at least `min_interval` apart;
 - a failing reconcile is retried by itself with growing, capped back-off, and success resets it;
@@ -112,6 +113,23 @@ async def test_one_reconcile_per_key_at_a_time_but_keys_run_concurrently() -> No
     assert recorder.overlap >= 1  # a and b were in progress together
     assert recorder.count("a") == 2
     assert recorder.count("b") == 1
+    await queue.close()
+
+
+async def test_at_most_max_concurrent_reconciles_run_and_waiting_keys_merge_triggers() -> None:
+    recorder = Recorder()
+    recorder.hold = asyncio.Event()
+    queue: WorkQueue[str] = WorkQueue(recorder, min_interval=0.0, max_concurrent=2)
+    for key in "abcde":
+        queue.trigger(key)
+    await until(lambda: sum(recorder.running.values()) == 2)
+    await asyncio.sleep(0.05)
+    assert sum(recorder.running.values()) == 2
+    for key in "cde":
+        queue.trigger(key)  # still waiting for a turn: merged into their first run
+    recorder.hold.set()
+    await settle(queue)
+    assert sorted(key for key, _ in recorder.calls) == list("abcde")
     await queue.close()
 
 

@@ -8,7 +8,10 @@ call `trigger`; a worker task per job runs the reconcile, then sleeps until the 
 requeue time the reconcile returned. Triggers that arrive while a reconcile runs or waits are merged
 into one run, and runs of one job are at least `min_interval` apart, which bounds status patches per job
 (reports can arrive many times a second). A failing reconcile is retried with capped exponential backoff,
-so an unreachable API or a broken object never becomes a retry storm.
+so an unreachable API or a broken object never becomes a retry storm. At most `max_concurrent` reconciles
+(of all keys) run at once, the others wait their turn with their triggers merged: a burst of a thousand
+jobs then holds a few dozen jobs' bodies, statuses and pods in memory at a time, not a thousand, and the
+API sees a bounded number of requests in flight.
 """
 
 from __future__ import annotations
@@ -29,6 +32,9 @@ Reconcile = Callable[[K], Awaitable[float | None]]
 
 DEFAULT_MIN_INTERVAL_S: Final = 1.0
 MAX_BACKOFF_S: Final = 60.0
+DEFAULT_MAX_CONCURRENT: Final = 32
+"""Reconciles in progress at once; twice the API calls in flight (`kube.API_CONCURRENCY`), so the API
+threads stay busy while some reconciles compute."""
 
 
 @dataclass
@@ -48,8 +54,10 @@ class WorkQueue(Generic[K]):
         *,
         min_interval: float = DEFAULT_MIN_INTERVAL_S,
         max_backoff: float = MAX_BACKOFF_S,
+        max_concurrent: int = DEFAULT_MAX_CONCURRENT,
     ) -> None:
         self._reconcile = reconcile
+        self._running = asyncio.Semaphore(max_concurrent)
         self._min_interval = min_interval
         self._max_backoff = max_backoff
         self._slots: dict[K, _Slot] = {}
@@ -106,6 +114,8 @@ class WorkQueue(Generic[K]):
             pause = last_run + self._min_interval - loop.time()
             if pause > 0:
                 await asyncio.sleep(pause)
+            await self._running.acquire()
+            # Triggers until here are covered by this run (it reads the state afresh); later ones wake it again.
             slot.wake.clear()
             slot.due = None
             last_run = loop.time()
@@ -118,6 +128,8 @@ class WorkQueue(Generic[K]):
                 failures += 1
                 requeue = min(self._max_backoff, self._min_interval * 2.0**failures)
                 log.exception("reconciling %s failed (attempt %d); retrying in %.0f s", key, failures, requeue)
+            finally:
+                self._running.release()
             if requeue is not None:
                 slot.due = loop.time() + max(requeue, 0.0)
         # No await between the last check and here: a trigger cannot slip in and be lost.
