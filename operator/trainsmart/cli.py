@@ -4,6 +4,7 @@ calls, so every command is also usable as a library function."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -93,17 +94,29 @@ def _cmd_operator(args: argparse.Namespace) -> int:
     )
     if args.webhook_port:
         _enable_webhook(args)
+    priority = _peering_priority(args)
+    if priority is not None and args.pod_name and args.pod_namespace:
+        _enable_active_label(args, namespaces, priority)
     kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat.PLAIN)
     kopf.run(
         clusterwide=not namespaces,
         namespaces=namespaces,
         standalone=args.peering is None,
         peering_name=args.peering,
-        priority=_peering_priority(args),
+        priority=priority,
         liveness_endpoint=f"http://0.0.0.0:{args.liveness_port}/healthz" if args.liveness_port else None,
         memo=kopf.Memo(options=options),
     )
     return 0
+
+
+def _enable_active_label(args: argparse.Namespace, namespaces: tuple[str, ...], priority: int) -> None:
+    """Label our own pod while this replica acts, so the chart's report Service reaches only it."""
+    from trainsmart.handlers.standby import OwnPod, PeeringRef, enable_active_pod_label
+
+    # Replicas share priorities across namespaces, so any watched namespace's peering object decides.
+    peering = PeeringRef(args.peering, namespaces[0] if namespaces else None)
+    enable_active_pod_label(peering, OwnPod(args.pod_namespace, args.pod_name), priority, kubeconfig=args.kubeconfig)
 
 
 def _peering_priority(args: argparse.Namespace) -> int | None:
@@ -157,6 +170,15 @@ def _add_operator_parser(commands: argparse._SubParsersAction[argparse.ArgumentP
         default=None,
         help="this replica's peering priority (the highest live one acts, the others stand by); default: random, "
         "so that replicas started from one template never tie (Kopf pauses every replica on a tie)",
+    )
+    op.add_argument(
+        "--pod-name",
+        default=os.environ.get("POD_NAME"),
+        help="this operator's pod (default $POD_NAME); with --peering and --pod-namespace, the pod is labelled "
+        "trainsmart.dev/peering-active=true while this replica acts (the chart's report Service selects it)",
+    )
+    op.add_argument(
+        "--pod-namespace", default=os.environ.get("POD_NAMESPACE"), help="its namespace (default $POD_NAMESPACE)"
     )
     op.add_argument(
         "--liveness-port", type=int, default=0, help="serve Kopf's liveness probe on 0.0.0.0:PORT/healthz; 0: off"

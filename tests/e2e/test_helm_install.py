@@ -9,8 +9,9 @@ Pins:
 - the ServiceAccount's real token cannot list or watch Secrets, cannot read Secrets or create pods in an
   unwatched namespace or kube-system, cannot write RBAC or webhook configurations (impersonating nothing:
   requests are made with the token the pod gets);
-- `helm upgrade` to cluster-wide mode with 2 replicas: one stands by (Kopf peering), the job that was
-  ignored is now run to success, and so is a 2-trial sweep (trials are TrainingJobs the operator creates);
+- `helm upgrade` to cluster-wide mode with 2 replicas: one stands by (Kopf peering) and the report Service
+  selects only the other; the job that was ignored is now run to success, and so is a 2-trial sweep
+  (trials are TrainingJobs the operator creates);
   still no listing of Secrets anywhere; `helm uninstall` removes the cluster-scoped RBAC again.
 
 Why a control plane of its own (not the session's): the session may run a cluster-wide operator with
@@ -302,6 +303,15 @@ def test_cluster_wide_upgrade_with_two_replicas_runs_jobs_and_a_sweep_and_uninst
     assert len(priorities) == 2 and len(set(priorities)) == 2, peering
     logs = cluster.operator_logs()
     assert len(logs) == 2 and sorted(map(stands_by, logs.values())) == [False, True], cluster.operator_log()
+    (acting,) = [name for name, log in logs.items() if not stands_by(log)]
+
+    def report_endpoints() -> list[str]:
+        endpoints = client.CoreV1Api(cluster.api).read_namespaced_endpoints(f"{SA}-report", RELEASE_NS)
+        addresses = [a for subset in endpoints.subsets or [] for a in subset.addresses or []]
+        return [a.target_ref.name for a in addresses]
+
+    # Reports reach the acting replica only (it labels its own pod; the report Service selects the label).
+    wait_for("the report Service to select the acting replica", lambda: report_endpoints() == [acting], 30)
     for log in cluster.operator_logs().values():
         assert "Forbidden" not in log and "Not enough permissions" not in log, log[-5000:]
     with service_account_client(cluster) as api:

@@ -9,7 +9,9 @@ Pins:
 - the operator pod meets the `restricted` Pod Security Standard and mounts only a bound token;
 - the container's command line is one `trainsmart operator` accepts (no flag drift);
 - RBAC: no wildcards; Secrets are never listed, watched, updated or deleted; namespaced mode grants
-  nothing namespaced cluster-wide, and a Role per watched namespace;
+  nothing namespaced cluster-wide, and a Role per watched namespace (plus, in the release namespace,
+  get/patch of pods: the operator labels its own pod);
+- reports go to a Service that selects only the acting replica's pod (its peering-active label);
 - the webhook configuration the chart ships equals the operator's own `build_webhook_configuration`;
 - combinations that cannot work (2 replicas with per-replica self-signed CAs, a Secret without CA) are
   refused with a message, and values outside the schema are rejected.
@@ -144,6 +146,15 @@ def test_the_operator_pod_is_pss_restricted() -> None:
     assert container["readinessProbe"]["httpGet"]["port"] == "report"
 
 
+def test_reports_reach_only_the_acting_replica() -> None:
+    services = {s["metadata"]["name"]: s for s in pick(render(), "Service")}
+    report = services["ts-trainsmart-report"]["spec"]
+    assert report["selector"]["trainsmart.dev/peering-active"] == "true"
+    assert [p["name"] for p in report["ports"]] == ["report"]
+    assert "report" not in [p["name"] for p in services["ts-trainsmart"]["spec"]["ports"]]
+    assert not pick(render({"webhook.enabled": "false", "metrics.enabled": "false"}), "Service")[1:]
+
+
 def test_only_a_bound_token_with_the_cluster_ca_is_mounted() -> None:
     spec = pod_spec(render())
     (access,) = [v for v in spec["volumes"] if v["name"] == "kube-api-access"]
@@ -160,7 +171,9 @@ def test_the_operator_accepts_the_command_line_the_chart_writes(values: dict[str
     assert container["command"] == ["trainsmart", "operator"]
     args = build_parser().parse_args(["operator", *container["args"]])
     assert args.peering == "ts-trainsmart" and args.liveness_port == 8081
-    assert args.report_url == "http://ts-trainsmart.trainsmart-system.svc:8080/v1/reports"
+    assert args.report_url == "http://ts-trainsmart-report.trainsmart-system.svc:8080/v1/reports"
+    env = {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"] for e in container["env"] if "valueFrom" in e}
+    assert env == {"POD_NAME": "metadata.name", "POD_NAMESPACE": "metadata.namespace"}  # --pod-name/-namespace
     if values.get("watch.mode") == "namespaces":
         assert args.namespace == ["team-a", "team-b"]
     else:
@@ -185,8 +198,12 @@ def test_namespaced_mode_grants_nothing_namespaced_cluster_wide() -> None:
     objects = render(NAMESPACED)
     cluster_resources = {res for rule in _rules(objects, "ClusterRole") for res in rule["resources"]}
     assert cluster_resources <= {"customresourcedefinitions", "namespaces", "validatingwebhookconfigurations"}
-    assert {r["metadata"]["namespace"] for r in pick(objects, "Role")} == {"team-a", "team-b"}
-    assert {r["metadata"]["namespace"] for r in pick(objects, "RoleBinding")} == {"team-a", "team-b"}
+    jobs = [r for r in pick(objects, "Role") if r["metadata"]["name"].endswith("-jobs")]
+    assert {r["metadata"]["namespace"] for r in jobs} == {"team-a", "team-b"}
+    bindings = {r["metadata"]["namespace"] for r in pick(objects, "RoleBinding")}
+    assert bindings == {"team-a", "team-b", "trainsmart-system"}
+    (own,) = [r for r in pick(objects, "Role") if r["metadata"]["namespace"] == "trainsmart-system"]
+    assert own["rules"] == [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "patch"]}]
     assert {p["metadata"]["namespace"] for p in pick(objects, "KopfPeering")} == {"team-a", "team-b"}
     assert not pick(objects, "ClusterKopfPeering")
 

@@ -70,7 +70,7 @@ app.kubernetes.io/part-of: trainsmart
 {{- end }}
 
 {{- define "trainsmart.reportURL" -}}
-{{- default (printf "http://%s.%s.svc:%d/v1/reports" (include "trainsmart.fullname" .) .Release.Namespace (int .Values.operator.report.port)) .Values.operator.report.url }}
+{{- default (printf "http://%s-report.%s.svc:%d/v1/reports" (include "trainsmart.fullname" .) .Release.Namespace (int .Values.operator.report.port)) .Values.operator.report.url }}
 {{- end }}
 
 {{/* Refuse combinations that would deploy a broken operator. */}}
