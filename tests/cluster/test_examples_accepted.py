@@ -23,7 +23,9 @@ from trainsmart.api import GROUP, SWEEP_PLURAL, TRAININGJOB_PLURAL, VERSION, Hyp
 pytestmark = [pytest.mark.cluster, pytest.mark.usefixtures("trainsmart_crds")]
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-FILES = sorted(EXAMPLES.glob("*.yaml"))
+# examples/argocd/*.yaml are Argo CD Applications, whose CRD this cluster does not have (see
+# tests/unit/test_argocd_examples.py); the folder of jobs one of them syncs is applied like every example.
+FILES = sorted(EXAMPLES.glob("*.yaml")) + sorted(EXAMPLES.glob("argocd/jobs/*.yaml"))
 PLURALS = {"TrainingJob": TRAININGJOB_PLURAL, "HyperparamSweep": SWEEP_PLURAL}
 
 

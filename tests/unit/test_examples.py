@@ -4,7 +4,9 @@ Pins:
 - every file parses as YAML, every trainsmart object parses with the models and passes admission unchanged;
 - no example sets a namespace (they are applied with `kubectl -n`), and names are unique across files;
 - each documented feature the examples promise is shown somewhere (DDP on GPUs with an operator-created
-  checkpoint PVC, a custom command, a data volume with tabular CSV, Kueue + suspend, TPE + ASHA, grid);
+  checkpoint PVC, a custom command, a data volume with tabular CSV, Kueue + suspend, TPE + ASHA, grid;
+  TTL and deadline, pod template overrides, an existing checkpoint claim, exit codes, random + median,
+  budgets, and the folder of jobs the Argo CD example syncs);
 - a sweep's trials would themselves pass admission (their names fit with the template's replicas).
 """
 
@@ -20,7 +22,9 @@ from trainsmart.admission import trial_name, validate_sweep, validate_trainingjo
 from trainsmart.api import HyperparamSweep, TrainingJob
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-FILES = sorted(EXAMPLES.glob("*.yaml"))
+# examples/argocd/*.yaml are Argo CD Applications (their CRD is not ours; tests/unit/test_argocd_examples.py
+# checks them); the folder of jobs one of them syncs is plain trainsmart objects, checked like the rest.
+FILES = sorted(EXAMPLES.glob("*.yaml")) + sorted(EXAMPLES.glob("argocd/jobs/*.yaml"))
 
 
 def documents(path: Path) -> list[dict[str, Any]]:
@@ -88,6 +92,21 @@ def test_examples_cover_the_documented_features() -> None:
     assert tpe.resumes_promoted()
     grid = HyperparamSweep.model_validate(by_name("synthetic-grid")).spec
     assert grid.algorithm.name == "grid" and grid.planned_trials() == 9
+
+
+def test_examples_cover_ttl_overrides_claims_exit_codes_random_and_budgets() -> None:
+    queued = TrainingJob.model_validate(by_name("queued-digits")).spec
+    assert queued.run_policy.ttl_seconds_after_finished and queued.run_policy.active_deadline_seconds
+    overrides = TrainingJob.model_validate(by_name("template-overrides")).spec
+    assert overrides.template.labels and overrides.template.security_context and overrides.template.init_containers
+    assert overrides.checkpoint is not None and overrides.checkpoint.claim_name == "shared-checkpoints"
+    assert overrides.run_policy.retryable_exit_codes and overrides.run_policy.permanent_exit_codes
+    random = HyperparamSweep.model_validate(by_name("digits-random")).spec
+    assert random.algorithm.name == "random" and random.early_stopping.rule == "median"
+    assert random.budget is not None and random.budget.max_gpu_hours and random.budget.max_duration
+    assert HyperparamSweep.model_validate(by_name("digits-tpe")).spec.budget is not None
+    gitops = TrainingJob.model_validate(by_name("gitops-digits")).spec
+    assert gitops.trainer.effective_config().dataset.name == "digits"
 
 
 def test_the_tabular_data_is_a_configmap_in_the_same_file() -> None:
