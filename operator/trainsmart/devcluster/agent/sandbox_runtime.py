@@ -18,6 +18,8 @@ Services are not routable without kube-proxy, so no `<SVC>_SERVICE_*`.
 from __future__ import annotations
 
 import logging
+import os
+import pwd
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -68,6 +70,15 @@ def kubernetes_service_env(host: str, port: int) -> dict[str, str]:
         f"KUBERNETES_PORT_{port}_TCP_PORT": str(port),
         f"KUBERNETES_PORT_{port}_TCP_ADDR": host,
     }
+
+
+def default_home(uid: int | None) -> str:
+    """HOME as container runtimes set it: the user's home in the passwd file, else `/`. Programs that look
+    up the home directory (`Path.home()`) fail without it when the uid has no passwd entry."""
+    try:
+        return pwd.getpwuid(os.getuid() if uid is None else int(uid)).pw_dir or "/"
+    except KeyError:
+        return "/"
 
 
 def start_manager(state_dir: Path) -> SandboxManager:
@@ -201,6 +212,7 @@ class SandboxRuntime:
         except ApiException as exc:
             raise ContainerConfigError(_message(exc)) from exc
         security = {**(spec.get("securityContext") or {}), **(container.get("securityContext") or {})}
+        defaults = {"HOME": default_home(security.get("runAsUser")), **defaults}
         return ContainerLaunch(
             pod_uid=meta["uid"],
             namespace=meta["namespace"],
