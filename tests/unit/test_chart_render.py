@@ -7,6 +7,7 @@ Pins:
   (kubernetes-validate; 1.25, the oldest it has, and its newest), the peering objects against the CRDs
   the chart ships; kinds of optional add-ons (cert-manager, prometheus-operator) are the expected ones;
 - the operator pod meets the `restricted` Pod Security Standard and mounts only a bound token;
+- the Grafana dashboard ships, byte-equivalent JSON, in a ConfigMap with the sidecar's label;
 - the container's command line is one `trainsmart operator` accepts (no flag drift);
 - RBAC: no wildcards; Secrets are never listed, watched, updated or deleted; namespaced mode grants
   nothing namespaced cluster-wide, and a Role per watched namespace (plus, in the release namespace,
@@ -22,6 +23,7 @@ from __future__ import annotations
 import base64
 import copy
 import functools
+import json
 import os
 import shutil
 import subprocess
@@ -48,7 +50,11 @@ SECRET = {
     "webhook.certificate.secretName": "tls",
     "webhook.certificate.caBundle": CA,
 }
-MONITORS = {"metrics.serviceMonitor.enabled": "true", "metrics.podMonitor.enabled": "true"}
+MONITORS = {
+    "metrics.serviceMonitor.enabled": "true",
+    "metrics.podMonitor.enabled": "true",
+    "metrics.dashboard.enabled": "true",
+}
 VALUE_SETS = {
     "defaults": {},
     "namespaced": NAMESPACED,
@@ -155,6 +161,14 @@ def test_reports_reach_only_the_acting_replica() -> None:
     assert not pick(render({"webhook.enabled": "false", "metrics.enabled": "false"}), "Service")[1:]
 
 
+def test_the_dashboard_ships_as_a_configmap_the_grafana_sidecar_picks_up() -> None:
+    (config_map,) = pick(render(MONITORS), "ConfigMap")
+    assert config_map["metadata"]["labels"]["grafana_dashboard"] == "1"
+    dashboard = json.loads(config_map["data"]["trainsmart.json"])
+    assert dashboard == json.loads((CHART / "dashboards" / "trainsmart.json").read_text())
+    assert not pick(render(), "ConfigMap")
+
+
 def test_only_a_bound_token_with_the_cluster_ca_is_mounted() -> None:
     spec = pod_spec(render())
     (access,) = [v for v in spec["volumes"] if v["name"] == "kube-api-access"]
@@ -173,7 +187,8 @@ def test_the_operator_accepts_the_command_line_the_chart_writes(values: dict[str
     assert args.peering == "ts-trainsmart" and args.liveness_port == 8081
     assert args.report_url == "http://ts-trainsmart-report.trainsmart-system.svc:8080/v1/reports"
     env = {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"] for e in container["env"] if "valueFrom" in e}
-    assert env == {"POD_NAME": "metadata.name", "POD_NAMESPACE": "metadata.namespace"}  # --pod-name/-namespace
+    # Kopf's peering identity (the image's uid has no passwd entry to derive one from); --pod-name/-namespace.
+    assert env == {"POD_ID": "metadata.name", "POD_NAME": "metadata.name", "POD_NAMESPACE": "metadata.namespace"}
     if values.get("watch.mode") == "namespaces":
         assert args.namespace == ["team-a", "team-b"]
     else:
