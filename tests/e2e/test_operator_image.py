@@ -10,7 +10,10 @@ Pins:
   and no network;
 - its configured entrypoint is `trainsmart operator` (the operator's own `--help` comes out) and its user
   is numeric and non-root;
-- the final stage carries no compiler and no pip cache.
+- the final stage carries no compiler and no pip cache;
+- `trainsmart operator` from the image, read-only root and uid 65532 as the chart runs it, connects to the
+  session's real kube-apiserver (a kubeconfig mounted in), watches TrainingJobs and HyperparamSweeps in its
+  namespace and answers its liveness probe.
 
 Skipped, with the reason, where buildah, podman, runc or mmdebstrap are missing or not root;
 `make test` installs them (scripts/install-image-tools.sh). The base image is kept in the containers
@@ -19,18 +22,23 @@ storage, keyed by its package list, so only the first run on a machine pays for 
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
 import shutil
 import subprocess
 import tempfile
+import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 from trainsmart import __version__
+from trainsmart.devcluster.controlplane import ControlPlane, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE_PACKAGES = ("python3", "python3-venv")
@@ -125,3 +133,47 @@ def test_final_stage_has_no_compiler_and_no_pip_cache(operator_image: str) -> No
         "test ! -e /root/.cache/pip && test ! -e /src && echo clean"
     )
     assert _in_image(operator_image, "-c", script, entrypoint="sh", user="0").strip() == "clean"
+
+
+def test_the_operator_runs_from_the_image_against_a_real_apiserver(
+    operator_image: str, control_plane: ControlPlane, e2e_crds: None, namespace: str, tmp_path: Path
+) -> None:
+    """Namespaced to a namespace of its own, so it never reconciles the session operator's objects."""
+    config = yaml.safe_load(control_plane.admin_kubeconfig.read_text())
+    cluster = config["clusters"][0]["cluster"]
+    ca = Path(cluster.pop("certificate-authority")).read_bytes()
+    cluster["certificate-authority-data"] = base64.b64encode(ca).decode()
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump(config))
+    kubeconfig.chmod(0o644)  # read by uid 65532 in the container
+    tmp_path.chmod(0o755)
+    report, liveness, metrics = free_port(), free_port(), free_port()
+    name = f"trainsmart-operator-test-{os.getpid()}"
+    argv = [
+        "podman", "run", "--detach", "--name", name, "--runtime", "runc", "--network", "host", "--read-only",
+        "--ulimit", "nofile=1024:20000", "--ulimit", "nproc=1024:1024",
+        "--volume", f"{kubeconfig}:/etc/trainsmart/kubeconfig:ro", operator_image,
+        "--kubeconfig", "/etc/trainsmart/kubeconfig", "--namespace", namespace, "--verbose",
+        "--report-host", "127.0.0.1", "--report-port", str(report),
+        "--liveness-port", str(liveness), "--metrics-port", str(metrics),
+    ]  # fmt: skip
+    _run(*argv)
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            logs = subprocess.run(["podman", "logs", name], capture_output=True, text=True, check=False)
+            output = logs.stdout + logs.stderr
+            watching = [line for line in output.splitlines() if "Starting the watch-stream for" in line]
+            if any("trainingjobs" in line for line in watching) and any(
+                "hyperparamsweeps" in line for line in watching
+            ):
+                break
+            state = _run("podman", "inspect", "--format", "{{.State.Status}}", name).strip()
+            assert state == "running" and time.monotonic() < deadline, f"operator container {state}:\n{output[-4000:]}"
+            time.sleep(1)
+        ours = [line for line in watching if "trainsmart.dev" in line]
+        assert ours and all(line.endswith(f"in '{namespace}'.") for line in ours), ours
+        with urllib.request.urlopen(f"http://127.0.0.1:{liveness}/healthz", timeout=5) as response:
+            assert response.status == 200
+    finally:
+        subprocess.run(["podman", "rm", "--force", name], capture_output=True, check=False)
