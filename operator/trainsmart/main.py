@@ -32,6 +32,12 @@ def configure_kopf(settings: kopf.OperatorSettings, options: OperatorOptions) ->
     # Kopf turns handler log lines into Events at INFO by default; the controller posts its own Events
     # for status transitions, so only Kopf's warnings and errors (e.g. a crashed handler) become Events.
     settings.posting.level = logging.WARNING
+    # Every watch event of every job and pod calls a handler, and Kopf logs each success at INFO: two
+    # lines per event, thousands a minute with many jobs, CPU spent on the event path and a log nobody
+    # reads. Their failures are WARNING/ERROR and still show; `--verbose` (DEBUG) keeps everything.
+    objects_log = logging.getLogger("kopf.objects")
+    if objects_log.getEffectiveLevel() == logging.INFO:
+        objects_log.setLevel(logging.WARNING)
     # Should any Kopf state ever be stored (the watch handlers store none), keep it under our own API
     # group, not kopf.zalando.org, so it is obviously ours and removed with the operator's names.
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)

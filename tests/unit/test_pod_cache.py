@@ -7,8 +7,11 @@ Pins:
   meanwhile is neither lost nor resurrected);
 - a re-list by the watch (an event of type None) makes the next read list the namespace again, which
   drops pods whose deletion the gap hid;
-- the operator's own writes show at once (`record`, `record_gone`); `invalidate` and `refresh_after`
-  make the next read list the job again; a failed LIST raises and is retried by the next read;
+- the operator's own writes show at once (`record_created`, `record_deleting`, `record_gone`), but never
+  override what the watch said later: a late answer cannot bring back a pod the watch saw deleted, nor
+  replace a newer state; an old pod's late DELETED does not remove its successor of the same name;
+- `invalidate` and `refresh_after` make the next read list the job again; a failed LIST raises and is
+  retried by the next read;
 - pods are kept slim: identity, labels, deletion mark, controller owner, trainer limits and status only.
 """
 
@@ -143,13 +146,48 @@ async def test_a_relist_by_the_watch_makes_the_next_read_list_again() -> None:
 async def test_own_writes_show_at_once() -> None:
     cache = PodCache(Lister([pod("digits-0")]))
     await cache.pods(JOB)
-    cache.record(pod("digits-1"))
-    cache.record(pod("digits-0", deletionTimestamp="2025-01-01T00:00:00Z"))
+    cache.record_created(pod("digits-1"))
+    cache.record_deleting(pod("digits-0", deletionTimestamp="2025-01-01T00:00:00Z"))
     pods = {p["metadata"]["name"]: p for p in await cache.pods(JOB)}
     assert set(pods) == {"digits-0", "digits-1"}
     assert pods["digits-0"]["metadata"]["deletionTimestamp"]
-    cache.record_gone(JOB, "digits-1")
+    cache.record_gone(JOB, "digits-1", "uid-digits-1")
     assert names(await cache.pods(JOB)) == ["digits-0"]
+
+
+@pytest.mark.asyncio
+async def test_a_late_delete_answer_does_not_bring_back_a_pod_the_watch_saw_go() -> None:
+    cache = PodCache(Lister([pod("digits-0")]))
+    await cache.pods(JOB)
+    cache.observe("DELETED", pod("digits-0"))  # deleted at once (never scheduled): the event came first
+    cache.record_deleting(pod("digits-0", deletionTimestamp="2025-01-01T00:00:00Z"))
+    assert await cache.pods(JOB) == []
+
+
+@pytest.mark.asyncio
+async def test_a_late_create_answer_does_not_replace_newer_watch_state_or_a_deleted_pod() -> None:
+    cache = PodCache(Lister())
+    await cache.pods(JOB)
+    cache.observe("ADDED", pod("digits-0"))
+    cache.observe("MODIFIED", pod("digits-0", phase="Running"))
+    cache.record_created(pod("digits-0"))  # the create's answer, older than both events
+    assert [p["status"]["phase"] for p in await cache.pods(JOB)] == ["Running"]
+    cache.observe("ADDED", pod("digits-1"))
+    cache.observe("DELETED", pod("digits-1"))
+    cache.record_created(pod("digits-1"))
+    assert names(await cache.pods(JOB)) == ["digits-0"]
+
+
+@pytest.mark.asyncio
+async def test_an_old_pods_late_deleted_event_does_not_remove_its_successor() -> None:
+    cache = PodCache(Lister([pod("digits-0")]))
+    await cache.pods(JOB)
+    cache.record_gone(JOB, "digits-0", "uid-digits-0")  # deleted at once by the operator
+    successor = pod("digits-0")
+    successor["metadata"]["uid"] = "uid-successor"
+    cache.record_created(successor)
+    cache.observe("DELETED", pod("digits-0"))  # the old pod's event, late
+    assert [p["metadata"]["uid"] for p in await cache.pods(JOB)] == ["uid-successor"]
 
 
 @pytest.mark.asyncio

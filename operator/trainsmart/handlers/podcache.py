@@ -17,6 +17,11 @@ across operator restarts:
   event marks its namespace stale, and the next read lists it again.
 * The operator's own writes are recorded from the API's answers at once (a created pod, a pod now
   terminating), so the reconcile after a create does not create again before the watch event arrives.
+  An answer can arrive after the watch already told something newer, so it never overrides the watch:
+  a created pod is added only where the cache has no pod of that name, a terminating pod only replaces
+  the same pod (by uid) not yet marked terminating, and neither comes back once the watch said DELETED
+  (the uids of recently deleted pods are remembered). A DELETED event removes a pod only if its uid
+  matches, so the old pod's late DELETED cannot remove its successor of the same name.
 * Every job is listed again at least every `refresh_after` seconds whatever the events said, which bounds
   how long anything the watch cannot report (a label removed by hand: the label-filtered watch then says
   nothing more about that pod) can go unnoticed.
@@ -29,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final, Literal
 
@@ -40,9 +46,14 @@ PodLister = Callable[[str, str | None], Awaitable[list[dict[str, Any]]]]
 """(namespace, job name or None for every job) -> the replica pods, as API dicts."""
 
 DEFAULT_REFRESH_AFTER_S: Final = 60.0
+DELETED_UIDS_KEPT: Final = 4096
+"""How many uids of deleted pods are remembered, so a late answer to the operator's own write cannot
+bring one back (only the last moments matter: answers arrive within seconds)."""
 _KEPT_METADATA: Final = ("name", "namespace", "uid", "labels", "deletionTimestamp")
 
-_Op = tuple[Literal["put", "drop"], JobKey, str, dict[str, Any] | None]
+_Kind = Literal["put", "drop", "created", "deleting", "gone"]
+_Op = tuple[_Kind, JobKey, str, str, dict[str, Any] | None]
+"""(what, job, pod name, pod uid, slim pod or None)."""
 
 
 def slim_pod(pod: Mapping[str, Any]) -> dict[str, Any]:
@@ -95,6 +106,7 @@ class PodCache:
         self._syncing: dict[str, asyncio.Task[None]] = {}
         self._buffers: list[tuple[str, str | None, list[_Op]]] = []
         """(namespace, job or None, ops) per LIST in flight: what changed while it was running."""
+        self._deleted: OrderedDict[str, None] = OrderedDict()
 
     # ---- what the watch and the operator's own writes say --------------------------------------------------
 
@@ -108,15 +120,21 @@ class PodCache:
         self._feed("drop" if event_type == "DELETED" else "put", key, pod)
         return key
 
-    def record(self, pod: Mapping[str, Any]) -> None:
-        """A pod as the API returned it after the operator's own create or delete (terminating then)."""
+    def record_created(self, pod: Mapping[str, Any]) -> None:
+        """A pod as the API returned it after the operator created it."""
         key = job_key_of(pod)
         if key is not None:
-            self._feed("put", key, pod)
+            self._feed("created", key, pod)
 
-    def record_gone(self, key: JobKey, name: str) -> None:
-        """A pod the API says no longer exists (deleted at once, or 404 on delete)."""
-        self._feed("drop", key, None, name)
+    def record_deleting(self, pod: Mapping[str, Any]) -> None:
+        """A pod as the API returned it after the operator deleted it (terminating, or already gone)."""
+        key = job_key_of(pod)
+        if key is not None:
+            self._feed("deleting", key, pod)
+
+    def record_gone(self, key: JobKey, name: str, uid: str) -> None:
+        """A pod the API says it deleted at once."""
+        self._feed("gone", key, None, name, uid)
 
     def invalidate(self, key: JobKey) -> None:
         """List this job again before its next read (the cache and the API disagreed, e.g. a name taken)."""
@@ -145,11 +163,12 @@ class PodCache:
 
     # ---- internals ---------------------------------------------------------------------------------------
 
-    def _feed(self, op: Literal["put", "drop"], key: JobKey, pod: Mapping[str, Any] | None, name: str = "") -> None:
+    def _feed(self, kind: _Kind, key: JobKey, pod: Mapping[str, Any] | None, name: str = "", uid: str = "") -> None:
         slim = slim_pod(pod) if pod is not None else None
         if slim is not None:
             name = str(slim["metadata"].get("name", ""))
-        item: _Op = (op, key, name, slim)
+            uid = str(slim["metadata"].get("uid", ""))
+        item: _Op = (kind, key, name, uid, slim)
         for namespace, job, ops in self._buffers:
             if namespace == key.namespace and job in (None, key.name):
                 ops.append(item)
@@ -157,15 +176,38 @@ class PodCache:
             self._apply(item)
 
     def _apply(self, item: _Op) -> None:
-        op, key, name, slim = item
-        if op == "put" and slim is not None:
-            self._pods.setdefault(key, {})[name] = slim
-            return
-        pods = self._pods.get(key)
-        if pods is not None:
-            pods.pop(name, None)
-            if not pods:
-                del self._pods[key]
+        kind, key, name, uid, slim = item
+        pods = self._pods.get(key, {})
+        held = pods.get(name)
+        held_uid = held["metadata"].get("uid") if held is not None else None
+        if kind in ("drop", "gone"):
+            self._remember_deleted(uid)
+            if held is not None and held_uid == uid:
+                del pods[name]
+        elif slim is not None and uid not in self._deleted and self._takes(kind, held, uid):
+            pods[name] = slim
+        if pods:
+            self._pods[key] = pods
+        else:
+            self._pods.pop(key, None)
+
+    @staticmethod
+    def _takes(kind: _Kind, held: Mapping[str, Any] | None, uid: str) -> bool:
+        """Whether `kind` news replaces `held`: the watch always; an own create only where there is no pod
+        of that name; an own delete only the same pod not yet marked terminating. (Nothing comes back once
+        the watch said DELETED: the caller checks that.)"""
+        if kind == "put":
+            return True
+        if kind == "created":
+            return held is None
+        meta = held["metadata"] if held is not None else {}
+        return kind == "deleting" and meta.get("uid") == uid and not meta.get("deletionTimestamp")
+
+    def _remember_deleted(self, uid: str) -> None:
+        self._deleted[uid] = None
+        self._deleted.move_to_end(uid)
+        while len(self._deleted) > DELETED_UIDS_KEPT:
+            self._deleted.popitem(last=False)
 
     async def _sync_namespace(self, namespace: str) -> None:
         """One LIST of the namespace's replica pods, shared by every reconcile waiting for it."""

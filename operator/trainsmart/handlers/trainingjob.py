@@ -11,11 +11,12 @@ conflict means "derive again from a fresh read".
 Order: the status is patched (only when it changed) before the plan is carried out whenever the plan
 deletes anything: a restart is counted in status before any pod is deleted, so it is counted exactly once
 even if the operator dies in between. A plan that deletes nothing and creates only pods of the attempt
-the stored status already records (a new job's replicas, a recreated replica, a resume) runs concurrently
-with the patch: if the patch then fails, the pods it created are ones the stored status already accounts
-for, and the next run derives again with them present. That takes the patch off the path from `kubectl
-apply` to the pods. Events are posted after the patch succeeded, so a retried reconcile does not announce
-twice.
+the stored status already records (a new job's replicas, a recreated replica, a resume) is carried out
+first and the status patched after it: if the patch then fails, or the operator dies before it, the pods
+it created are ones the stored status already accounts for, and the next run derives again with them
+present. That takes the patch off the path from `kubectl apply` to the pods (and out of the apiserver's
+way while it creates them). Events are posted after the patch succeeded, so a retried reconcile does not
+announce twice.
 
 Triggers (see `queue.WorkQueue`): every watch event of a job, every event of a pod labelled with a job
 name, every accepted report and the plan's `requeue_after`. Events that only echo the operator's own
@@ -28,9 +29,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, Final, TypeVar
+from typing import Any, Final
 
 import pydantic
 
@@ -49,9 +50,6 @@ from trainsmart.settings import OperatorSettings
 from trainsmart.status import Plan, derive_trainingjob_status, invalid_spec_status, plan_trainingjob, status_events
 
 log = logging.getLogger(__name__)
-
-_A = TypeVar("_A")
-_B = TypeVar("_B")
 
 RESYNC_S: Final = 60.0
 """Reconcile an unfinished job at least this often, events or not (GPU time, a lost watch event)."""
@@ -89,10 +87,10 @@ def parse_job(body: Mapping[str, Any]) -> TrainingJob | list[str]:
     return name_problems(name, job.spec.replicas) or job
 
 
-def may_act_while_writing_status(previous: TrainingJobStatus | None, status: TrainingJobStatus, plan: Plan) -> bool:
-    """True when `plan` may be carried out concurrently with the status patch: it deletes nothing (no pod,
-    not the job), so the restart-counted-before-delete invariant is untouched, and the pods it creates
-    are of the attempt the *stored* status already records."""
+def may_act_before_writing_status(previous: TrainingJobStatus | None, status: TrainingJobStatus, plan: Plan) -> bool:
+    """True when `plan` may be carried out before the status patch: it deletes nothing (no pod, not the
+    job), so the restart-counted-before-delete invariant is untouched, and the pods it creates are of the
+    attempt the *stored* status already records."""
     stored_attempt = previous.restarts if previous is not None else 0
     return not plan.delete and not plan.delete_job and plan.attempt == stored_attempt == status.restarts
 
@@ -184,14 +182,12 @@ class TrainingJobController:
             job, pods, previous, reports, now, gpu_accounted_until=self._accounted_until.get(key)
         )
         plan = plan_trainingjob(job, pods, status, now)
-        write = self._write_status(key, body, previous, status, now)
         taken: bool | None = None
         try:
-            if may_act_while_writing_status(previous, status, plan):
+            if may_act_before_writing_status(previous, status, plan):
                 # The plan first: its pod creates are what the user waits for.
-                taken, events = await _both(self._act(key, job, body, pods, plan), write)
-            else:
-                events = await write
+                taken = await self._act(key, job, body, pods, plan)
+            events = await self._write_status(key, body, previous, status, now)
         except StatusConflictError:
             log.info("%s changed while reconciling; deriving again", key)
             self.inbox.put_back(key, reports)
@@ -260,21 +256,24 @@ class TrainingJobController:
     ) -> bool:
         """Carry out `plan`; True when a replica name was still taken by a foreign pod.
 
-        Everything in a plan is independent (it never creates a name it deletes), so the Service, Secret
-        and PVC, the deletions and the replicas (a gang is wanted anyway) go out concurrently, replicas
-        first (they are what the user waits for). A pod may so exist a moment before its Secret: the
-        kubelet (and the local node agent, `devcluster/agent/podenv.py` with `pods.py`) retries a missing
-        Secret reference with back-off, and the pod has to be scheduled first anyway. What the API
-        answers is recorded in the pod cache at once."""
+        Everything in a plan is independent (it never creates a name it deletes), so the replicas (a gang
+        is wanted anyway), the deletions and the checkpoint PVC (which the scheduler waits for) go out
+        concurrently; the report-token Secret and the headless Service follow, out of the apiserver's way
+        while it creates the pods. A pod may so exist a moment before its Secret: the kubelet (and the
+        local node agent, `devcluster/agent/pods.py` with `podenv.py`) resolves a container's env only
+        once the pod is scheduled and its sandbox is up, and retries a missing Secret with back-off.
+        What the API answers is recorded in the pod cache at once."""
         uid = str((body.get("metadata") or {}).get("uid", ""))
         ensure = plan.ensure_children and bool(plan.create or self._children_ensured.get(key) != uid)
         uids = {str(pod["metadata"]["name"]): pod["metadata"].get("uid") for pod in pods}
+        claim = build_checkpoint_pvc(job) if ensure else None
         results = await asyncio.gather(
             *(self._create_replica(key, job, index, plan.attempt) for index in plan.create),
             *(self._delete_replica(key, name, uids.get(name)) for name in plan.delete),
-            self._ensure_children(job) if ensure else _nothing(),
+            *([self.kube.create_if_absent(claim)] if claim is not None else []),
         )
         if ensure:
+            await asyncio.gather(*(self.kube.create_if_absent(child) for child in self._named_children(job)))
             self._children_ensured[key] = uid
         taken = not all(results[: len(plan.create)])
         if plan.delete_job:
@@ -289,7 +288,7 @@ class TrainingJobController:
         if created is None:
             self.pods.invalidate(key)
             return False
-        self.pods.record(created)
+        self.pods.record_created(created)
         return True
 
     async def _delete_replica(self, key: JobKey, name: str, uid: str | None) -> bool:
@@ -297,38 +296,19 @@ class TrainingJobController:
         if left is None:
             self.pods.invalidate(key)  # already gone, or another pod holds the name: look again
         elif left:
-            self.pods.record(left)
-        else:
-            self.pods.record_gone(key, name)
+            self.pods.record_deleting(left)
+        elif uid:
+            self.pods.record_gone(key, name, uid)
         return True
 
-    async def _ensure_children(self, job: TrainingJob) -> bool:
-        """The headless Service, the report-token Secret (when reports are on) and the checkpoint PVC."""
-        children = []
+    def _named_children(self, job: TrainingJob) -> list[dict[str, Any]]:
+        """The report-token Secret (when reports are on) and the headless Service."""
+        children = [build_headless_service(job, self.settings)]
         if self.settings.report_url is not None:
             # Generated here and sent only to the API: never logged, never kept beyond this call. When
             # the Secret exists already, creation fails with AlreadyExists and its token stays.
             children.append(build_report_token_secret(job, secrets.token_urlsafe(32)))
-        children.append(build_headless_service(job, self.settings))
-        claim = build_checkpoint_pvc(job)
-        if claim is not None:
-            children.append(claim)
-        await asyncio.gather(*(self.kube.create_if_absent(child) for child in children))
-        return True
-
-
-async def _nothing() -> bool:
-    return True
-
-
-async def _both(first: Awaitable[_A], second: Awaitable[_B]) -> tuple[_A, _B]:
-    """Await both concurrently (started in this order); both always finish (neither is left running), then
-    the first error in argument order, if any, is raised."""
-    one, two = await asyncio.gather(first, second, return_exceptions=True)
-    for outcome in (one, two):
-        if isinstance(outcome, BaseException):
-            raise outcome
-    return one, two  # type: ignore[return-value]
+        return children
 
 
 def _new_findings(previous: TrainingJobStatus | None, status: TrainingJobStatus) -> list[tuple[str, str, str]]:
