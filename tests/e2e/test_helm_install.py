@@ -2,6 +2,9 @@
 pod with the chart's ServiceAccount token (TokenRequest) and in-cluster config, and the operator trains.
 
 Pins:
+- default values: the operator issues its webhook certificate and registers the ValidatingWebhookConfiguration
+  itself (with the chart's RBAC); its webhook, called over TLS verified for the Service's name with the
+  registered CA bundle, refuses an invalid TrainingJob;
 - namespaced mode: `helm install --wait` brings the operator up (its liveness and readiness endpoints
   answer on the pod's address); a TrainingJob in the watched namespace succeeds with the trainer's final
   metrics in status (reports reached the operator through the chart's Service name, authenticated);
@@ -17,16 +20,22 @@ Pins:
 Why a control plane of its own (not the session's): the session may run a cluster-wide operator with
 admin rights, which would also reconcile the chart's jobs, so success would prove nothing about the
 chart's RBAC; the chart also installs cluster-scoped objects (CRDs, ClusterRoles, peering) that other
-tests must not see. The webhook stays off here: the apiserver calls webhook Services by ClusterIP, which
-the local cluster does not route (tests/cluster/test_webhook.py covers the webhook itself).
+tests must not see. The webhook is called by the test, not the apiserver: the apiserver calls webhook
+Services by ClusterIP, which the local cluster does not route (tests/cluster/test_webhook.py covers the
+apiserver's side with the operator outside the cluster); later installs turn it off.
 """
 
 from __future__ import annotations
 
+import base64
+import contextlib
+import http.client
 import json
 import os
 import shutil
 import signal
+import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -243,6 +252,77 @@ def http_ok(url: str) -> bool:
             return bool(response.status == 200)
     except OSError:
         return False
+
+
+def admission_review(namespace: str, name: str, spec: dict[str, Any]) -> bytes:
+    job = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "TrainingJob", "metadata": {"name": name}, "spec": spec}
+    request = {
+        "uid": "e2e-1",
+        "kind": {"group": GROUP, "version": VERSION, "kind": "TrainingJob"},
+        "resource": {"group": GROUP, "version": VERSION, "resource": TRAININGJOB_PLURAL},
+        "operation": "CREATE",
+        "namespace": namespace,
+        "name": name,
+        "object": job,
+        "userInfo": {"username": "e2e"},
+    }
+    return json.dumps({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": request}).encode()
+
+
+def call_webhook(pod_ip: str, ca_bundle: str, server_name: str, path: str, body: bytes) -> dict[str, Any]:
+    """POST to the webhook on the pod's address, verifying its certificate for the Service's DNS name, as the
+    apiserver does (the local cluster cannot route the apiserver to a Service, so the test calls the pod)."""
+    context = ssl.create_default_context(cadata=base64.b64decode(ca_bundle).decode())
+    connection = http.client.HTTPSConnection(server_name, 8443, context=context, timeout=10)
+    connection.sock = context.wrap_socket(
+        socket.create_connection((pod_ip, 8443), timeout=10), server_hostname=server_name
+    )
+    try:
+        connection.request("POST", path, body, {"Content-Type": "application/json"})
+        response = connection.getresponse()
+        assert response.status == 200, response.read()
+        answer: dict[str, Any] = json.loads(response.read())
+    finally:
+        connection.close()
+    return answer
+
+
+def test_default_install_issues_its_webhook_certificate_and_registers_the_webhook(cluster: HelmCluster) -> None:
+    cluster.helm("install", RELEASE, str(CHART), "-n", RELEASE_NS, "--create-namespace", "--wait")
+    webhooks = client.AdmissionregistrationV1Api(cluster.api)
+
+    def registered() -> Any:
+        try:
+            config = webhooks.read_validating_webhook_configuration("trainsmart.dev")
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return config if config.webhooks and config.webhooks[0].client_config.ca_bundle else None
+
+    try:
+        config = wait_for("the operator to register its webhook", registered, 60, cluster.operator_log)
+        service = config.webhooks[0].client_config.service
+        assert (service.namespace, service.name, service.port) == (RELEASE_NS, SA, 443)
+        (pod,) = cluster.operator_pods()
+        bad = {**JOB_SPEC, "trainer": {**JOB_SPEC["trainer"], "env": [{"name": "RANK", "value": "3"}]}}
+        review = call_webhook(
+            pod.status.pod_ip,
+            config.webhooks[0].client_config.ca_bundle,
+            f"{SA}.{RELEASE_NS}.svc",
+            f"{service.path}",
+            admission_review(WATCHED, "bad", bad),
+        )
+        assert review["response"]["allowed"] is False and "spec.trainer.env" in review["response"]["status"]["message"]
+        log = cluster.operator_log()
+        assert "Forbidden" not in log and "Not enough permissions" not in log, log
+    finally:
+        cluster.helm("uninstall", RELEASE, "-n", RELEASE_NS, "--wait")
+        # The configuration outlives the release (docs/helm.md); Kopf emptied it when the operator stopped.
+        with contextlib.suppress(ApiException):
+            webhooks.delete_validating_webhook_configuration("trainsmart.dev")
+        with contextlib.suppress(ApiException):
+            webhooks.delete_mutating_webhook_configuration("trainsmart.dev")
 
 
 def test_namespaced_install_runs_a_job_and_nothing_else(cluster: HelmCluster) -> None:

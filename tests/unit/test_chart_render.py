@@ -212,7 +212,8 @@ def test_rbac_has_no_wildcards_and_never_lists_or_changes_secrets(values: dict[s
 def test_namespaced_mode_grants_nothing_namespaced_cluster_wide() -> None:
     objects = render(NAMESPACED)
     cluster_resources = {res for rule in _rules(objects, "ClusterRole") for res in rule["resources"]}
-    assert cluster_resources <= {"customresourcedefinitions", "namespaces", "validatingwebhookconfigurations"}
+    webhook_configurations = {"validatingwebhookconfigurations", "mutatingwebhookconfigurations"}
+    assert cluster_resources <= {"customresourcedefinitions", "namespaces", *webhook_configurations}
     jobs = [r for r in pick(objects, "Role") if r["metadata"]["name"].endswith("-jobs")]
     assert {r["metadata"]["namespace"] for r in jobs} == {"team-a", "team-b"}
     bindings = {r["metadata"]["namespace"] for r in pick(objects, "RoleBinding")}

@@ -86,7 +86,7 @@ async def keep_active_label(
             active = is_active(await read_peers(), priority, clock())
             if active != labelled:
                 await set_label(active)
-                log.info("this replica %s", "acts: reports come here" if active else "stands by: no reports come here")
+                log.info("this replica %s", "acts: reports come here" if active else "does not act (yet): no reports")
                 labelled = active
         except Exception as error:  # an API hiccup must not end the loop; the next round retries
             log.warning("could not update the %s label: %s", ACTIVE_LABEL, error)
