@@ -11,7 +11,7 @@ Pins:
 - the container's command line is one `trainsmart operator` accepts (no flag drift);
 - RBAC: no wildcards; Secrets are never listed, watched, updated or deleted; namespaced mode grants
   nothing namespaced cluster-wide, and a Role per watched namespace (plus, in the release namespace,
-  get/patch of pods: the operator labels its own pod);
+  patch of pods: the operator labels its own pod);
 - reports go to a Service that selects only the acting replica's pod (its peering-active label);
 - the webhook configuration the chart ships equals the operator's own `build_webhook_configuration`;
 - combinations that cannot work (2 replicas with per-replica self-signed CAs, a Secret without CA) are
@@ -219,7 +219,7 @@ def test_namespaced_mode_grants_nothing_namespaced_cluster_wide() -> None:
     bindings = {r["metadata"]["namespace"] for r in pick(objects, "RoleBinding")}
     assert bindings == {"team-a", "team-b", "trainsmart-system"}
     (own,) = [r for r in pick(objects, "Role") if r["metadata"]["namespace"] == "trainsmart-system"]
-    assert own["rules"] == [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "patch"]}]
+    assert own["rules"] == [{"apiGroups": [""], "resources": ["pods"], "verbs": ["patch"]}]
     assert {p["metadata"]["namespace"] for p in pick(objects, "KopfPeering")} == {"team-a", "team-b"}
     assert not pick(objects, "ClusterKopfPeering")
 

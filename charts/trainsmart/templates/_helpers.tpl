@@ -86,30 +86,35 @@ app.kubernetes.io/part-of: trainsmart
 {{- end }}
 {{- end }}
 
-{{/* What the controllers do in a watched namespace; docs/helm.md explains every rule. */}}
+{{/* What the controllers do in a watched namespace: exactly the calls they make (docs/helm.md). */}}
 {{- define "trainsmart.jobRules" -}}
-# TrainingJobs: watched and read; deleted when their TTL ends; created, suspended/resumed and deleted as
-# a sweep's trials.
+# TrainingJobs: watched and read; deleted when their TTL ends; created, suspended/resumed (a patch of
+# spec.suspend) and deleted as a sweep's trials.
 - apiGroups: [trainsmart.dev]
   resources: [trainingjobs]
   verbs: [get, list, watch, create, patch, delete]
 - apiGroups: [trainsmart.dev]
-  resources: [trainingjobs/status, hyperparamsweeps/status]
-  verbs: [get, patch]
-- apiGroups: [trainsmart.dev]
   resources: [hyperparamsweeps]
   verbs: [get, list, watch]
-# Replica pods: watched, created, deleted on restart/suspend/completion.
+# Status is written through the status subresource only.
+- apiGroups: [trainsmart.dev]
+  resources: [trainingjobs/status, hyperparamsweeps/status]
+  verbs: [patch]
+# Replica pods: listed and watched, created, deleted on restart, suspend and completion.
 - apiGroups: [""]
   resources: [pods]
-  verbs: [get, list, watch, create, delete]
-# Each job's headless Service, report-token Secret and checkpoint claim: created if absent. Secrets are
-# read one by name (the report token); never listed or watched, never updated or deleted.
+  verbs: [list, watch, create, delete]
+# Each job's report-token Secret: created if absent, read by name to check a report's token. Never
+# listed or watched, never updated or deleted (it goes with its job, by owner reference).
 - apiGroups: [""]
-  resources: [services, secrets, persistentvolumeclaims]
+  resources: [secrets]
   verbs: [get, create]
-# Events on jobs (ours and Kopf's).
-- apiGroups: ["", events.k8s.io]
+# Each job's headless Service and checkpoint claim: created if absent.
+- apiGroups: [""]
+  resources: [services, persistentvolumeclaims]
+  verbs: [create]
+# Events on jobs and sweeps (ours and Kopf's): posted, never updated.
+- apiGroups: [""]
   resources: [events]
-  verbs: [create, patch]
+  verbs: [create]
 {{- end }}
