@@ -10,7 +10,7 @@ Pins:
   metrics in status (reports reached the operator through the chart's Service name, authenticated);
   a job in an unwatched namespace is never touched; the operator logs no permission errors;
 - the ServiceAccount's real token cannot list or watch Secrets, cannot read Secrets or create pods in an
-  unwatched namespace or kube-system, cannot write RBAC or webhook configurations (impersonating nothing:
+  unwatched namespace or kube-system, cannot write RBAC or read webhook configurations (impersonating nothing:
   requests are made with the token the pod gets);
 - `helm upgrade` to cluster-wide mode with 2 replicas: one stands by (Kopf peering) and the report Service
   selects only the other; the job that was ignored is now run to success, and so is a 2-trial sweep
