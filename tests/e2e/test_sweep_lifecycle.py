@@ -112,10 +112,21 @@ def test_tpe_sweep_completes_with_the_best_trial_across_an_operator_restart(
         "maxTrials": 4,
         "parallelTrials": 2,
         "parameters": [LR, {"name": "width", "path": "trainer.config.batchSize", "type": "choice", "values": [16, 64]}],
-        "trialTemplate": template({**FAST, "epochs": 2}),
+        "trialTemplate": template({**SLOW, "batchSize": 2, "epochs": 8}),
     }
     create_sweep(api_client, namespace, "tpe", spec)
-    wait_for(lambda: trials(api_client, namespace, "tpe"), 60, "the first trials")
+    # Killed once the running trainers have reported an epoch, with most of their epochs to go: a trainer
+    # retries its reports through an outage while it trains (and for 10 s at its end), but one that never
+    # reached the endpoint gives up at once (its trial would then end NoMetric).
+    wait_for(
+        lambda: (
+            (jobs := trials(api_client, namespace, "tpe"))
+            and all(((job.get("status") or {}).get("progress") or {}).get("epoch") for job in jobs)
+        ),
+        90,
+        "the first trials' first epochs",
+        lambda: describe(api_client, namespace, "tpe"),
+    )
     operator_process.kill()
     time.sleep(2)  # trials go on training while no operator runs
     operator_process.start()
@@ -125,7 +136,7 @@ def test_tpe_sweep_completes_with_the_best_trial_across_an_operator_restart(
     assert [job["metadata"]["name"] for job in children] == ["tpe-0", "tpe-1", "tpe-2", "tpe-3"]
     table = status["trials"]
     assert [row["name"] for row in table] == ["tpe-0", "tpe-1", "tpe-2", "tpe-3"]
-    assert status["counts"]["total"] == 4 and status["counts"]["succeeded"] == 4
+    assert status["counts"]["total"] == 4 and status["counts"]["succeeded"] == 4, table
     assert condition(status, "Succeeded")["reason"] == "MaxTrialsReached"
     by_value = max(table, key=lambda row: (row["metricValue"], -row["number"]))
     best = status["bestTrial"]
