@@ -143,8 +143,10 @@ class TrainingJobController:
         return version is not None and self._written_versions.get(key) == version
 
     def offer(self, key: JobKey, body: Mapping[str, Any]) -> None:
-        """The job as its newest watch event carried it: the next reconcile starts from it, without a GET."""
-        self._fresh[key] = body
+        """The job as its newest watch event carried it: the next reconcile starts from it, without a GET.
+        Kept without managedFields (often the biggest part of a body, and never read) while it waits."""
+        meta = body.get("metadata") or {}
+        self._fresh[key] = {**body, "metadata": {k: v for k, v in meta.items() if k != "managedFields"}}
 
     def forget(self, key: JobKey) -> None:
         """Drop what is remembered about a deleted job."""
