@@ -70,7 +70,7 @@ else
   end
   local progress = status.progress
   if phase == "Running" and progress ~= nil and progress.totalEpochs ~= nil then
-    hs.message = hs.message .. string.format("; epoch %d/%d", progress.epoch or 0, progress.totalEpochs)
+    hs.message = hs.message .. "; epoch " .. tostring(progress.epoch or 0) .. "/" .. tostring(progress.totalEpochs)
     if status.metrics ~= nil and status.metrics.headline ~= nil then
       hs.message = hs.message .. ", " .. status.metrics.headline
     end
