@@ -162,3 +162,13 @@ def test_the_docs_carry_both_scripts_verbatim_as_argocd_cm_keys() -> None:
         key = f"resource.customizations.health.trainsmart.dev_{kind}"
         assert argocd_cm["data"][key] == script.read_text(), key
         assert values["configs"]["cm"][key] == script.read_text(), key
+
+
+@needs_lua
+def test_numbers_as_floats_read_the_same() -> None:
+    """Argo CD hands JSON numbers to Lua as floats: an epoch of 1.0 still reads `epoch 1/3`."""
+    obj = copy.deepcopy(captured()["trainingjob-running"])
+    progress = obj["status"]["progress"]
+    as_ints = health(obj)
+    progress.update(epoch=float(progress["epoch"]), totalEpochs=float(progress["totalEpochs"]))
+    assert health(obj) == as_ints
