@@ -10,7 +10,8 @@ Pins:
   Running and Restarting -> Progressing; HyperparamSweep likewise (Running and Pending -> Progressing);
   the message is the operator's own condition message for that state (plus the epoch while training);
 - constructed edge cases: no status yet and a status of an older generation -> Progressing with a
-  message saying so; a TrainingWarning shows in a running job's message;
+  message saying so; a TrainingWarning shows in a running job's message; numbers given as floats (as
+  Argo CD converts JSON) read the same;
 - docs/argocd.md carries both scripts verbatim, in the argocd-cm keys Argo CD reads.
 """
 
