@@ -1,8 +1,11 @@
-"""The Argo CD health checks (charts/trainsmart/argocd/*.lua), run by a real Lua 5.1 on real statuses.
+"""The Argo CD health checks (charts/trainsmart/argocd/*.lua), run by two real Lua 5.1s on real statuses.
 
-Argo CD evaluates health scripts with Lua 5.1 semantics; here Debian's `lua5.1` runs them. The statuses
-are tests/fixtures/argocd/statuses.yaml, captured from real runs on the local cluster (its header and
-tests/e2e/test_argocd_statuses.py say how, and that test keeps them in line with real runs).
+Argo CD evaluates health scripts in gopher-lua, a Go implementation of Lua 5.1, with the object decoded
+from JSON. Every check here runs twice: with Debian's `lua5.1` (the reference interpreter) and with
+gopher-lua (Debian's golang-github-yuin-gopher-lua-dev, driven by argocd_gopherlua/main.go, which hands
+the script the object the way Argo CD does). The statuses are tests/fixtures/argocd/statuses.yaml,
+captured from real runs on the local cluster (its header and tests/e2e/test_argocd_statuses.py say how,
+and that test keeps them in line with real runs).
 
 Pins:
 - every captured status parses with the pydantic status model of its kind;
@@ -18,9 +21,12 @@ Pins:
 from __future__ import annotations
 
 import copy
+import json
+import os
 import re
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +44,9 @@ SCRIPTS = {
 FIXTURES = REPO / "tests" / "fixtures" / "argocd" / "statuses.yaml"
 DOCS = REPO / "docs" / "argocd.md"
 LUA = shutil.which("lua5.1")
-needs_lua = pytest.mark.skipif(LUA is None, reason="lua5.1 is not installed (scripts/install-image-tools.sh does)")
+GOPHER_LUA_SOURCE = Path("/usr/share/gocode/src/github.com/yuin/gopher-lua")
+GOPHER_LUA_RUNNER = Path(__file__).with_name("argocd_gopherlua") / "main.go"
+Health = Callable[[dict[str, Any]], tuple[str, str]]
 
 # case -> (health, the condition whose message is shown)
 EXPECTED = {
@@ -74,7 +82,7 @@ def lua_literal(value: Any) -> str:
     raise TypeError(type(value))
 
 
-def health(obj: dict[str, Any]) -> tuple[str, str]:
+def lua51_health(obj: dict[str, Any]) -> tuple[str, str]:
     """(status, message) the kind's health script returns for `obj`, run by lua5.1."""
     assert LUA is not None
     program = (
@@ -86,6 +94,40 @@ def health(obj: dict[str, Any]) -> tuple[str, str]:
     assert result.returncode == 0, result.stderr
     status, _, message = result.stdout.partition("\n")
     return status, message
+
+
+@pytest.fixture(scope="session")
+def gopher_lua(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """argocd_gopherlua/main.go built against Debian's gopher-lua source (GOPATH mode, no downloads)."""
+    go = shutil.which("go")
+    if go is None or not GOPHER_LUA_SOURCE.is_dir():
+        pytest.skip("go or gopher-lua is not installed (scripts/install-image-tools.sh installs both)")
+    binary = tmp_path_factory.mktemp("gopher-lua") / "health"
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "trainsmart" / "go-build-argocd"
+    env = {**os.environ, "GO111MODULE": "off", "GOPATH": "/usr/share/gocode", "GOCACHE": str(cache)}
+    argv = [go, "build", "-o", str(binary), str(GOPHER_LUA_RUNNER)]
+    result = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stderr
+    return binary
+
+
+@pytest.fixture(params=["lua5.1", "gopher-lua"])
+def health(request: pytest.FixtureRequest) -> Health:
+    """(status, message) the kind's health script returns for an object, per Lua implementation."""
+    if request.param == "lua5.1":
+        if LUA is None:
+            pytest.skip("lua5.1 is not installed (scripts/install-image-tools.sh installs it)")
+        return lua51_health
+    binary: Path = request.getfixturevalue("gopher_lua")
+
+    def run(obj: dict[str, Any]) -> tuple[str, str]:
+        argv = [str(binary), str(SCRIPTS[obj["kind"]])]
+        result = subprocess.run(argv, input=json.dumps(obj), capture_output=True, text=True, timeout=30, check=False)
+        assert result.returncode == 0, result.stderr
+        status, _, message = result.stdout.partition("\n")
+        return status, message
+
+    return run
 
 
 def captured() -> dict[str, dict[str, Any]]:
@@ -106,9 +148,8 @@ def test_the_fixtures_are_real_statuses_of_every_case() -> None:
         model.model_validate(obj["status"])
 
 
-@needs_lua
 @pytest.mark.parametrize("case", sorted(EXPECTED))
-def test_health_of_a_captured_status(case: str) -> None:
+def test_health_of_a_captured_status(case: str, health: Health) -> None:
     obj = captured()[case]
     want_status, source = EXPECTED[case]
     status, message = health(obj)
@@ -124,17 +165,15 @@ def test_health_of_a_captured_status(case: str) -> None:
     assert message == expected
 
 
-@needs_lua
 @pytest.mark.parametrize("kind", sorted(SCRIPTS))
-def test_no_status_yet_is_progressing(kind: str) -> None:
+def test_no_status_yet_is_progressing(kind: str, health: Health) -> None:
     obj = {"apiVersion": "trainsmart.dev/v1alpha1", "kind": kind, "metadata": {"name": "x", "generation": 1}}
     status, message = health(obj)
     assert status == "Progressing" and "Waiting for the trainsmart operator" in message
 
 
-@needs_lua
 @pytest.mark.parametrize("case", ["trainingjob-succeeded", "sweep-succeeded"])
-def test_a_status_of_an_older_generation_is_progressing(case: str) -> None:
+def test_a_status_of_an_older_generation_is_progressing(case: str, health: Health) -> None:
     obj = copy.deepcopy(captured()[case])
     obj["metadata"]["generation"] = obj["status"]["observedGeneration"] + 1
     assert health(obj) == (
@@ -143,8 +182,7 @@ def test_a_status_of_an_older_generation_is_progressing(case: str) -> None:
     )
 
 
-@needs_lua
-def test_a_training_warning_shows_while_running() -> None:
+def test_a_training_warning_shows_while_running(health: Health) -> None:
     obj = copy.deepcopy(captured()["trainingjob-running"])
     warning = next(c for c in obj["status"]["conditions"] if c["type"] == "TrainingWarning")
     warning.update(status="True", reason="Overfitting", message="val_loss rose for 3 epochs")
@@ -165,8 +203,7 @@ def test_the_docs_carry_both_scripts_verbatim_as_argocd_cm_keys() -> None:
         assert values["configs"]["cm"][key] == script.read_text(), key
 
 
-@needs_lua
-def test_numbers_as_floats_read_the_same() -> None:
+def test_numbers_as_floats_read_the_same(health: Health) -> None:
     """Argo CD hands JSON numbers to Lua as floats: an epoch of 1.0 still reads `epoch 1/3`."""
     obj = copy.deepcopy(captured()["trainingjob-running"])
     progress = obj["status"]["progress"]
