@@ -2,11 +2,14 @@
 
 One reconcile is a function of what is stored *now* plus the reports received since the last one, so it
 is level-based and safe to repeat: a half-finished plan is completed by the next run. "What is stored":
-the job as its newest watch event carried it (the object as stored at that resourceVersion; a GET only
-when the queued key has no such body, e.g. a reconcile triggered by a pod or a report), and its pods from
-the `PodCache` (the watched state, listed before it is trusted; see `handlers/podcache.py`). A stale body
-costs nothing but a retry: the status patch carries the body's resourceVersion as a precondition, and a
-conflict means "derive again from a fresh read".
+the job read afresh (a GET), and its pods from the `PodCache` (the watched state, listed before it is
+trusted; see `handlers/podcache.py`). One exception to the GET: a job the operator has never written
+status to (just applied) starts from its ADDED event's body, the object as stored at that
+resourceVersion. That takes a round-trip off the path from `kubectl apply` to the pods, and it is safe
+where a stale body would not be: nothing of the job exists yet that a stale view could get wrong, and the
+status patch carries the body's resourceVersion as a precondition (a conflict means "derive again from
+a fresh read"). A job with status is always read afresh, so an event body that is already stale (the
+job deleted meanwhile, its DELETED event still queued) cannot make the operator recreate its pods.
 
 Order: the status is patched (only when it changed) before the plan is carried out whenever the plan
 deletes anything: a restart is counted in status before any pod is deleted, so it is counted exactly once
@@ -131,8 +134,7 @@ class TrainingJobController:
         self._written_versions: dict[JobKey, str] = {}
         # job -> uid of the incarnation whose Service/Secret/PVC exist (a re-created job gets a new uid).
         self._children_ensured: dict[JobKey, str] = {}
-        # job -> the body of its newest watch event not yet reconciled (dropped once used: bodies of a
-        # thousand jobs are not kept around).
+        # job -> the body of its ADDED event while the job has no status yet (dropped once used).
         self._fresh: dict[JobKey, Mapping[str, Any]] = {}
 
     # ---- triggers (called by the Kopf handlers) ------------------------------------------------------------
@@ -143,8 +145,11 @@ class TrainingJobController:
         return version is not None and self._written_versions.get(key) == version
 
     def offer(self, key: JobKey, body: Mapping[str, Any]) -> None:
-        """The job as its newest watch event carried it: the next reconcile starts from it, without a GET.
-        Kept without managedFields (often the biggest part of a body, and never read) while it waits."""
+        """The job as its newest watch event carried it. Without status (just applied), the next reconcile
+        starts from it instead of a GET; kept without managedFields (often most of a body, never read)."""
+        if body.get("status"):
+            self._fresh.pop(key, None)
+            return
         meta = body.get("metadata") or {}
         self._fresh[key] = {**body, "metadata": {k: v for k, v in meta.items() if k != "managedFields"}}
 
