@@ -162,19 +162,21 @@ def test_asha_pauses_the_worse_trial_and_resumes_the_promoted_one_from_its_check
         "parameters": [
             {"name": "lr", "path": "trainer.config.learningRate", "type": "choice", "values": [0.003, 1e-6]}
         ],
-        "trialTemplate": template({**SLOW, "epochs": 6}, checkpoint={"size": "1Gi"}),
+        # Enough epochs that the sweep's stop (two reconciles and a SIGTERM away) lands before the last one.
+        "trialTemplate": template({**SLOW, "epochs": 10}, checkpoint={"size": "1Gi"}),
     }
     create_sweep(api_client, namespace, "asha", spec)
     status = wait_finished(api_client, namespace, "asha", timeout=300)
     assert status["phase"] == "Succeeded", describe(api_client, namespace, "asha")
     rows = {row["name"]: row for row in status["trials"]}
-    assert rows["asha-1"]["phase"] == "EarlyStopped" and rows["asha-1"]["reason"] == "EarlyStopped"
+    assert rows["asha-1"]["phase"] == "EarlyStopped", describe(api_client, namespace, "asha")
+    assert rows["asha-1"]["reason"] == "EarlyStopped"
     assert "ASHA" in rows["asha-1"]["message"]
     assert rows["asha-0"]["phase"] == "Succeeded" and status["bestTrial"]["name"] == "asha-0"
     promoted = next(job for job in trials(api_client, namespace, "asha") if job["metadata"]["name"] == "asha-0")
     job_status = promoted["status"]
-    assert job_status["progress"]["epoch"] == 6 and job_status["restarts"] == 0
-    assert [point["epoch"] for point in job_status["metrics"]["history"]] == [1, 2, 3, 4, 5, 6]
+    assert job_status["progress"]["epoch"] == 10 and job_status["restarts"] == 0
+    assert [point["epoch"] for point in job_status["metrics"]["history"]] == list(range(1, 11))
     events = client.CoreV1Api(api_client).list_namespaced_event(namespace).items
     assert any(e.reason == "TrialPromoted" and "asha-0" in e.message for e in events)
     core = client.CoreV1Api(api_client)
