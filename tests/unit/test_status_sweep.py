@@ -31,7 +31,7 @@ from trainsmart.api import ConditionStatus, HyperparamSweep, HyperparamSweepStat
 from trainsmart.builders.trial import STOPPED_ANNOTATION, build_trial
 from trainsmart.status.sweep import SWEEP_CONDITION_ORDER, derive_sweep_status, sweep_seed
 from trainsmart.status.sweep_plan import PROMOTED, plan_sweep
-from trainsmart.status.sweep_trials import trial_history, view_trials
+from trainsmart.status.sweep_trials import invalid_trial_record, trial_history, view_trials
 from trainsmart.sweep import TrialOutcome, suggest
 
 T0 = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
@@ -244,6 +244,23 @@ def test_a_trial_deleted_before_it_finished_is_failed_not_rerun_and_not_held_aga
     assert (row.phase, row.reason, row.deleted) == (TrialPhase.FAILED, "TrialDeleted", True)
     assert status.phase == SweepPhase.RUNNING
     assert [new.number for new in plan_sweep(sweep, [], status, NOW).create] == [1]
+
+
+def test_a_point_that_made_an_invalid_trial_is_recorded_failed_and_the_sweep_moves_on() -> None:
+    sweep = make_sweep(maxTrials=3, parallelTrials=1, maxFailedTrials=1)
+    first = derive(sweep, [])
+    row = invalid_trial_record(sweep, 0, {"lr": -1.0, "batch": 32}, "trialTemplate.trainer.config.learningRate: >0", T0)
+    recorded = first.model_copy(update={"trials": [row]})
+    status = derive(sweep, [], recorded)
+    kept = status.trials[0]
+    assert (kept.name, kept.phase, kept.reason, kept.deleted) == ("tune-0", TrialPhase.FAILED, "InvalidTrial", True)
+    assert "learningRate" in (kept.message or "")
+    assert status.counts.failed == 1 and status.phase == SweepPhase.RUNNING
+    history = trial_history(view_trials(sweep, [], status.trials))
+    assert [(p.number, p.outcome) for p in history] == [(0, TrialOutcome.FAILED)]
+    plan = plan_sweep(sweep, [], status, NOW)
+    assert [new.number for new in plan.create] == [1]  # a new number, so a new draw: never the same point again
+    assert derive(sweep, [], status) == status  # the row stays as it is
 
 
 # ---- how a sweep ends ---------------------------------------------------------------------------------------

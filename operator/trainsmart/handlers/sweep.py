@@ -24,7 +24,7 @@ from typing import Any, Final
 import pydantic
 
 from trainsmart.admission.rules import validate_sweep
-from trainsmart.api import ConditionStatus, HyperparamSweep, HyperparamSweepStatus
+from trainsmart.api import ConditionStatus, HyperparamSweep, HyperparamSweepStatus, TrialRecord
 from trainsmart.builders.trial import (
     PARAMETERS_ANNOTATION,
     build_trial,
@@ -36,6 +36,7 @@ from trainsmart.kube import Kube, ObjectRef, StatusConflictError, merge_patch
 from trainsmart.reports import JobKey
 from trainsmart.status.sweep import SWEEP_CONDITION_ORDER, derive_sweep_status, invalid_sweep_status
 from trainsmart.status.sweep_plan import PROMOTED, RESUMED, SweepPlan, plan_sweep
+from trainsmart.status.sweep_trials import INVALID_TRIAL, invalid_trial_message, invalid_trial_record
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +138,10 @@ class SweepController:
             return 0.0
         if events is None:
             return None
-        events += await self._act(key, sweep, plan)
+        acted, invalid = await self._act(key, sweep, plan)
+        events += acted
+        if invalid and not await self._record_invalid(key, body, status, invalid):
+            return 0.0
         ref = ObjectRef.of(body)
         for kind, reason, message in events:
             await self.kube.post_event(ref, kind, reason, message)
@@ -182,10 +186,31 @@ class SweepController:
         self._written_versions[key] = str((updated.get("metadata") or {}).get("resourceVersion", ""))
         return sweep_events(previous, status)
 
-    async def _act(self, key: JobKey, sweep: HyperparamSweep, plan: SweepPlan) -> list[tuple[str, str, str]]:
-        """Carry out `plan`; returns the Events that announce what was done."""
+    async def _record_invalid(
+        self, key: JobKey, body: Mapping[str, Any], status: HyperparamSweepStatus, invalid: list[TrialRecord]
+    ) -> bool:
+        """Put trials whose point made an invalid spec into the table as Failed (InvalidTrial), so the
+        suggester counts them and moves on to the next number instead of proposing the same point forever.
+        False when the patch met a conflict (the caller reconciles again; the point is then recorded then)."""
+        recorded = status.model_copy(update={"trials": [*status.trials, *invalid]})
+        version = self._written_versions.get(key) or str((body.get("metadata") or {}).get("resourceVersion", ""))
+        patch = merge_patch(status.to_api(), recorded.to_api())
+        try:
+            updated = await self.kube.patch_sweep_status(key.namespace, key.name, version, patch)
+        except StatusConflictError:
+            return False
+        if updated is not None:
+            self._written_versions[key] = str((updated.get("metadata") or {}).get("resourceVersion", ""))
+        return True
+
+    async def _act(
+        self, key: JobKey, sweep: HyperparamSweep, plan: SweepPlan
+    ) -> tuple[list[tuple[str, str, str]], list[TrialRecord]]:
+        """Carry out `plan`; returns the Events that announce what was done, and the rows of trials whose
+        parameters made an invalid TrainingJob (never created)."""
         namespace = key.namespace
         events: list[tuple[str, str, str]] = []
+        invalid: list[TrialRecord] = []
         for action in plan.suspend:
             patch = suspend_patch(action.reason, action.message)
             done = await self.kube.patch_trainingjob(namespace, action.name, action.uid, patch)
@@ -205,7 +230,9 @@ class SweepController:
                 # Admission checks each parameter's edge values; a normal distribution has no edges, so a
                 # rare draw can still make an invalid trial. Say so loudly rather than crash-loop.
                 log.warning("sweep %s: trial %d has an invalid spec: %s", key, new.number, error)
-                events.append(("Warning", "InvalidTrial", f"trial {new.number} {dict(new.parameters)}: {error}"))
+                problem = invalid_trial_message(error)
+                events.append(("Warning", INVALID_TRIAL, f"trial {new.number} {dict(new.parameters)}: {problem}"))
+                invalid.append(invalid_trial_record(sweep, new.number, new.parameters, problem, self.clock()))
         created = await asyncio.gather(*(self.kube.create_trainingjob(manifest) for manifest in manifests))
         for manifest, fresh in zip(manifests, created, strict=True):
             if fresh:
@@ -216,4 +243,4 @@ class SweepController:
         for action in plan.delete:
             if action.uid:
                 await self.kube.delete_trainingjob(namespace, action.name, action.uid)
-        return events
+        return events, invalid

@@ -25,7 +25,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
-from trainsmart.api import HyperparamSweep, TrainingJobPhase, TrialPhase, TrialRecord
+import pydantic
+
+from trainsmart.admission.rules import trial_name
+from trainsmart.api import HyperparamSweep, TrainingJobPhase, TrialPhase, TrialRecord, format_validation_error
 from trainsmart.api.conditions import FINISHED_TRIAL_PHASES
 from trainsmart.api.sweep import Goal
 from trainsmart.builders.trial import (
@@ -42,6 +45,10 @@ from trainsmart.sweep.earlystop import CurveState
 
 NO_METRIC: Final = "NoMetric"
 TRIAL_DELETED: Final = "TrialDeleted"
+INVALID_TRIAL: Final = "InvalidTrial"
+"""A suggested point made an invalid TrainingJob: recorded as Failed with no child, never proposed again."""
+MESSAGE_MAX_CHARS: Final = 900
+"""Room for the problem in a trial row's message (1,024 characters with its prefix)."""
 EARLY_STOPPED: Final = "EarlyStopped"
 """The `stopped` reason of a trial the early-stopping rule paused (only those can be promoted)."""
 ACTIVE_PHASES: Final = frozenset({TrialPhase.PENDING, TrialPhase.RUNNING, TrialPhase.RESTARTING})
@@ -286,6 +293,33 @@ def view_trials(
 def _record_finished(records: Mapping[str, TrialRecord], job: Mapping[str, Any]) -> bool:
     record = records.get(str((job.get("metadata") or {}).get("name")))
     return record is not None and record.phase in FINISHED_TRIAL_PHASES
+
+
+def invalid_trial_message(error: Exception) -> str:
+    """The first problem of a trial spec that failed validation, with its field path (bounded for status)."""
+    if isinstance(error, pydantic.ValidationError):
+        lines = format_validation_error(error, prefix="trialTemplate")
+        return (lines[0] if lines else str(error))[:MESSAGE_MAX_CHARS]
+    return str(error)[:MESSAGE_MAX_CHARS]
+
+
+def invalid_trial_record(
+    sweep: HyperparamSweep, number: int, parameters: Mapping[str, Scalar], problem: str, now: datetime
+) -> TrialRecord:
+    """The table row of trial `number` whose point made an invalid spec: Failed, and `deleted` because no
+    TrainingJob exists, so later reconciles keep the row as it is (and count it as a failed trial)."""
+    name = trial_name(str(sweep.metadata.get("name", "")), number)
+    return TrialRecord(
+        name=name,
+        number=number,
+        phase=TrialPhase.FAILED,
+        parameters=dict(parameters),
+        start_time=now,
+        completion_time=now,
+        deleted=True,
+        reason=INVALID_TRIAL,
+        message=f"its parameters make an invalid TrainingJob: {problem}",
+    )
 
 
 def to_record(view: TrialView, deleted: bool) -> TrialRecord:
