@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 from pathlib import Path
+from typing import Any
 
 from trainsmart import __version__
 
@@ -75,7 +77,13 @@ def _cmd_operator(args: argparse.Namespace) -> int:
     if report_url is None and report_port is not None and args.report_host not in ("0.0.0.0", "::", ""):  # noqa: S104
         report_url = f"http://{args.report_host}:{report_port}/v1/reports"
     try:
+        trainer: dict[str, Any] = {}
+        if args.trainer_image:
+            trainer["trainer_image"] = args.trainer_image
+        if args.trainer_command:
+            trainer["trainer_command"] = tuple(shlex.split(args.trainer_command))
         settings = OperatorSettings(
+            **trainer,
             report_url=report_url,
             namespace_mode=NamespaceMode.LIST if namespaces else NamespaceMode.ALL,
             namespaces=namespaces,
@@ -162,6 +170,18 @@ def _add_operator_parser(commands: argparse._SubParsersAction[argparse.ArgumentP
         type=int,
         default=DEFAULT_METRICS_PORT,
         help=f"Prometheus /metrics port (default {DEFAULT_METRICS_PORT}); 0: not served",
+    )
+    op.add_argument(
+        "--trainer-image",
+        default=None,
+        help="image for jobs that leave spec.trainer.image unset (e.g. a mirror in an air-gapped registry); "
+        "default: the packaged trainer image of this release",
+    )
+    op.add_argument(
+        "--trainer-command",
+        default=None,
+        help="command for jobs that leave spec.trainer.command unset, as one shell-quoted string; "
+        "default: python -m trainsmart_trainer",
     )
     op.add_argument("--peering", default=None, help="Kopf peering name (HA standby); default: standalone")
     op.add_argument(

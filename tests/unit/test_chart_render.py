@@ -25,6 +25,7 @@ import copy
 import functools
 import json
 import os
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
@@ -193,6 +194,17 @@ def test_the_operator_accepts_the_command_line_the_chart_writes(values: dict[str
         assert args.namespace == ["team-a", "team-b"]
     else:
         assert args.namespace is None
+
+
+def test_the_default_trainer_image_and_command_reach_the_operator_settings() -> None:
+    """An air-gapped registry mirrors the packaged trainer: jobs that name no image get the mirror."""
+    values = {"operator.trainer.image": "registry.local/ml/trainer:1", "operator.trainer.command": "{python,-m,t x}"}
+    (container,) = pod_spec(render(values))["containers"]
+    args = build_parser().parse_args(["operator", *container["args"]])
+    assert args.trainer_image == "registry.local/ml/trainer:1"
+    assert shlex.split(args.trainer_command) == ["python", "-m", "t x"]
+    (plain,) = pod_spec(render())["containers"]
+    assert not any(arg.startswith("--trainer-") for arg in plain["args"])
 
 
 def _rules(objects: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
