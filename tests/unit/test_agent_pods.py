@@ -16,7 +16,10 @@ Pins:
 - agent shutdown stops processes without writing to the API; a DELETED object releases the pod;
 - a pod a previous agent ran: Never -> Failed (killed), OnFailure -> restarted with restartCount + 1;
 - the pid journal kills leftovers of a previous instance, never a process that reused the pid;
-- logs are found by pod name: the newest pod of that name wins.
+- logs are found by pod name: the newest pod of that name wins;
+- termination messages: what a run writes to its message file lands in state.terminated.message (at most
+  4096 bytes); FallbackToLogsOnError uses the log tail only for an empty file and a non-zero exit; every
+  run gets a fresh file, so a restarted container's lastState keeps the earlier run's message.
 """
 
 from __future__ import annotations
@@ -76,10 +79,11 @@ class FakeSandbox:
         self.closed = False
 
     def launch(self, launch: ContainerLaunch) -> FakeProcess:
+        env = dict(launch.env)
+        if launch.termination_message is not None:  # no mount namespace here: tell the script where it is
+            env["MESSAGE_FILE"] = str(launch.termination_message.host_path)
         with launch.log_path.open("ab") as log:
-            popen = subprocess.Popen(
-                launch.argv, env=launch.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-            )
+            popen = subprocess.Popen(launch.argv, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         return FakeProcess(popen)
 
     def close(self) -> None:
@@ -451,3 +455,49 @@ def test_pod_log_paths_finds_the_newest_pod_of_a_name(tmp_path: Path) -> None:
     os.utime(new.parent, (time.time() + 5, time.time() + 5))
     assert pod_log_paths(tmp_path, "ns", "web") == {"main": new}
     assert pod_log_paths(tmp_path, "ns", "absent") == {}
+
+
+def test_termination_message_file_lands_in_terminated_state(harness: Harness) -> None:
+    pod = make_pod('test "$(cat "$MESSAGE_FILE")" = "" && printf \'{"status":"succeeded"}\' > "$MESSAGE_FILE"')
+    pod["spec"]["containers"][0]["terminationMessagePath"] = "/dev/termination-log"
+    harness.run(pod)
+    wait_for(lambda: phase(harness) == "Succeeded")
+    assert main_status(harness)["state"]["terminated"]["message"] == '{"status":"succeeded"}'
+
+
+def test_termination_message_is_cut_at_4096_bytes(harness: Harness) -> None:
+    harness.run(make_pod('head -c 5000 /dev/zero | tr "\\0" x > "$MESSAGE_FILE"'))
+    wait_for(lambda: phase(harness) == "Succeeded")
+    assert main_status(harness)["state"]["terminated"]["message"] == "x" * 4096
+
+
+@pytest.mark.parametrize(
+    ("policy", "script", "expected"),
+    [
+        ("FallbackToLogsOnError", "echo first; echo boom; exit 3", "first\nboom"),
+        ("FallbackToLogsOnError", 'echo boom; echo -n reason > "$MESSAGE_FILE"; exit 3', "reason"),
+        ("FallbackToLogsOnError", "echo fine", None),
+        ("File", "echo boom; exit 3", None),
+    ],
+)
+def test_fallback_to_logs_only_for_an_empty_file_and_a_failure(
+    harness: Harness, policy: str, script: str, expected: str | None
+) -> None:
+    pod = make_pod(script)
+    pod["spec"]["containers"][0]["terminationMessagePolicy"] = policy
+    harness.run(pod)
+    wait_for(lambda: phase(harness) in ("Succeeded", "Failed"))
+    assert main_status(harness)["state"]["terminated"].get("message") == expected
+
+
+def test_each_run_gets_a_fresh_message_file(harness: Harness, tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    script = (
+        f'test -s "$MESSAGE_FILE" && exit 9; if [ -e {marker} ]; then echo -n second > "$MESSAGE_FILE"; '
+        f'else touch {marker}; echo -n first > "$MESSAGE_FILE"; exit 1; fi'
+    )
+    harness.run(make_pod(script, policy="OnFailure"))
+    wait_for(lambda: phase(harness) == "Succeeded")
+    status = main_status(harness)
+    assert status["state"]["terminated"]["message"] == "second"
+    assert status["lastState"]["terminated"]["message"] == "first"

@@ -31,9 +31,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from trainsmart.devcluster.agent import podstatus as ps
+from trainsmart.devcluster.agent import termination
 from trainsmart.devcluster.agent.gpus import GpuAllocator, GpuUnavailableError, gpu_env
 from trainsmart.devcluster.agent.kubeio import PidJournal, PodApi, PodGoneError, agent_log_path
-from trainsmart.devcluster.agent.runtime import ContainerLaunch, ContainerProcess, PodSandbox
+from trainsmart.devcluster.agent.runtime import ContainerLaunch, ContainerProcess, Mount, PodSandbox
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +114,8 @@ class _Slot:
     due_at: float = 0.0  # monotonic time of the next (re)start attempt
     backoff: float = 0.0
     started_mono: float = 0.0
+    log_path: Path | None = None
+    message_file: Path | None = None  # this run's termination message (see termination.py)
 
     @property
     def startable(self) -> bool:
@@ -317,7 +320,7 @@ class PodWorker:
                 continue
             slot.process = None
             started = slot.record.state.started_at if isinstance(slot.record.state, ps.Running) else None
-            self._after_exit(pod, slot, ps.Terminated(code, started, ps.now_utc()))
+            self._after_exit(pod, slot, ps.Terminated(code, started, ps.now_utc(), message=self._message(slot, code)))
 
     def _after_exit(self, pod: Mapping[str, Any], slot: _Slot, term: ps.Terminated) -> None:
         """Apply the restart policy to an exit: wait out a growing back-off, or stay terminated."""
@@ -387,6 +390,7 @@ class PodWorker:
             slot.due_at = time.monotonic() + self._next_backoff(slot)
             self._api.event(pod, name, True, "Failed", f"Error: {exc}")
             return
+        launch = self._with_message_file(slot, launch)
         restarts = slot.record.restart_count + (1 if slot.ran_before else 0)
         slot.ran_before = True
         slot.started_mono = time.monotonic()
@@ -421,8 +425,30 @@ class PodWorker:
         now = ps.now_utc()
         for slot, code in zip(running, codes, strict=True):
             started = slot.record.state.started_at if isinstance(slot.record.state, ps.Running) else None
-            slot.record = replace(slot.record, state=ps.Terminated(code, started, now))
+            slot.record = replace(
+                slot.record, state=ps.Terminated(code, started, now, message=self._message(slot, code))
+            )
             slot.process = None
+
+    @staticmethod
+    def _message(slot: _Slot, exit_code: int) -> str:
+        """The exited run's termination message (file, or log tail under FallbackToLogsOnError)."""
+        spec = termination.message_spec(slot.spec)
+        return termination.read_message(slot.message_file, spec, exit_code, slot.log_path)
+
+    @staticmethod
+    def _with_message_file(slot: _Slot, launch: ContainerLaunch) -> ContainerLaunch:
+        """`launch` with a fresh termination message file bound at the container's path, as a kubelet
+        does for every run; without one when the path is unusable or the file cannot be made."""
+        slot.log_path, slot.message_file = launch.log_path, None
+        path = termination.message_spec(slot.spec).path
+        if not path.startswith("/") or path.rstrip("/") == "":
+            return launch
+        host = termination.message_file(launch.log_path)
+        if not termination.prepare_message_file(host, launch.run_as_user, launch.run_as_group):
+            return launch
+        slot.message_file = host
+        return replace(launch, termination_message=Mount(host_path=host, container_path=path))
 
     def _release(self) -> None:
         """Give back the devices, then the sandbox (processes are stopped by now); keep the pod IP in status

@@ -42,6 +42,9 @@ class ContainerLaunch:
     mounts: list[Mount] = field(default_factory=list)
     run_as_user: int | None = None
     run_as_group: int | None = None
+    termination_message: Mount | None = None
+    """The host file for this run's termination message, bound at the container's terminationMessagePath
+    (writable even when the volumes are not); None: no message file (see `termination.py`)."""
 
 
 class ContainerProcess(Protocol):

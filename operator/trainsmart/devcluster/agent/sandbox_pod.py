@@ -179,6 +179,10 @@ class NetnsSandbox:
         mounts = list(launch.mounts)
         if not any(sm.normalize_container_path(x.container_path) == "/etc/hosts" for x in mounts):
             mounts.append(Mount(host_path=self.hosts_path, container_path="/etc/hosts"))
+        message = launch.termination_message
+        # A volume mounted at that very path wins, as it would over the kubelet's bind.
+        if message is not None and not any(x.container_path == message.container_path for x in mounts):
+            mounts.append(message)
         try:
             plan = sm.plan_setup(
                 str(root),
@@ -232,7 +236,8 @@ class NetnsSandbox:
 
 
 class HostSandbox:
-    """Host-network fallback (no root): no namespaces; the process runs directly with the given env."""
+    """Host-network fallback (no root): no namespaces; the process runs directly with the given env.
+    The termination message file is not placed (that needs a mount namespace), so messages stay empty."""
 
     def __init__(self, host: SandboxHost, record: PodRecord, key: str) -> None:
         self.host, self.record, self.key = host, record, key
