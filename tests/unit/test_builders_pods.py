@@ -329,6 +329,7 @@ def test_image_and_command(trainer_spec: dict[str, Any], image: str, command: li
     assert container["command"] == command
     assert container.get("args") == trainer_spec.get("args", args)
     assert container["terminationMessagePolicy"] == "FallbackToLogsOnError"
+    assert container["terminationMessagePath"] == contract.DEFAULT_TERMINATION_LOG == "/dev/termination-log"
 
 
 def test_pull_policy_and_grace_period() -> None:

@@ -14,7 +14,12 @@ Why each operator field:
 * writable `emptyDir`s at /tmp and /dev/shm: the root filesystem is read-only, and PyTorch DataLoader
   workers and NCCL need more shared memory than a container runtime's 64 MiB default;
 * `terminationMessagePolicy: FallbackToLogsOnError`: the trainer writes its failure reason to the
-  termination message, and for crashes before that the log tail is the next best diagnostic.
+  termination message, and for crashes before that the log tail is the next best diagnostic. The policy
+  only reads the log when the file is empty *and* the exit failed, so a written result always wins;
+* `terminationMessagePath` set to the trainer's default (`/dev/termination-log`, also the API default)
+  rather than left implicit: the trainer writes its final result there, and the operator folds that into
+  status when the reports never arrived, so both sides must agree on the path. The kubelet bind-mounts
+  the file, so it is writable under `readOnlyRootFilesystem`.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from trainsmart.builders.common import (
 from trainsmart.builders.env import trainer_env
 from trainsmart.builders.service import RENDEZVOUS_PORT_NAME
 from trainsmart.settings import OperatorSettings
+from trainsmart_trainer import contract
 
 CHECKPOINT_VOLUME: Final = "trainsmart-checkpoints"
 TMP_VOLUME: Final = "trainsmart-tmp"
@@ -155,6 +161,7 @@ def trainer_container(
     container["ports"] = _ports(settings)
     container["volumeMounts"] = mounts
     container["securityContext"] = container_security_context(job, settings)
+    container["terminationMessagePath"] = contract.DEFAULT_TERMINATION_LOG
     container["terminationMessagePolicy"] = "FallbackToLogsOnError"
     return container
 

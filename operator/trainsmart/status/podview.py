@@ -21,6 +21,8 @@ from trainsmart.api.common import GPU_RESOURCE, TRAINER_CONTAINER_NAME
 from trainsmart.builders.common import ATTEMPT_LABEL, JOB_NAME_LABEL, REPLICA_INDEX_LABEL, pod_name
 
 MESSAGE_MAX_CHARS: Final = 512
+RAW_MESSAGE_MAX_CHARS: Final = 4097
+"""The kubelet keeps 4096 bytes of a termination message; one more character marks a longer one."""
 DISRUPTION_CONDITION: Final = "DisruptionTarget"
 EVICTED_REASON: Final = "Evicted"
 
@@ -56,6 +58,9 @@ class PodView:
     started_at: datetime | None = None
     finished_at: datetime | None = None
     gpus: int = 0
+    termination_message: str = ""
+    """The trainer's termination message as written (cut after RAW_MESSAGE_MAX_CHARS), for folding its
+    final result into status (`status/termination.py`); `message` is only its readable part."""
 
     @property
     def finished(self) -> bool:
@@ -176,6 +181,7 @@ def view_pod(pod: Mapping[str, Any]) -> PodView:
             "exit_code": int(terminated.get("exitCode", 0)),
             "reason": str(terminated.get("reason") or ""),
             "message": termination_detail(str(terminated.get("message") or "")),
+            "termination_message": str(terminated.get("message") or "")[:RAW_MESSAGE_MAX_CHARS],
             "started_at": parse_time(terminated.get("startedAt")),
             "finished_at": parse_time(terminated.get("finishedAt")),
         }

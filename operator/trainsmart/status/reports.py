@@ -23,7 +23,7 @@ from trainsmart.api.trainingjob_status import (
     MetricsStatus,
     Progress,
 )
-from trainsmart_trainer.contract import ReportKind, TrainerReport
+from trainsmart_trainer.contract import FinalResult, ReportKind, TrainerReport
 
 Goal = Literal["min", "max"]
 
@@ -83,10 +83,12 @@ def _bounded_latest(latest: dict[str, float], newest: Mapping[str, float]) -> di
 def _fold_metrics(
     metrics: MetricsStatus,
     values: Mapping[str, float],
-    report: TrainerReport,
+    reported_objective: str,
+    epoch_point: int | None,
     goals: Mapping[str, Goal] | None,
     objective_override: str | None = None,
 ) -> MetricsStatus:
+    """`epoch_point`: the completed epoch whose objective value joins the history (epoch reports only)."""
     latest = _bounded_latest({**metrics.latest, **values}, values)
     best = dict(metrics.best)
     for name, value in values.items():
@@ -95,11 +97,11 @@ def _fold_metrics(
         if goal is not None and room and _better(goal, value, best.get(name)):
             best[name] = value
     # A sweep's trial tracks the sweep's objective, whatever the trainer's early-stopping metric is.
-    objective = objective_override or report.objective_metric or metrics.objective or DEFAULT_OBJECTIVE
+    objective = objective_override or reported_objective or metrics.objective or DEFAULT_OBJECTIVE
     history = list(metrics.history)
-    if report.kind == ReportKind.EPOCH and objective in values:
-        history = [point for point in history if point.epoch != report.epoch]
-        history.append(HistoryPoint(epoch=report.epoch, value=values[objective]))
+    if epoch_point is not None and objective in values:
+        history = [point for point in history if point.epoch != epoch_point]
+        history.append(HistoryPoint(epoch=epoch_point, value=values[objective]))
         history = sorted(history, key=lambda point: point.epoch)[-HISTORY_MAX_ITEMS:]
     headline = metrics.headline
     if objective in latest:
@@ -158,7 +160,10 @@ def fold_report(
     values = dict(report.metrics)
     if report.final is not None:
         values = {**values, **report.final.metrics}
-    metrics = _fold_metrics(status.metrics or MetricsStatus(), values, report, goals, objective)
+    epoch_point = report.epoch if report.kind == ReportKind.EPOCH else None
+    metrics = _fold_metrics(
+        status.metrics or MetricsStatus(), values, report.objective_metric, epoch_point, goals, objective
+    )
     checkpoint = status.checkpoint
     if report.checkpoint is not None:
         previous_time = checkpoint.time if checkpoint is not None else None
@@ -173,6 +178,48 @@ def fold_report(
             "diagnostics": _fold_diagnostics(list(status.diagnostics), report),
         }
     )
+
+
+def fold_final_result(
+    status: TrainingJobStatus,
+    final: FinalResult,
+    *,
+    total_epochs: int | None = None,
+    goals: Mapping[str, Goal] | None = None,
+    objective: str | None = None,
+) -> TrainingJobStatus:
+    """`status` with a final result that did not come as a report (the trainer's termination message)
+    folded in as the final report would have been; `total_epochs` is used when status has none yet.
+
+    Never regresses: a result with fewer completed epochs than status shows is older than what status
+    holds and changes nothing. Idempotent like `fold_report`; progress keeps its throughput. The result's
+    best objective value is an observed value, so it competes for `best` whatever the metric's direction.
+    """
+    progress = status.progress
+    if progress is not None and progress.epoch > final.epochs_completed:
+        return status
+    metrics = _fold_metrics(
+        status.metrics or MetricsStatus(), dict(final.metrics), final.objective_metric, None, goals, objective
+    )
+    name, value = final.objective_metric, final.best_value
+    goal = metric_goal(name, goals) if name else None
+    room = name in metrics.best or len(metrics.best) < METRICS_MAX_PROPERTIES
+    if goal is not None and value is not None and room and _better(goal, value, metrics.best.get(name)):
+        metrics = metrics.model_copy(update={"best": dict(sorted({**metrics.best, name: value}.items()))})
+    total = (progress.total_epochs if progress is not None else None) or total_epochs
+    epoch = final.epochs_completed
+    if total is not None:
+        percent = min(100.0, round(100.0 * epoch / total, 2))
+    else:
+        percent = progress.percent if progress is not None else 0.0
+    folded_progress = Progress(
+        epoch=epoch,
+        total_epochs=total,
+        percent=percent,
+        samples_per_second=progress.samples_per_second if progress is not None else None,
+        eta_seconds=0.0,
+    )
+    return status.model_copy(update={"progress": folded_progress, "metrics": metrics})
 
 
 def fold_reports(

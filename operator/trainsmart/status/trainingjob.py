@@ -47,6 +47,7 @@ from trainsmart.status.exitcodes import ExitClass
 from trainsmart.status.plan import Plan, plan_trainingjob
 from trainsmart.status.podview import PodState, PodView, gpu_seconds_between, view_pods
 from trainsmart.status.reports import Goal, fold_reports
+from trainsmart.status.termination import fold_termination_message
 from trainsmart.status.verdict import Verdict, decide, exit_class
 from trainsmart_trainer.contract import TrainerReport
 
@@ -255,6 +256,16 @@ def derive_trainingjob_status(
         previous,
         [r for r in reports if _report_is_for(r, job)],
         now,
+        goals=_goals(job),
+        objective=_sweep_objective(job),
+    )
+    # The rank-0 trainer's termination message stands in for a final report that never arrived.
+    config = job.spec.trainer.config
+    folded = fold_termination_message(
+        folded,
+        views,
+        max([previous.restarts, *(view.attempt for view in views if view.attempt is not None)]),
+        total_epochs=config.epochs if config is not None else None,
         goals=_goals(job),
         objective=_sweep_objective(job),
     )
