@@ -17,8 +17,6 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
-from hyperopt import hp
-
 from trainsmart.api.search_space import Parameter, ParameterType
 
 Scalar = bool | int | float | str
@@ -60,6 +58,8 @@ def quantized_range(parameter: Parameter) -> tuple[int, int]:
 
 def hyperopt_expression(parameter: Parameter) -> Any:
     """The hyperopt expression that draws `parameter` (bounds in real space become hyperopt's)."""
+    from hyperopt import hp  # on first use: see suggest.py on the operator's memory
+
     label, low, high = parameter.name, parameter.min, parameter.max
     match parameter.type:
         case ParameterType.UNIFORM:

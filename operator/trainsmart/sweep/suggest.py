@@ -26,15 +26,18 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Final
-
-from hyperopt import STATUS_FAIL, STATUS_OK, STATUS_RUNNING, Domain, Trials, anneal, rand, tpe
-from hyperopt.base import JOB_STATE_DONE, JOB_STATE_RUNNING
+from typing import TYPE_CHECKING, Any, Final
 
 from trainsmart.api.search_space import Parameter
 from trainsmart.api.sweep import AlgorithmName, Goal, HyperparamSweepSpec, TpeSettings
 from trainsmart.sweep.grid import grid_points
 from trainsmart.sweep.space import Scalar, hyperopt_space, point_from_vals, vals_from_point, value_key
+
+if TYPE_CHECKING:
+    from hyperopt import Domain, Trials
+
+# hyperopt (with its scipy/networkx imports) is imported on first use, inside the functions below: it
+# costs the operator ~110 MiB of RSS, which a cluster without sweeps (or with grid sweeps only) never pays.
 
 # hyperopt's default weight of the prior in TPE's Parzen estimators; not a user setting.
 TPE_PRIOR_WEIGHT: Final = 1.0
@@ -108,6 +111,8 @@ def _next_grid_points(
 def _hyperopt_points(
     spec: HyperparamSweepSpec, history: list[TrialPoint], count: int, seed: int
 ) -> list[dict[str, Scalar]]:
+    from hyperopt import Trials
+
     parameters = spec.parameters
     domain = _domain(tuple(parameter.model_dump_json() for parameter in parameters))
     draw = _algorithm(spec)
@@ -127,10 +132,12 @@ def _hyperopt_points(
     return chosen
 
 
-SuggestFunction = Callable[[list[int], Any, Trials, int], list[dict[str, Any]]]
+SuggestFunction = Callable[[list[int], Any, "Trials", int], list[dict[str, Any]]]
 
 
 def _algorithm(spec: HyperparamSweepSpec) -> SuggestFunction:
+    from hyperopt import anneal, rand, tpe
+
     match spec.algorithm.name:
         case AlgorithmName.RANDOM:
             return rand.suggest  # type: ignore[no-any-return]
@@ -152,6 +159,8 @@ def _algorithm(spec: HyperparamSweepSpec) -> SuggestFunction:
 @functools.lru_cache(maxsize=32)
 def _domain(parameters_json: tuple[str, ...]) -> Domain:
     """hyperopt's compiled space, cached: building it costs far more than a draw, and it is only read."""
+    from hyperopt import Domain
+
     parameters = [Parameter.model_validate_json(text) for text in parameters_json]
     return Domain(_never_called, hyperopt_space(parameters))
 
@@ -162,6 +171,9 @@ def _never_called(_: Any) -> None:  # pragma: no cover - trials run as TrainingJ
 
 def _hyperopt_doc(point: TrialPoint, parameters: Sequence[Parameter], goal: Goal) -> dict[str, Any]:
     """A hyperopt trial document for a recorded trial (see the module doc for how outcomes map)."""
+    from hyperopt import STATUS_FAIL, STATUS_OK, STATUS_RUNNING
+    from hyperopt.base import JOB_STATE_DONE, JOB_STATE_RUNNING
+
     vals = vals_from_point(parameters, point.parameters)
     misc = {
         "tid": point.number,
