@@ -64,7 +64,12 @@ def exited_pod(job: TrainingJob, index: int, message: str, *, attempt: int = 0, 
 def status_with(epoch: int, latest: dict[str, float], best: dict[str, float] | None = None) -> TrainingJobStatus:
     return TrainingJobStatus.model_validate(
         {
-            "progress": {"epoch": epoch, "totalEpochs": 2, "percent": min(50.0 * epoch, 100.0), "samplesPerSecond": 100.0},
+            "progress": {
+                "epoch": epoch,
+                "totalEpochs": 2,
+                "percent": min(50.0 * epoch, 100.0),
+                "samplesPerSecond": 100.0,
+            },
             "metrics": {"latest": latest, "best": best or latest, "objective": "val_accuracy"},
         }
     )

@@ -88,7 +88,10 @@ RESULT_PATH: Final = "TRAINSMART_RESULT_PATH"
 directory when there is one, else not written."""
 TERMINATION_LOG: Final = "TRAINSMART_TERMINATION_LOG"
 """Where the compact final result (or the failure reason) goes, for the pod's terminationMessagePath. Unset:
-`/dev/termination-log` if that file exists and is writable (the kubelet creates it), else skipped."""
+`/dev/termination-log` if that file exists and is writable (the kubelet creates it), else skipped. It is
+the `FinalResult` as compact JSON within TERMINATION_MESSAGE_MAX_BYTES, written by rank 0 before the last
+reports are flushed; the operator folds it into the job's status when the final report never arrived
+(endpoint unreachable, operator restarting), so the outcome and final metrics do not depend on reports."""
 JOB_NAME: Final = "TRAINSMART_JOB_NAME"
 """Name of the TrainingJob this pod belongs to; part of every report's identity."""
 JOB_NAMESPACE: Final = "TRAINSMART_NAMESPACE"
