@@ -8,7 +8,8 @@ Pins:
   wrote nothing;
 - a 1-epoch, 1-replica digits TrainingJob whose trainer cannot reach the report endpoint at all (its
   report URL points at a closed port; the operator itself is up) ends Succeeded with progress 1/1 and
-  its test and validation metrics in status, all taken from the trainer's termination message.
+  its test and validation metrics and its objective history in status, all taken from the trainer's
+  termination message.
 """
 
 from __future__ import annotations
@@ -129,5 +130,7 @@ def test_job_whose_reports_never_arrive_succeeds_with_its_final_metrics(
     # The status carries exactly what the message said: nothing reached the operator any other way.
     assert metrics["latest"]["test_accuracy"] == message["metrics"]["test_accuracy"]
     assert (message["status"], message["epochsCompleted"]) == ("succeeded", 1)
+    assert metrics["objective"] == message["objectiveMetric"]
+    assert metrics["history"] == [{"epoch": 1, "value": message["objectiveHistory"][0]["value"]}]
     # And the trainer really never reached the endpoint (it says so when it gives up at exit).
     assert "not every report reached" in node_agent.container_log(pod, "trainer")

@@ -8,6 +8,8 @@ Pins:
   objective's best (the result's best value competes for it whatever its direction);
 - it never regresses: a result with fewer epochs than status changes nothing; worse best values lose;
 - folding is idempotent, and after the real final report it changes nothing;
+- the result's objective history fills only epochs the history lacks, and only when status tracks the
+  same metric (a sweep trial may track another);
 - only the current attempt's rank-0 trainer counts (not rank 1, not an earlier attempt's pod);
 - `derive_trainingjob_status`: a job whose reports were all lost ends Succeeded with the metrics from the
   message, and deriving again from that status gives the same status.
@@ -28,7 +30,7 @@ from trainsmart.status.podview import view_pods
 from trainsmart.status.reports import fold_final_result, fold_report
 from trainsmart.status.termination import fold_termination_message, parse_final_result
 from trainsmart_trainer import results
-from trainsmart_trainer.contract import FinalResult, FinalStatus, TrainerReport
+from trainsmart_trainer.contract import EpochValue, FinalResult, FinalStatus, TrainerReport
 
 SETTINGS = OperatorSettings()
 T0 = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
@@ -42,6 +44,7 @@ FINAL = FinalResult(
     best_epoch=1,
     metrics={"val_accuracy": 0.93, "val_loss": 0.2, "test_accuracy": 0.94},
     duration_seconds=3.5,
+    objective_history=[EpochValue(epoch=1, value=0.95), EpochValue(epoch=2, value=0.93)],
 )
 MESSAGE = results.termination_message(FINAL)
 
@@ -61,7 +64,10 @@ def exited_pod(job: TrainingJob, index: int, message: str, *, attempt: int = 0, 
     return manifest
 
 
-def status_with(epoch: int, latest: dict[str, float], best: dict[str, float] | None = None) -> TrainingJobStatus:
+def status_with(
+    epoch: int, latest: dict[str, float], best: dict[str, float] | None = None, history: dict[int, float] | None = None
+) -> TrainingJobStatus:
+    points = [{"epoch": e, "value": v} for e, v in (history or {}).items()]
     return TrainingJobStatus.model_validate(
         {
             "progress": {
@@ -70,7 +76,7 @@ def status_with(epoch: int, latest: dict[str, float], best: dict[str, float] | N
                 "percent": min(50.0 * epoch, 100.0),
                 "samplesPerSecond": 100.0,
             },
-            "metrics": {"latest": latest, "best": best or latest, "objective": "val_accuracy"},
+            "metrics": {"latest": latest, "best": best or latest, "objective": "val_accuracy", "history": points},
         }
     )
 
@@ -165,7 +171,7 @@ def test_after_the_real_final_report_the_message_changes_nothing() -> None:
         "final": FINAL.model_dump(mode="json", by_alias=True),
         "device": {"type": "cpu"},
     }
-    before = status_with(2, {"val_accuracy": 0.93}, {"val_accuracy": 0.95})  # epoch 1's report had 0.95
+    before = status_with(2, {"val_accuracy": 0.93}, {"val_accuracy": 0.95}, {1: 0.95, 2: 0.93})  # epochs arrived
     reported = fold_report(before, TrainerReport.model_validate(body), NOW)
     assert fold_final_result(reported, FINAL, total_epochs=2) == reported
 
@@ -199,3 +205,21 @@ def test_a_job_whose_reports_were_lost_succeeds_with_the_messages_metrics() -> N
     assert status.metrics.latest["test_accuracy"] == 0.94
     assert status.progress.epoch == 2 and status.progress.percent == 100.0
     assert derive_trainingjob_status(job, pods, status, [], NOW) == status
+
+
+@pytest.mark.parametrize(
+    ("before", "objective", "after"),
+    [
+        (TrainingJobStatus(), None, {1: 0.95, 2: 0.93}),
+        (status_with(1, {"val_accuracy": 0.9}, history={1: 0.9}), None, {1: 0.9, 2: 0.93}),
+        (TrainingJobStatus(), "val_loss", {}),
+    ],
+    ids=["empty", "epoch-1-reported", "other-objective"],
+)
+def test_history_fills_only_what_status_lacks(
+    before: TrainingJobStatus, objective: str | None, after: dict[int, float]
+) -> None:
+    folded = fold_final_result(before, FINAL, total_epochs=2, objective=objective)
+    assert folded.metrics is not None
+    assert {point.epoch: point.value for point in folded.metrics.history} == after
+    assert fold_final_result(folded, FINAL, total_epochs=2, objective=objective) == folded

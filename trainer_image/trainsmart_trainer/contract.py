@@ -230,6 +230,18 @@ class FinalStatus(StrEnum):
     FAILED = "failed"
 
 
+FINAL_HISTORY_MAX_ITEMS: Final = 64
+"""Objective values a final result carries (the newest epochs): enough for a sweep's early-stopping rungs,
+small enough for the 4 KiB termination message."""
+
+
+class EpochValue(_WireModel):
+    """The objective's value after one epoch."""
+
+    epoch: int = Field(ge=1, description="1-based epoch.")
+    value: float
+
+
 class FinalResult(_WireModel):
     """The outcome, also written to the result file and the termination message."""
 
@@ -242,6 +254,12 @@ class FinalResult(_WireModel):
     best_epoch: int | None = Field(default=None, ge=1)
     metrics: dict[str, float] = Field(default_factory=dict, description="Last epoch's and the test metrics.")
     duration_seconds: float = Field(default=0.0, ge=0)
+    objective_history: list[EpochValue] = Field(
+        default_factory=list,
+        max_length=FINAL_HISTORY_MAX_ITEMS,
+        description="The objective after each of the last epochs this process ran, oldest first, so a "
+        "status that missed those epoch reports can still fill its history.",
+    )
 
 
 class TrainerReport(_WireModel):

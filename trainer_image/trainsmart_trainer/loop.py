@@ -340,6 +340,7 @@ class TrainingRun:
             best=self.best,
             metrics=self.last_metrics,
             duration_seconds=time.monotonic() - self.started,
+            history=self.history,
         )
 
     def _finish(self, code: ExitCode, reason: str = "") -> RunOutcome:

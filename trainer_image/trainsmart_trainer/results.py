@@ -10,13 +10,13 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from trainsmart_trainer import contract
 from trainsmart_trainer.checkpoint import atomic_write
-from trainsmart_trainer.contract import ExitCode, FinalResult, FinalStatus
+from trainsmart_trainer.contract import EpochValue, ExitCode, FinalResult, FinalStatus
 from trainsmart_trainer.objective import BestTracker
 
 log = logging.getLogger(__name__)
@@ -38,9 +38,16 @@ def final_result(
     best: BestTracker,
     metrics: Mapping[str, float],
     duration_seconds: float,
+    history: Sequence[Mapping[str, float]] = (),
 ) -> FinalResult:
-    """The outcome as the contract describes it; non-finite values are left out (JSON cannot carry them)."""
+    """The outcome as the contract describes it; non-finite values are left out (JSON cannot carry them).
+    `history`: per-epoch metrics (each with its `epoch`), of which the objective's newest values are kept."""
     best_value = best.best if best.best is not None and math.isfinite(best.best) else None
+    points = [
+        EpochValue(epoch=int(entry["epoch"]), value=entry[objective_metric])
+        for entry in history
+        if entry.get("epoch", 0) >= 1 and objective_metric in entry and math.isfinite(entry[objective_metric])
+    ]
     return FinalResult(
         status=_STATUS.get(code, FinalStatus.FAILED),
         exit_code=int(code),
@@ -51,6 +58,7 @@ def final_result(
         best_epoch=best.best_epoch if best_value is not None else None,
         metrics={key: value for key, value in metrics.items() if math.isfinite(value)},
         duration_seconds=max(duration_seconds, 0.0),
+        objective_history=points[-contract.FINAL_HISTORY_MAX_ITEMS :],
     )
 
 
@@ -71,10 +79,14 @@ def write_result_file(path: Path, document: dict[str, Any]) -> bool:
 
 
 def termination_message(result: FinalResult, limit: int = contract.TERMINATION_MESSAGE_MAX_BYTES) -> str:
-    """Compact JSON of the result within `limit` bytes: metrics are dropped, then the reason is cut, so
-    the message always stays parseable JSON instead of being truncated mid-string by the kubelet."""
+    """Compact JSON of the result within `limit` bytes: the objective history's oldest half is dropped
+    until it fits, then the metrics other than the objective, then the reason is cut, so the message
+    always stays parseable JSON instead of being truncated mid-string by the kubelet."""
     data = result.model_dump(mode="json", by_alias=True, exclude_none=True)
     text = json.dumps(data, separators=(",", ":"), sort_keys=True)
+    while len(text.encode()) > limit and data.get("objectiveHistory"):
+        data["objectiveHistory"] = data["objectiveHistory"][len(data["objectiveHistory"]) // 2 + 1 :]
+        text = json.dumps(data, separators=(",", ":"), sort_keys=True)
     if len(text.encode()) <= limit:
         return text
     data["metrics"] = {k: v for k, v in data.get("metrics", {}).items() if k == result.objective_metric}

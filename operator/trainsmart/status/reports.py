@@ -193,7 +193,8 @@ def fold_final_result(
 
     Never regresses: a result with fewer completed epochs than status shows is older than what status
     holds and changes nothing. Idempotent like `fold_report`; progress keeps its throughput. The result's
-    best objective value is an observed value, so it competes for `best` whatever the metric's direction.
+    best objective value is an observed value, so it competes for `best` whatever the metric's direction;
+    its objective history fills only epochs the history lacks, and only when it tracks the same metric.
     """
     progress = status.progress
     if progress is not None and progress.epoch > final.epochs_completed:
@@ -201,6 +202,13 @@ def fold_final_result(
     metrics = _fold_metrics(
         status.metrics or MetricsStatus(), dict(final.metrics), final.objective_metric, None, goals, objective
     )
+    if final.objective_history and metrics.objective == final.objective_metric:
+        # Only epochs status lacks: a point an epoch report already set stays as it is.
+        known = {point.epoch for point in metrics.history}
+        added = [HistoryPoint(epoch=p.epoch, value=p.value) for p in final.objective_history if p.epoch not in known]
+        if added:
+            history = sorted([*metrics.history, *added], key=lambda point: point.epoch)[-HISTORY_MAX_ITEMS:]
+            metrics = metrics.model_copy(update={"history": history})
     name, value = final.objective_metric, final.best_value
     goal = metric_goal(name, goals) if name else None
     room = name in metrics.best or len(metrics.best) < METRICS_MAX_PROPERTIES
