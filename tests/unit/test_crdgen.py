@@ -174,7 +174,8 @@ SWEEP_SPEC: dict[str, Any] = {
     "objective": {"metric": "val_loss", "goal": "minimize"},
     "algorithm": {"name": "tpe", "tpe": {}},
     "parameters": [{"name": "lr", "path": "trainer.config.learningRate", "type": "uniform", "min": 0.01, "max": 0.1}],
-    "trialTemplate": TRAININGJOB_SPECS[1],
+    # A size, not a claim: a shared claim is refused in sweeps (every trial would use one directory).
+    "trialTemplate": {**TRAININGJOB_SPECS[1], "checkpoint": {"size": "1Gi"}},
     "maxTrials": 3,
     "budget": {},
     "earlyStopping": {"rule": "median"},
