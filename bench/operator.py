@@ -51,7 +51,7 @@ from kubernetes.watch.watch import iter_resp_lines
 
 from trainsmart.api import GROUP, TRAININGJOB_PLURAL, VERSION, TrainingJob
 from trainsmart.builders import JOB_NAME_LABEL, build_worker_pod
-from trainsmart.devcluster.controlplane import ControlPlane, free_port
+from trainsmart.devcluster.controlplane import ControlPlane, die_with_parent, free_port
 from trainsmart.kube import FIELD_MANAGER
 from trainsmart.settings import OperatorSettings
 
@@ -213,7 +213,12 @@ class OperatorProcess:
         ]  # fmt: skip
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=die_with_parent,  # a bench killed mid-run must not leave its operator behind
             )
         deadline = time.monotonic() + timeout
         while True:

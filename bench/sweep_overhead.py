@@ -41,7 +41,7 @@ from kubernetes import client, config, watch
 from trainsmart.api import GROUP, SWEEP_PLURAL, TRAININGJOB_PLURAL, VERSION
 from trainsmart.builders import JOB_NAME_LABEL
 from trainsmart.builders.trial import SWEEP_NAME_LABEL
-from trainsmart.devcluster.controlplane import free_port
+from trainsmart.devcluster.controlplane import die_with_parent, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 NAMESPACE = "default"
@@ -150,7 +150,9 @@ def operator(kubeconfig: Path, api: client.ApiClient, log: Path) -> Iterator[Non
         "--report-host", gateway, "--report-port", str(port), "--report-url", f"{base}/v1/reports",
     ]  # fmt: skip
     with log.open("ab") as out:
-        process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, preexec_fn=die_with_parent
+        )
     try:
         deadline = time.monotonic() + 60
         while True:

@@ -21,7 +21,7 @@ import pytest
 from kubernetes import client
 
 from trainsmart.devcluster.agent.agent import agent_log_path
-from trainsmart.devcluster.controlplane import ControlPlane
+from trainsmart.devcluster.controlplane import ControlPlane, die_with_parent
 
 NODES = 2
 GPUS_PER_NODE = 4
@@ -87,7 +87,9 @@ def start_agent(
         "--cpu-node-prefix", f"{prefix}-cpu",
     ]  # fmt: skip
     with (state_dir / "agent.out").open("ab") as out:
-        process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, preexec_fn=die_with_parent
+        )
     names = [f"{prefix}-{i}" for i in range(nodes)] + [f"{prefix}-cpu-{i}" for i in range(cpu_nodes)]
     agent = RunningAgent(process, state_dir, tuple(names), gpus_per_node)
     deadline = time.monotonic() + timeout
@@ -153,7 +155,9 @@ class RunningOperator:
 
     def start(self, timeout: float = 30.0) -> None:
         with self.log_path.open("ab") as out:
-            self.process = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+            self.process = subprocess.Popen(
+                self.argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, preexec_fn=die_with_parent
+            )
         deadline = time.monotonic() + timeout
         while True:
             if self.process.poll() is not None:

@@ -52,7 +52,7 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """preexec hook: SIGKILL the child when the process that started it dies, so nothing is orphaned."""
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -197,7 +197,7 @@ class ControlPlane:
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                preexec_fn=_die_with_parent,  # only calls prctl
+                preexec_fn=die_with_parent,  # only calls prctl
             )
         self._procs.append(_Proc(name, popen, log_path))
 
