@@ -13,11 +13,19 @@ from typing import Any
 from trainsmart import __version__
 
 
+def _state_dir(args: argparse.Namespace) -> Path:
+    """--state-dir, else the default, computed only now: the default needs a home directory, which an
+    operator container (a uid without a passwd entry, no HOME) does not have, and never needs."""
+    from trainsmart.devcluster.devenv import default_state_dir
+
+    return Path(args.state_dir) if args.state_dir else default_state_dir()
+
+
 def _dev_options(args: argparse.Namespace) -> object:
     from trainsmart.devcluster.devenv import DevOptions
 
     return DevOptions(
-        state_dir=Path(args.state_dir), nodes=args.nodes, gpus_per_node=args.gpus_per_node, cpu_nodes=args.cpu_nodes
+        state_dir=_state_dir(args), nodes=args.nodes, gpus_per_node=args.gpus_per_node, cpu_nodes=args.cpu_nodes
     )
 
 
@@ -25,7 +33,7 @@ def _cmd_dev(args: argparse.Namespace) -> int:
     from trainsmart.devcluster import devenv
     from trainsmart.devcluster.binaries import ensure_binaries
 
-    state_dir = Path(args.state_dir)
+    state_dir = _state_dir(args)
     if args.dev_command == "provision":
         found = ensure_binaries(lambda msg: print(msg, flush=True))
         print(f"control-plane binaries ({found.source}):")
@@ -262,8 +270,6 @@ def _enable_webhook(args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from trainsmart.devcluster.devenv import default_state_dir
-
     parser = argparse.ArgumentParser(prog="trainsmart", description=__doc__)
     parser.add_argument("--version", action="version", version=f"trainsmart {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -279,7 +285,11 @@ def build_parser() -> argparse.ArgumentParser:
         ("down", "stop the local cluster"),
     ):
         sub = dev_commands.add_parser(name, help=help_text)
-        sub.add_argument("--state-dir", default=str(default_state_dir()), help="where the cluster keeps its state")
+        sub.add_argument(
+            "--state-dir",
+            default=None,
+            help="where the cluster keeps its state (default: $XDG_STATE_HOME/trainsmart/dev)",
+        )
         if name in ("up", "serve"):
             sub.add_argument("--nodes", type=int, default=2, help="simulated GPU nodes (default 2)")
             sub.add_argument("--gpus-per-node", type=int, default=4, help="nvidia.com/gpu per node (default 4)")
