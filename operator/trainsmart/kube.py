@@ -268,26 +268,7 @@ class Kube:
 
         Returns the updated job, None when it is gone; raises StatusConflictError when it changed meanwhile.
         """
-        body = {"metadata": {"resourceVersion": resource_version}, "status": dict(patch)}
-        try:
-            updated = await self._call(
-                self.objects.patch_namespaced_custom_object_status,
-                GROUP,
-                VERSION,
-                namespace,
-                TRAININGJOB_PLURAL,
-                name,
-                body,
-                field_manager=FIELD_MANAGER,
-                _content_type=MERGE_PATCH,
-            )
-        except ApiException as error:
-            if _status_of(error) == 404:
-                return None
-            if _status_of(error) == 409:
-                raise StatusConflictError(f"{namespace}/{name} changed since it was read") from error
-            raise
-        return dict(updated)
+        return await self._patch_status(TRAININGJOB_PLURAL, namespace, name, resource_version, patch)
 
     async def post_event(self, regarding: ObjectRef, type_: str, reason: str, message: str) -> None:
         """A core/v1 Event on `regarding` (what `kubectl describe` lists). Failures are logged, not raised:
@@ -393,6 +374,13 @@ class Kube:
     ) -> dict[str, Any] | None:
         """Merge-patch the sweep's `.status` only if it is still at `resource_version` (as for jobs):
         the updated sweep, None when it is gone, StatusConflictError when it changed meanwhile."""
+        return await self._patch_status(SWEEP_PLURAL, namespace, name, resource_version, patch)
+
+    async def _patch_status(
+        self, plural: str, namespace: str, name: str, resource_version: str, patch: Mapping[str, Any]
+    ) -> dict[str, Any] | None:
+        """The status merge-patch both kinds share: resourceVersion as a precondition, 404 -> None,
+        409 -> StatusConflictError (derive again, never overwrite)."""
         body = {"metadata": {"resourceVersion": resource_version}, "status": dict(patch)}
         try:
             updated = await self._call(
@@ -400,7 +388,7 @@ class Kube:
                 GROUP,
                 VERSION,
                 namespace,
-                SWEEP_PLURAL,
+                plural,
                 name,
                 body,
                 field_manager=FIELD_MANAGER,

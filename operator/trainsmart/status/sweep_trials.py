@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Final
 
@@ -240,22 +240,7 @@ def view_record(record: TrialRecord, deleted_before_end: bool) -> TrialView:
     """A trial whose TrainingJob is gone, from its stored row. One deleted before it finished (by hand:
     trialRetention deletes finished trials only) is accounted as Failed, TrialDeleted, never re-run:
     recreating it would fight whoever deleted it, and its number is never reused."""
-    if deleted_before_end:
-        return TrialView(
-            name=record.name,
-            number=record.number,
-            parameters=dict(record.parameters),
-            phase=TrialPhase.FAILED,
-            value=record.metric_value,
-            epochs=record.epochs,
-            gpu_seconds=record.gpu_seconds,
-            start_time=record.start_time,
-            completion_time=record.completion_time,
-            reason=TRIAL_DELETED,
-            message="its TrainingJob was deleted before the trial finished; it is not re-run",
-            exists=False,
-        )
-    return TrialView(
+    view = TrialView(
         name=record.name,
         number=record.number,
         parameters=dict(record.parameters),
@@ -269,6 +254,10 @@ def view_record(record: TrialRecord, deleted_before_end: bool) -> TrialView:
         message=record.message,
         exists=False,
     )
+    if not deleted_before_end:
+        return view
+    message = "its TrainingJob was deleted before the trial finished; it is not re-run"
+    return replace(view, phase=TrialPhase.FAILED, reason=TRIAL_DELETED, message=message)
 
 
 def view_trials(
