@@ -21,6 +21,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from trainer_workload import add_workload_arguments, workload_config
 from trainsmart_trainer import contract
 
 _EPOCH_LINE = re.compile(r"epoch (\d+)/\d+: .*\(([\d.]+) samples/s, ([\d.]+) s\)")
@@ -56,19 +57,9 @@ def run(config: dict[str, object], nproc: int, threads: int, workdir: Path) -> d
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--samples", type=int, default=20_000)
-    parser.add_argument("--features", type=int, default=32)
-    parser.add_argument("--epochs", type=int, default=4)
-    parser.add_argument("--batch-size", type=int, default=128)
+    add_workload_arguments(parser)
     args = parser.parse_args()
-    config: dict[str, object] = {
-        "dataset": {"name": "synthetic", "numSamples": args.samples, "numFeatures": args.features, "numClasses": 4},
-        "model": {"name": "mlp"},
-        "epochs": args.epochs,
-        "batchSize": args.batch_size,
-        "learningRate": 1e-3,
-        "seed": 1,
-    }
+    config = workload_config(args, seed=1)
     print(
         f"synthetic {args.samples} x {args.features}, 4 classes, mlp, batch {args.batch_size} per process, "
         f"{args.epochs} epochs, {os.cpu_count()} CPUs"

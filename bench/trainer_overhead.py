@@ -16,11 +16,11 @@ import argparse
 import statistics
 import time
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch.utils.data import DataLoader
 
+from trainer_workload import add_workload_arguments, workload_config
 from trainsmart_trainer import data as data_module
 from trainsmart_trainer import metrics as metrics_module
 from trainsmart_trainer import models
@@ -104,22 +104,12 @@ def paired_epochs(config: TrainerConfig) -> tuple[list[Clock], list[Clock], floa
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--samples", type=int, default=20_000)
-    parser.add_argument("--features", type=int, default=32)
-    parser.add_argument("--epochs", type=int, default=4)
+    add_workload_arguments(parser)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 keeps the two loops comparable)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    raw: dict[str, Any] = {
-        "dataset": {"name": "synthetic", "numSamples": args.samples, "numFeatures": args.features, "numClasses": 4},
-        "model": {"name": "mlp"},
-        "epochs": args.epochs,
-        "batchSize": args.batch_size,
-        "learningRate": 1e-3,
-    }
-    config = TrainerConfig.model_validate(raw)
+    config = TrainerConfig.model_validate(workload_config(args))
     trainer: list[Clock] = []
     minimal: list[Clock] = []
     accuracy = 0.0
@@ -135,11 +125,14 @@ def main() -> None:
         f"~{steps} steps/epoch, {args.threads} torch thread(s), {args.rounds} rounds x {args.epochs} epochs"
     )
     for what in ("wall", "cpu"):
-        t = statistics.median(getattr(c, what) for c in trainer)
-        m = statistics.median(getattr(c, what) for c in minimal)
-        pairs = statistics.median(getattr(a, what) / getattr(b, what) for a, b in zip(trainer, minimal, strict=True))
-        print(f"{what:4}: trainer median {t:.3f} s/epoch, minimal {m:.3f} s/epoch over {len(trainer)} epoch pairs; "
-              f"median paired ratio {pairs:.3f} (overhead {100 * (pairs - 1):+.1f}%, target within 5%)")  # fmt: skip
+        trainer_median = statistics.median(getattr(clock, what) for clock in trainer)
+        minimal_median = statistics.median(getattr(clock, what) for clock in minimal)
+        pairs = statistics.median(
+            getattr(ours, what) / getattr(theirs, what) for ours, theirs in zip(trainer, minimal, strict=True)
+        )
+        print(f"{what:4}: trainer median {trainer_median:.3f} s/epoch, minimal {minimal_median:.3f} s/epoch over "
+              f"{len(trainer)} epoch pairs; median paired ratio {pairs:.3f} (overhead {100 * (pairs - 1):+.1f}%, "
+              "target within 5%)")  # fmt: skip
     print(f"minimal loop's val accuracy after {args.epochs} epochs: {accuracy:.3f}")
 
 

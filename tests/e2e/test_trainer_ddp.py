@@ -11,16 +11,14 @@ Pins:
 
 from __future__ import annotations
 
-import json
-import os
 import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 
+from support.trainer_process import final_result, start_trainer
+from support.waiting import wait_for
 from trainsmart_trainer import contract
 from trainsmart_trainer.contract import ExitCode
 
@@ -34,24 +32,12 @@ CONFIG = {
     "epochs": 3,
     "seed": 1,
 }
-BASE_ENV = {
-    key: value
-    for key, value in os.environ.items()
-    if not key.startswith(("TRAINSMART_", "PET_")) and key not in {"RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_PORT"}
-}
 
 
 def run_trainer(tmp: Path, config: dict[str, object], **extra_env: str) -> subprocess.Popen[bytes]:
-    env = {
-        **BASE_ENV,
-        contract.CONFIG_JSON: json.dumps(config),
-        contract.RESULT_PATH: str(tmp / "result.json"),
-        contract.CHECKPOINT_DIR: str(tmp / "ckpt"),
-        "OMP_NUM_THREADS": "1",
-        **extra_env,
-    }
-    with (tmp / "log").open("wb") as log:
-        return subprocess.Popen([sys.executable, "-m", "trainsmart_trainer"], env=env, stdout=log, stderr=log)
+    (tmp / "log").write_bytes(b"")  # each run's log on its own
+    env = {contract.RESULT_PATH: str(tmp / "result.json"), **extra_env}
+    return start_trainer(config, tmp / "ckpt", tmp / "log", **env)
 
 
 def pet_env(port: int) -> dict[str, str]:
@@ -71,9 +57,7 @@ def free_port() -> int:
 
 
 def final_of(tmp: Path) -> dict[str, object]:
-    final = json.loads((tmp / "result.json").read_text())["final"]
-    assert isinstance(final, dict)
-    return final
+    return final_result(tmp / "result.json")
 
 
 def test_two_gloo_workers_match_one_process(tmp_path: Path) -> None:
@@ -96,10 +80,14 @@ def test_two_gloo_workers_match_one_process(tmp_path: Path) -> None:
 
 def test_sigterm_stops_both_workers_at_one_step_with_a_checkpoint(tmp_path: Path) -> None:
     process = run_trainer(tmp_path, {**CONFIG, "epochs": 200}, **pet_env(free_port()))
-    deadline = time.monotonic() + 180
-    while not list((tmp_path / "ckpt").glob("checkpoint-000001-*.pt")):
-        assert time.monotonic() < deadline and process.poll() is None, (tmp_path / "log").read_text()[-3000:]
-        time.sleep(0.05)
+
+    def first_checkpoint() -> list[Path]:
+        assert process.poll() is None, (tmp_path / "log").read_text()[-3000:]
+        return list((tmp_path / "ckpt").glob("checkpoint-000001-*.pt"))
+
+    wait_for(
+        first_checkpoint, 180, "the first checkpoint", lambda: (tmp_path / "log").read_text()[-3000:], interval=0.05
+    )
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=90) == ExitCode.TERMINATED, (tmp_path / "log").read_text()[-3000:]
     log = (tmp_path / "log").read_text()

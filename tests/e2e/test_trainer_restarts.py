@@ -10,17 +10,15 @@ Pins:
 
 from __future__ import annotations
 
-import json
-import os
 import re
 import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 
+from support.trainer_process import final_result, start_trainer
+from support.waiting import wait_for
 from trainsmart_trainer import contract
 from trainsmart_trainer.contract import ExitCode
 
@@ -33,30 +31,10 @@ CONFIG = {
     "batchSize": 16,
     "seed": 5,
 }
-BASE_ENV = {
-    key: value
-    for key, value in os.environ.items()
-    if not key.startswith(("TRAINSMART_", "PET_")) and key not in {"RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_PORT"}
-}
 
 
 def start(epochs: int, checkpoints: Path, log: Path) -> subprocess.Popen[bytes]:
-    env = {
-        **BASE_ENV,
-        contract.CONFIG_JSON: json.dumps({**CONFIG, "epochs": epochs}),
-        contract.CHECKPOINT_DIR: str(checkpoints),
-        "OMP_NUM_THREADS": "1",
-    }
-    with log.open("ab") as sink:
-        return subprocess.Popen([sys.executable, "-m", "trainsmart_trainer"], env=env, stdout=sink, stderr=sink)
-
-
-def wait_for(predicate: object, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    assert callable(predicate)
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
+    return start_trainer({**CONFIG, "epochs": epochs}, checkpoints, log)
 
 
 def epochs_logged(log: Path) -> list[int]:
@@ -64,9 +42,7 @@ def epochs_logged(log: Path) -> list[int]:
 
 
 def result(checkpoints: Path) -> dict[str, object]:
-    final = json.loads((checkpoints / contract.RESULT_FILE_NAME).read_text())["final"]
-    assert isinstance(final, dict)
-    return final
+    return final_result(checkpoints / contract.RESULT_FILE_NAME)
 
 
 def test_sigkill_then_restart_continues_from_the_last_checkpoint(tmp_path: Path) -> None:
@@ -76,7 +52,9 @@ def test_sigkill_then_restart_continues_from_the_last_checkpoint(tmp_path: Path)
 
     log = tmp_path / "killed.log"
     first = start(5, killed_dir, log)
-    wait_for(lambda: len(list(killed_dir.glob("checkpoint-000002-*.pt"))) > 0, 180, "the epoch-2 checkpoint")
+    wait_for(
+        lambda: len(list(killed_dir.glob("checkpoint-000002-*.pt"))) > 0, 180, "the epoch-2 checkpoint", interval=0.05
+    )
     first.send_signal(signal.SIGKILL)
     assert first.wait(timeout=30) == -signal.SIGKILL
     done_before = max(epochs_logged(log))
@@ -101,7 +79,9 @@ def test_sigkill_then_restart_continues_from_the_last_checkpoint(tmp_path: Path)
 def test_sigterm_checkpoints_and_exits_terminated_then_resumes(tmp_path: Path) -> None:
     checkpoints, log = tmp_path / "ckpt", tmp_path / "run.log"
     process = start(200, checkpoints, log)
-    wait_for(lambda: len(list(checkpoints.glob("checkpoint-000001-*.pt"))) > 0, 180, "the first checkpoint")
+    wait_for(
+        lambda: len(list(checkpoints.glob("checkpoint-000001-*.pt"))) > 0, 180, "the first checkpoint", interval=0.05
+    )
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=60) == ExitCode.TERMINATED, log.read_text()[-3000:]
     final = result(checkpoints)

@@ -55,24 +55,24 @@ def list_checkpoints(directory: Path) -> list[tuple[CheckpointName, Path]]:
     """Checkpoint files in `directory`, newest first (temporary files are never listed)."""
     if not directory.is_dir():
         return []
-    found = [(name, path) for path in directory.iterdir() if (name := CheckpointName.parse(path.name)) is not None]
-    return sorted(found, reverse=True)
+    named = [(name, path) for path in directory.iterdir() if (name := CheckpointName.parse(path.name)) is not None]
+    return sorted(named, reverse=True)
 
 
 def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
+    descriptor = os.open(directory, os.O_RDONLY)
     try:
-        os.fsync(fd)
+        os.fsync(descriptor)
     finally:
-        os.close(fd)
+        os.close(descriptor)
 
 
 def atomic_write(path: Path, write: Any) -> None:
     """Run `write(fileobj)` into a temp file next to `path`, then fsync and rename it into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(prefix=_TEMP_PREFIX, dir=path.parent)
+    descriptor, temp = tempfile.mkstemp(prefix=_TEMP_PREFIX, dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as handle:
+        with os.fdopen(descriptor, "wb") as handle:
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())
@@ -163,8 +163,8 @@ def restore_rng(state: dict[str, Any]) -> None:
     np_part = state["numpy"]
     keys = np_part["keys"].numpy().astype(np.uint32)
     np.random.set_state(("MT19937", keys, np_part["pos"], np_part["has_gauss"], np_part["cached_gaussian"]))
-    py = state["python"]
-    random.setstate((py["version"], tuple(py["internal"]), py["gauss"]))
+    python_part = state["python"]
+    random.setstate((python_part["version"], tuple(python_part["internal"]), python_part["gauss"]))
     cuda = state.get("cuda")
     if cuda is not None and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all(cuda)

@@ -73,7 +73,7 @@ def _setup_logging(level: str, rank: str | None) -> None:
 
 def _without_nproc(argv: Sequence[str]) -> list[str]:
     """Worker argv: the supervisor's own arguments minus --nproc-per-node (workers must not spawn again)."""
-    out: list[str] = []
+    kept: list[str] = []
     skip = False
     for arg in argv:
         if skip:
@@ -84,8 +84,8 @@ def _without_nproc(argv: Sequence[str]) -> list[str]:
             continue
         if arg.startswith("--nproc-per-node="):
             continue
-        out.append(arg)
-    return out
+        kept.append(arg)
+    return kept
 
 
 def _fail_early(code: ExitCode, lines: list[str], termination_log: str | None) -> int:

@@ -14,6 +14,8 @@ from typing import Annotated, Final, Self
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
+from trainsmart_trainer.contract import ObjectiveDirection
+
 
 class _ConfigModel(BaseModel):
     """camelCase on the wire, snake_case in Python, unknown keys rejected (typos must not pass silently)."""
@@ -362,10 +364,18 @@ class ClassWeightsConfig(_ConfigModel):
 
 
 class MetricMode(StrEnum):
-    """Whether a metric improves downwards (loss) or upwards (accuracy)."""
+    """Whether a metric improves downwards (loss) or upwards (accuracy), as a user writes it in the config.
+
+    Only the config speaks `min`/`max` (the CRD schema pins those spellings); everything that compares
+    values works in the contract's `ObjectiveDirection`, which the operator's sweeps share, via `direction`.
+    """
 
     MIN = "min"
     MAX = "max"
+
+    @property
+    def direction(self) -> ObjectiveDirection:
+        return ObjectiveDirection.of(self.value)
 
 
 class EarlyStoppingConfig(_ConfigModel):

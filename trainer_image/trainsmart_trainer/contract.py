@@ -17,6 +17,7 @@ Distributed layout, as the operator sets it for `replicas` pods x `processesPerR
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from enum import IntEnum, StrEnum
 from typing import Final, Self
@@ -141,6 +142,33 @@ class ExitCode(IntEnum):
 
 RETRYABLE_EXIT_CODES: Final = frozenset({ExitCode.RETRYABLE_FAILURE, ExitCode.TERMINATED})
 PERMANENT_EXIT_CODES: Final = frozenset({ExitCode.PERMANENT_FAILURE})
+
+
+class ObjectiveDirection(StrEnum):
+    """Which way an objective metric improves: the one encoding the operator (a sweep's `goal`, the status
+    history, early stopping) and the trainer (its best-so-far and early stopping) share. The values are the
+    sweep API's spelling; the trainer config's `min`/`max` convert through `ObjectiveDirection.of`."""
+
+    MAXIMIZE = "maximize"
+    MINIMIZE = "minimize"
+
+    @classmethod
+    def of(cls, text: str) -> ObjectiveDirection:
+        """The direction named `maximize`/`minimize` or, as the trainer config writes it, `max`/`min`."""
+        aliases = {"max": cls.MAXIMIZE, "min": cls.MINIMIZE}
+        return aliases.get(text) or cls(text)
+
+    def is_better(self, candidate: float, incumbent: float) -> bool:
+        """Whether `candidate` strictly beats `incumbent`."""
+        return candidate > incumbent if self is ObjectiveDirection.MAXIMIZE else candidate < incumbent
+
+    def best(self, values: Iterable[float]) -> float:
+        """The best of `values` (at least one)."""
+        return max(values) if self is ObjectiveDirection.MAXIMIZE else min(values)
+
+    def as_loss(self, value: float) -> float:
+        """`value` turned into something to minimise (hyperopt's loss, a badness to rank by)."""
+        return -value if self is ObjectiveDirection.MAXIMIZE else value
 
 
 # ---- the report schema (trainer -> operator) --------------------------------------------------------------

@@ -118,19 +118,19 @@ def all_gather_equal(local: torch.Tensor) -> list[torch.Tensor]:
     return parts
 
 
-def broadcast_object(obj: Any, src: int = 0) -> Any:
+def broadcast_object(value: Any, src: int = 0) -> Any:
     """Rank `src`'s object on every rank (the resume state: only rank 0 may be able to read the volume)."""
     if not _active():
-        return obj
-    box = [obj]
-    dist.broadcast_object_list(box, src=src)
-    return box[0]
+        return value
+    holder = [value]
+    dist.broadcast_object_list(holder, src=src)
+    return holder[0]
 
 
-def gather_objects(obj: Any) -> list[Any] | None:
-    """Every rank's object, on rank 0 only (None elsewhere); [obj] in a single process."""
+def gather_objects(value: Any) -> list[Any] | None:
+    """Every rank's object, on rank 0 only (None elsewhere); [value] in a single process."""
     if not _active():
-        return [obj]
-    out: list[Any] | None = [None] * dist.get_world_size() if dist.get_rank() == 0 else None
-    dist.gather_object(obj, out, dst=0)
-    return out
+        return [value]
+    gathered: list[Any] | None = [None] * dist.get_world_size() if dist.get_rank() == 0 else None
+    dist.gather_object(value, gathered, dst=0)
+    return gathered

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -70,7 +70,7 @@ def vanishing_gradients(layer_norms: dict[str, float], train_loss: float, *, epo
     """Some weight's gradient norm (mean over the epoch's samples) is ~0 while the loss is not."""
     if not layer_norms or not math.isfinite(train_loss) or train_loss < VANISHING_MIN_LOSS:
         return None
-    name, smallest = min(layer_norms.items(), key=lambda item: item[1])
+    name, smallest = min(layer_norms.items(), key=lambda name_and_norm: name_and_norm[1])
     if smallest >= VANISHING_GRAD_NORM:
         return None
     return Diagnostic(
@@ -86,17 +86,17 @@ def vanishing_gradients(layer_norms: dict[str, float], train_loss: float, *, epo
 
 def overfitting(train_losses: Sequence[float], val_losses: Sequence[float], *, epoch: int) -> Diagnostic | None:
     """Validation loss rose OVERFIT_EPOCHS epochs in a row while training loss fell over the same span."""
-    k = OVERFIT_EPOCHS
-    if len(val_losses) < k + 1 or len(train_losses) < k + 1:
+    span = OVERFIT_EPOCHS
+    if len(val_losses) < span + 1 or len(train_losses) < span + 1:
         return None
-    val, train = list(val_losses[-(k + 1) :]), list(train_losses[-(k + 1) :])
+    val, train = list(val_losses[-(span + 1) :]), list(train_losses[-(span + 1) :])
     rising = all(later > earlier for earlier, later in itertools.pairwise(val))
     if not rising or not train[-1] < train[0]:
         return None
     return Diagnostic(
         type=DiagnosticType.OVERFITTING,
         severity=Severity.WARNING,
-        message=f"validation loss rose for {k} epochs ({val[0]:.4g} -> {val[-1]:.4g}) while training loss fell "
+        message=f"validation loss rose for {span} epochs ({val[0]:.4g} -> {val[-1]:.4g}) while training loss fell "
         f"({train[0]:.4g} -> {train[-1]:.4g})",
         suggestion="add regularisation (weightDecay, dropout), use a smaller model or more data, or set "
         "earlyStopping on val_loss",
@@ -155,11 +155,11 @@ def class_imbalance(class_counts: Sequence[int], weights_mode: str) -> Diagnosti
     )
 
 
-def mixed_precision_ignored(mode: str) -> Diagnostic:
+def mixed_precision_ignored(precision: str) -> Diagnostic:
     return Diagnostic(
         type=DiagnosticType.MIXED_PRECISION_IGNORED,
         severity=Severity.INFO,
-        message=f"mixedPrecision {mode} applies to GPUs only; training on the CPU in float32",
+        message=f"mixedPrecision {precision} applies to GPUs only; training on the CPU in float32",
         suggestion="",
     )
 
@@ -172,12 +172,16 @@ class DiagnosticsTracker:
     val_losses: list[float] = field(default_factory=list)
     reported: set[str] = field(default_factory=set)
 
-    def first(self, found: Diagnostic | None) -> Diagnostic | None:
-        """`found`, unless its kind was reported before in this run."""
-        if found is None or found.type.value in self.reported:
+    def first(self, finding: Diagnostic | None) -> Diagnostic | None:
+        """`finding`, unless its kind was reported before in this run."""
+        if finding is None or finding.type.value in self.reported:
             return None
-        self.reported.add(found.type.value)
-        return found
+        self.reported.add(finding.type.value)
+        return finding
+
+    def unreported(self, candidates: Iterable[Diagnostic | None]) -> list[Diagnostic]:
+        """The findings among `candidates` (None: a check that found nothing) whose kind is new in this run."""
+        return [finding for finding in map(self.first, candidates) if finding is not None]
 
     def after_epoch(
         self,
@@ -194,12 +198,12 @@ class DiagnosticsTracker:
         self.train_losses.append(train_loss)
         if val_loss is not None:
             self.val_losses.append(val_loss)
-        found = [vanishing_gradients(layer_grad_norms, train_loss, epoch=epoch)]
+        candidates = [vanishing_gradients(layer_grad_norms, train_loss, epoch=epoch)]
         if val_loss is not None:
-            found.append(overfitting(self.train_losses, self.val_losses, epoch=epoch))
+            candidates.append(overfitting(self.train_losses, self.val_losses, epoch=epoch))
         if train_accuracy is not None and chance is not None:
-            found.append(underfitting(train_accuracy, chance, epoch=epoch, learning_rate=learning_rate))
-        return [d for d in (self.first(item) for item in found) if d is not None]
+            candidates.append(underfitting(train_accuracy, chance, epoch=epoch, learning_rate=learning_rate))
+        return self.unreported(candidates)
 
     def state_dict(self) -> dict[str, Any]:
         keep = 4 * OVERFIT_EPOCHS  # the checks look back a few epochs; the checkpoint need not grow forever
@@ -210,6 +214,6 @@ class DiagnosticsTracker:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.train_losses = [float(v) for v in state.get("train_losses", [])]
-        self.val_losses = [float(v) for v in state.get("val_losses", [])]
-        self.reported = {str(v) for v in state.get("reported", [])}
+        self.train_losses = [float(loss) for loss in state.get("train_losses", [])]
+        self.val_losses = [float(loss) for loss in state.get("val_losses", [])]
+        self.reported = {str(kind) for kind in state.get("reported", [])}

@@ -129,7 +129,7 @@ def build_trainee(
     classification: bool,
 ) -> Trainee:
     """Optimizer, schedule and mixed precision for `model` as configured (autocast and scaling on CUDA only)."""
-    optimizer = build_optimizer(config, [p for p in model.parameters() if p.requires_grad])
+    optimizer = build_optimizer(config, [param for param in model.parameters() if param.requires_grad])
     amp = config.mixed_precision != MixedPrecision.NONE and device.type == "cuda"
     dtype = {MixedPrecision.FP16: torch.float16, MixedPrecision.BF16: torch.bfloat16}.get(config.mixed_precision)
     fp16 = amp and config.mixed_precision == MixedPrecision.FP16
@@ -153,7 +153,7 @@ def to_device(batch: Any, device: torch.device) -> list[torch.Tensor]:
     """The batch's tensors on `device` (on the CPU the loader's tensors are used as they are)."""
     if device.type == "cpu":
         return list(batch)
-    return [t.to(device, non_blocking=True) for t in batch]
+    return [tensor.to(device, non_blocking=True) for tensor in batch]
 
 
 class _Window:
@@ -180,27 +180,29 @@ class _Window:
             return
         loss_values = torch.stack(self.losses).float().tolist()
         norm_values = torch.stack(self.norms).float().tolist() if self.norms else []
-        bad = next((i for i, value in enumerate(loss_values) if not math.isfinite(value)), len(loss_values))
+        first_bad = next((i for i, value in enumerate(loss_values) if not math.isfinite(value)), len(loss_values))
         if result.first_large_grad is None:
             for step, norm in zip(self.norm_steps, norm_values, strict=True):
-                if step - self.first_step < bad and not norm <= threshold:  # also catches NaN/inf norms
+                if step - self.first_step < first_bad and not norm <= threshold:  # also catches NaN/inf norms
                     result.first_large_grad = (step + 1, norm)
                     break
-        if bad < len(loss_values):
-            raise NonFiniteLossError(loss_values[bad], self.first_step + bad + 1, result.first_large_grad)
-        finite = [n for n in norm_values if math.isfinite(n)]
-        result.loss_sum += sum(v * n for v, n in zip(loss_values, self.sizes, strict=True))
+        if first_bad < len(loss_values):
+            raise NonFiniteLossError(loss_values[first_bad], self.first_step + first_bad + 1, result.first_large_grad)
+        finite = [norm for norm in norm_values if math.isfinite(norm)]
+        result.loss_sum += sum(loss * size for loss, size in zip(loss_values, self.sizes, strict=True))
         result.grad_norm_sum += sum(finite)
         result.grad_norm_count += len(finite)
         result.grad_norm_max = max([result.grad_norm_max, *finite])
         self.reset(self.first_step + len(loss_values))
 
 
-def _grad_norms(t: Trainee, params: list[nn.Parameter], per_tensor: bool) -> tuple[torch.Tensor, list[torch.Tensor]]:
+def _grad_norms(
+    trainee: Trainee, params: list[nn.Parameter], per_tensor: bool
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """(total norm, per-parameter norms or []) without a host sync; clips when configured."""
-    grads = [p.grad for p in params if p.grad is not None]
-    if t.grad_clip_norm is not None:
-        total = torch.nn.utils.clip_grad_norm_(params, t.grad_clip_norm)
+    grads = [param.grad for param in params if param.grad is not None]
+    if trainee.grad_clip_norm is not None:
+        total = torch.nn.utils.clip_grad_norm_(params, trainee.grad_clip_norm)
         return total, list(torch._foreach_norm(grads)) if per_tensor else []
     norms = list(torch._foreach_norm(grads))
     return torch.linalg.vector_norm(torch.stack(norms)), norms if per_tensor else []
@@ -214,7 +216,7 @@ def _add_layer_norms(result: TrainPass, names: list[str], norms: list[torch.Tens
 
 
 def train_pass(
-    t: Trainee,
+    trainee: Trainee,
     loader: Iterator[Any] | Any,
     *,
     global_step: int,
@@ -229,55 +231,57 @@ def train_pass(
     epoch's mean and for the exploding/vanishing checks, at a small fraction of a step's cost.
     """
     result = TrainPass()
-    t.model.train()
-    params = [p for p in t.raw_model.parameters() if p.requires_grad]
-    names = [name if p.dim() > 1 else "" for name, p in t.raw_model.named_parameters() if p.requires_grad]
+    trainee.model.train()
+    params = [param for param in trainee.raw_model.parameters() if param.requires_grad]
+    names = [
+        name if param.dim() > 1 else "" for name, param in trainee.raw_model.named_parameters() if param.requires_grad
+    ]
     window = _Window(global_step)
-    correct = torch.zeros((), device=t.device)
+    correct = torch.zeros((), device=trainee.device)
     started = time.perf_counter()
     for batch in loader:
-        *inputs, target = to_device(batch, t.device)
-        with t.autocast():
-            output = t.model(*inputs)
-            loss = t.loss_module(output, target)
-        total = loss + t.l1_penalty * l1_term(t.raw_model) if t.l1_penalty else loss
-        t.optimizer.zero_grad(set_to_none=True)
-        if t.scaler is not None:
-            t.scaler.scale(total).backward()
-            t.scaler.unscale_(t.optimizer)
+        *inputs, target = to_device(batch, trainee.device)
+        with trainee.autocast():
+            output = trainee.model(*inputs)
+            loss = trainee.loss_module(output, target)
+        total = loss + trainee.l1_penalty * l1_term(trainee.raw_model) if trainee.l1_penalty else loss
+        trainee.optimizer.zero_grad(set_to_none=True)
+        if trainee.scaler is not None:
+            trainee.scaler.scale(total).backward()
+            trainee.scaler.unscale_(trainee.optimizer)
         else:
             total.backward()
         per_layer = global_step % WINDOW == 0
         sampled = global_step % NORM_EVERY == 0 or global_step < NORM_EVERY_STEP_UNTIL
-        if t.grad_clip_norm is not None or sampled:
-            norm, layer_norms = _grad_norms(t, params, per_layer)
+        if trainee.grad_clip_norm is not None or sampled:
+            norm, layer_norms = _grad_norms(trainee, params, per_layer)
             window.norm_steps.append(global_step)
             window.norms.append(norm.detach())
             if layer_norms and len(layer_norms) == len(names):
                 _add_layer_norms(result, names, layer_norms)
-        if t.scaler is not None:
-            t.scaler.step(t.optimizer)
-            t.scaler.update()
+        if trainee.scaler is not None:
+            trainee.scaler.step(trainee.optimizer)
+            trainee.scaler.update()
         else:
-            t.optimizer.step()
-        if t.scheduler is not None:
-            t.scheduler.step()
+            trainee.optimizer.step()
+        if trainee.scheduler is not None:
+            trainee.scheduler.step()
         window.losses.append(loss.detach())
         window.sizes.append(len(target))
-        if t.classification:
+        if trainee.classification:
             correct += (output.detach().argmax(dim=1) == target).sum()
         result.steps += 1
         result.samples += len(target)
         global_step += 1
         if len(window.losses) >= WINDOW:
-            window.flush(result, t.exploding_threshold)
+            window.flush(result, trainee.exploding_threshold)
         if on_step is not None:
             on_step(global_step, result)
         stop = stop_requested()
-        if ddp.any_rank(stop, t.device) if distributed else stop:
+        if ddp.any_rank(stop, trainee.device) if distributed else stop:
             result.interrupted = True
             break
-    window.flush(result, t.exploding_threshold)
+    window.flush(result, trainee.exploding_threshold)
     result.correct = float(correct)
     result.seconds = time.perf_counter() - started
     return result

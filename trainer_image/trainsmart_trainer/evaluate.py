@@ -71,44 +71,45 @@ def eval_split(
     return EvalSplit(dataset, sampler, make_loader(dataset, sampler, config, device))
 
 
-def train_metrics(tp: TrainPass, t: Trainee, task: str, *, distributed: bool) -> dict[str, float]:
+def train_metrics(measured: TrainPass, trainee: Trainee, task: str, *, distributed: bool) -> dict[str, float]:
     """train_loss/accuracy (or rmse), throughput, epoch time, gradient norms, learning rate for one epoch."""
     sums = torch.tensor(
-        [tp.loss_sum, tp.samples, tp.correct, tp.grad_norm_sum, tp.grad_norm_count], dtype=torch.float64
+        [measured.loss_sum, measured.samples, measured.correct, measured.grad_norm_sum, measured.grad_norm_count],
+        dtype=torch.float64,
     )
     if distributed:
-        sums = ddp.all_reduce_sum(sums.to(t.device)).cpu()
+        sums = ddp.all_reduce_sum(sums.to(trainee.device)).cpu()
     loss_sum, samples, correct, norm_sum, norm_count = sums.tolist()
-    out = {
+    metrics = {
         "train_loss": loss_sum / max(samples, 1),
-        "samples_per_second": samples / max(tp.seconds, 1e-9),
-        "epoch_time_seconds": tp.seconds,
+        "samples_per_second": samples / max(measured.seconds, 1e-9),
+        "epoch_time_seconds": measured.seconds,
         # Gradients are all-reduced, so every rank added up the same norms: the ratio is the mean per sample.
         "grad_norm": norm_sum / max(norm_count, 1),
-        "grad_norm_max": tp.grad_norm_max,
-        "learning_rate": current_lr(t.optimizer),
+        "grad_norm_max": measured.grad_norm_max,
+        "learning_rate": current_lr(trainee.optimizer),
     }
-    if t.classification:
-        out["train_accuracy"] = correct / max(samples, 1)
+    if trainee.classification:
+        metrics["train_accuracy"] = correct / max(samples, 1)
     elif task == "ratings":  # plain MSE: its root is the rmse (regression's loss is scaled)
-        out["train_rmse"] = math.sqrt(max(out["train_loss"], 0.0))
-    return out
+        metrics["train_rmse"] = math.sqrt(max(metrics["train_loss"], 0.0))
+    return metrics
 
 
 def evaluate_split(
-    t: Trainee, part: EvalSplit, split: str, data: DataBundle, components: Components, world_size: int
+    trainee: Trainee, shard: EvalSplit, split: str, data: DataBundle, components: Components, world_size: int
 ) -> dict[str, float]:
     """`<split>_loss` plus the task's metrics (classification, regression, or ranking for ratings)."""
-    outputs = predict(t, part.loader, part.sampler, dataset_size(part.dataset), world_size)
+    outputs = predict(trainee, shard.loader, shard.sampler, dataset_size(shard.dataset), world_size)
     with torch.no_grad():
-        loss = float(t.loss_module(outputs.outputs.to(t.device), outputs.targets.to(t.device)))
+        loss = float(trainee.loss_module(outputs.outputs.to(trainee.device), outputs.targets.to(trainee.device)))
     metrics: dict[str, float] = {"loss": loss}
     if data.task == "classification":
         metrics.update(components.classification_metrics(outputs.outputs, outputs.targets, data.num_classes or 0))
     elif data.task == "regression":
         metrics.update(components.regression_metrics(outputs.outputs, outputs.targets))
     else:
-        metrics.update(components.ranking_metrics(t.raw_model, data, split))
+        metrics.update(components.ranking_metrics(trainee.raw_model, data, split))
     return prefixed(split, metrics)
 
 
@@ -121,25 +122,25 @@ class EvalOutputs:
 
 
 @torch.no_grad()
-def predict(t: Trainee, loader: Any, sampler: EpochSampler, dataset_len: int, world_size: int) -> EvalOutputs:
+def predict(trainee: Trainee, loader: Any, sampler: EpochSampler, dataset_len: int, world_size: int) -> EvalOutputs:
     """Run the (unwrapped) model over this rank's shard; gather every rank's shard back into dataset order."""
-    t.raw_model.eval()
-    outs: list[torch.Tensor] = []
-    tgts: list[torch.Tensor] = []
+    trainee.raw_model.eval()
+    output_batches: list[torch.Tensor] = []
+    target_batches: list[torch.Tensor] = []
     for batch in loader:
-        *inputs, target = to_device(batch, t.device)
-        with t.autocast():
-            outs.append(t.raw_model(*inputs).float())
-        tgts.append(target)
-    local_out, local_tgt = torch.cat(outs), torch.cat(tgts)
+        *inputs, target = to_device(batch, trainee.device)
+        with trainee.autocast():
+            output_batches.append(trainee.raw_model(*inputs).float())
+        target_batches.append(target)
+    local_outputs, local_targets = torch.cat(output_batches), torch.cat(target_batches)
     if world_size == 1:
-        return EvalOutputs(local_out.cpu(), local_tgt.cpu())
-    out_parts, tgt_parts = ddp.all_gather_equal(local_out), ddp.all_gather_equal(local_tgt)
-    order = torch.tensor([i for rank in range(world_size) for i in sampler.shard_indices(rank)])
-    outputs = torch.empty((dataset_len, *local_out.shape[1:]), dtype=local_out.dtype)
-    targets = torch.empty((dataset_len, *local_tgt.shape[1:]), dtype=local_tgt.dtype)
+        return EvalOutputs(local_outputs.cpu(), local_targets.cpu())
+    output_parts, target_parts = ddp.all_gather_equal(local_outputs), ddp.all_gather_equal(local_targets)
+    order = torch.tensor([index for rank in range(world_size) for index in sampler.shard_indices(rank)])
+    outputs = torch.empty((dataset_len, *local_outputs.shape[1:]), dtype=local_outputs.dtype)
+    targets = torch.empty((dataset_len, *local_targets.shape[1:]), dtype=local_targets.dtype)
     # DistributedSampler pads the last shards with repeats of the first samples: writing a repeat twice
     # stores the same value twice, so plain index assignment de-duplicates.
-    outputs[order] = torch.cat(out_parts).cpu()
-    targets[order] = torch.cat(tgt_parts).cpu()
+    outputs[order] = torch.cat(output_parts).cpu()
+    targets[order] = torch.cat(target_parts).cpu()
     return EvalOutputs(outputs, targets)

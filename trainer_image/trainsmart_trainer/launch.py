@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 # After one worker fails, the others get this long to notice (their collectives fail) and exit on their own.
 FAILURE_GRACE_S = 10.0
 _DEFAULT_MASTER_PORT = 29500
+# Every worker stopping one of these ways is an orderly end; anything else is a failure the others must see.
+_ORDERLY_EXITS = frozenset({ExitCode.SUCCESS, ExitCode.EARLY_STOPPED, ExitCode.TERMINATED})
 
 
 @dataclass(frozen=True)
@@ -109,8 +111,7 @@ def combine_exit_codes(codes: Sequence[int]) -> int:
     worth a restart; all workers stop together on SIGTERM or early stopping."""
     if any(code == ExitCode.PERMANENT_FAILURE for code in codes):
         return ExitCode.PERMANENT_FAILURE
-    known = {ExitCode.SUCCESS, ExitCode.EARLY_STOPPED, ExitCode.TERMINATED}
-    if any(code not in known for code in codes):
+    if any(code not in _ORDERLY_EXITS for code in codes):
         return ExitCode.RETRYABLE_FAILURE
     for code in (ExitCode.TERMINATED, ExitCode.EARLY_STOPPED):
         if code in codes:
@@ -120,39 +121,39 @@ def combine_exit_codes(codes: Sequence[int]) -> int:
 
 def run_workers(plan: LaunchPlan, argv: Sequence[str]) -> int:
     """Start the planned workers (`python -m trainsmart_trainer argv`), supervise them, combine exit codes."""
-    procs: list[subprocess.Popen[bytes]] = []
-    for extra in plan.worker_envs:
-        env = {**os.environ, **extra}
-        procs.append(subprocess.Popen([sys.executable, "-m", "trainsmart_trainer", *argv], env=env))
-    log.info("started %d workers: pids %s", len(procs), [p.pid for p in procs])
+    workers: list[subprocess.Popen[bytes]] = []
+    for worker_env in plan.worker_envs:
+        env = {**os.environ, **worker_env}
+        workers.append(subprocess.Popen([sys.executable, "-m", "trainsmart_trainer", *argv], env=env))
+    log.info("started %d workers: pids %s", len(workers), [worker.pid for worker in workers])
 
     def forward(signum: int, _frame: FrameType | None) -> None:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.send_signal(signum)
+        for worker in workers:
+            if worker.poll() is None:
+                worker.send_signal(signum)
 
     previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        return _supervise(procs)
+        return _supervise(workers)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
 
 
-def _supervise(procs: list[subprocess.Popen[bytes]]) -> int:
+def _supervise(workers: list[subprocess.Popen[bytes]]) -> int:
     failed_at: float | None = None
-    while any(proc.poll() is None for proc in procs):
-        codes = [proc.returncode for proc in procs if proc.returncode is not None]
-        bad = [code for code in codes if code not in (ExitCode.SUCCESS, ExitCode.EARLY_STOPPED, ExitCode.TERMINATED)]
-        if bad and failed_at is None:
+    while any(worker.poll() is None for worker in workers):
+        codes = [worker.returncode for worker in workers if worker.returncode is not None]
+        failures = [code for code in codes if code not in _ORDERLY_EXITS]
+        if failures and failed_at is None:
             failed_at = time.monotonic()
-            log.warning("a worker exited with %s; giving the others %.0f s to stop", bad[0], FAILURE_GRACE_S)
+            log.warning("a worker exited with %s; giving the others %.0f s to stop", failures[0], FAILURE_GRACE_S)
         if failed_at is not None and time.monotonic() - failed_at > FAILURE_GRACE_S:
-            for proc in procs:
-                if proc.poll() is None:
-                    proc.kill()
+            for worker in workers:
+                if worker.poll() is None:
+                    worker.kill()
         time.sleep(0.1)
-    codes = [proc.returncode for proc in procs]
+    codes = [worker.returncode for worker in workers]
     # A negative return code is "killed by signal N"; report it the shell's way (128 + N) before combining.
     codes = [128 - code if code < 0 else code for code in codes]
     log.info("workers exited with %s", codes)

@@ -21,7 +21,6 @@ from trainsmart_trainer import checkpoint, ddp, diagnostics, results
 from trainsmart_trainer.components import Components, PermanentError, RunOutcome, StopSignal, default_components
 from trainsmart_trainer.config import ClassWeightsMode, MixedPrecision, TrainerConfig
 from trainsmart_trainer.contract import (
-    CheckpointInfo,
     DeviceInfo,
     Diagnostic,
     ExitCode,
@@ -34,10 +33,11 @@ from trainsmart_trainer.ddp import DistInfo
 from trainsmart_trainer.device import DevicePlan
 from trainsmart_trainer.epoch import EpochSampler, NonFiniteLossError, TrainPass, build_trainee, train_pass
 from trainsmart_trainer.evaluate import EvalSplit, dataset_size, eval_split, evaluate_split, make_loader, train_metrics
-from trainsmart_trainer.objective import BestTracker, metric_mode, objective_metric, should_stop_early
+from trainsmart_trainer.objective import objective_direction, objective_metric, should_stop_early
 from trainsmart_trainer.promexport import TrainerMetrics
 from trainsmart_trainer.report import Reporter, ReportSender
 from trainsmart_trainer.resume import resume_run, save_run_checkpoint
+from trainsmart_trainer.run_state import RunState
 from trainsmart_trainer.settings import RuntimeSettings
 
 log = logging.getLogger(__name__)
@@ -62,7 +62,7 @@ class TrainingRun:
         self.config = config
         self.settings = settings
         self.dist = dist
-        self.plan = device_plan
+        self.device_plan = device_plan
         self.device = torch.device(device_plan.torch_device)
         self.components = components or default_components()
         self.stop = stop or StopSignal()
@@ -72,110 +72,117 @@ class TrainingRun:
         self.metrics_port: int | None = None  # where /metrics is served (the bound port when asked for 0)
         self.started = time.monotonic()
         self.backend = ""
-        self.epoch = 0  # epochs completed
-        self.step_in_epoch = 0  # batches done in the epoch after `epoch` (resume after SIGTERM)
-        self.global_step = 0
-        self.best = BestTracker()
-        self.tracker = diagnostics.DiagnosticsTracker()
-        self.found: list[Diagnostic] = []
-        self.history: list[dict[str, float]] = []
-        self.last_metrics: dict[str, float] = {}
-        self.last_checkpoint: CheckpointInfo | None = None
-        self.early_stopped = False
+        self.state = RunState()  # replaced wholesale when a checkpoint is resumed
+        self.reported_diagnostics: list[Diagnostic] = []
         self.objective = ""
-        self.epoch_seconds: list[float] = []
         self.reporter = Reporter(identity=self._identity(), device=self._device_info(), total_epochs=config.epochs)
-        self.prom: TrainerMetrics | None = None
+        self.metrics_exporter: TrainerMetrics | None = None
         self._last_progress = 0.0
         self._pass_started = 0.0
-        # (epoch, step_in_epoch) of the newest checkpoint; a fresh run has nothing worth saving yet.
-        self.saved_at: tuple[int, int] = (0, 0)
         self.clean_exit = False  # every rank ended the same orderly way: the process group can be destroyed
+
+    @property
+    def last_metrics(self) -> dict[str, float]:
+        """The newest epoch's metrics (what `on_epoch_end` observers read)."""
+        return self.state.last_metrics
 
     # ---- identity and announcements --------------------------------------------------------------------------
 
     def _identity(self) -> JobIdentity:
-        s = self.settings
+        settings = self.settings
         return JobIdentity(
-            namespace=s.job_namespace, name=s.job_name, rank=self.dist.rank, world_size=self.dist.world_size
+            namespace=settings.job_namespace,
+            name=settings.job_name,
+            rank=self.dist.rank,
+            world_size=self.dist.world_size,
         )
 
     def _device_info(self) -> DeviceInfo:
-        p = self.plan
-        backend = ddp.backend_for(p.type) if self.dist.distributed else ""
+        plan = self.device_plan
+        backend = ddp.backend_for(plan.type) if self.dist.distributed else ""
         return DeviceInfo(
-            type=p.type, simulated_gpus=p.simulated_gpus, gpus=p.gpus, name=p.name, distributed_backend=backend
+            type=plan.type,
+            simulated_gpus=plan.simulated_gpus,
+            gpus=plan.gpus,
+            name=plan.name,
+            distributed_backend=backend,
         )
 
     def _start_reporting(self) -> None:
-        s = self.settings
-        if self.dist.is_main and s.report_url:
-            sender = ReportSender(s.report_url, s.report_token, ca_file=s.report_ca_file).start()
+        settings = self.settings
+        if self.dist.is_main and settings.report_url:
+            sender = ReportSender(settings.report_url, settings.report_token, ca_file=settings.report_ca_file).start()
             self.reporter.sender = sender
-        if self.dist.local_rank == 0 and s.metrics_port is not None:
-            self.prom = TrainerMetrics("", cuda=self.device.type == "cuda")
-            self.metrics_port = self.prom.serve(s.metrics_port)
-            self.prom.set_epoch(0, self.config.epochs, 0)
+        if self.dist.local_rank == 0 and settings.metrics_port is not None:
+            self.metrics_exporter = TrainerMetrics("", cuda=self.device.type == "cuda")
+            self.metrics_port = self.metrics_exporter.serve(settings.metrics_port)
+            self.metrics_exporter.set_epoch(0, self.config.epochs, 0)
         # The first report says where training runs, before anything slow (data, model) can fail.
         if self.dist.is_main:
             self.reporter.send(ReportKind.PROGRESS)
 
-    def _diagnose(self, found: list[Diagnostic]) -> None:
+    def _diagnose(self, findings: list[Diagnostic]) -> None:
         """Log and report new findings (rank 0 reports; every rank has the same findings)."""
-        for item in found:
-            self.found.append(item)
+        for finding in findings:
+            self.reported_diagnostics.append(finding)
             if self.dist.is_main:
-                level = logging.ERROR if item.severity.value == "Error" else logging.WARNING
-                log.log(level, "diagnostic %s: %s. Suggestion: %s", item.type.value, item.message, item.suggestion)
-        if found and self.dist.is_main:
-            self.reporter.send(ReportKind.DIAGNOSTIC, step=self.global_step, epoch=self.epoch, diagnostics=found)
+                level = logging.ERROR if finding.severity.value == "Error" else logging.WARNING
+                log.log(level, "diagnostic %s: %s. Suggestion: %s", finding.type.value, finding.message,
+                        finding.suggestion)  # fmt: skip
+        if findings and self.dist.is_main:
+            self.reporter.send(
+                ReportKind.DIAGNOSTIC, step=self.state.global_step, epoch=self.state.epoch, diagnostics=findings
+            )
 
     # ---- set-up -------------------------------------------------------------------------------------------------
 
     def _setup(self) -> None:
-        cfg = self.config
+        config = self.config
         self.backend = ddp.init_process_group(self.dist, self.device)
         self._start_reporting()
-        checkpoint.seed_everything(cfg.seed)
-        self.data = self.components.load_data(cfg)
+        checkpoint.seed_everything(config.seed)
+        self.data = self.components.load_data(config)
         data = self.data
-        self.objective = objective_metric(cfg, dataset_size(data.val) > 0)
-        self.mode = metric_mode(self.objective, cfg)
+        self.objective = objective_metric(config, dataset_size(data.val) > 0)
+        self.direction = objective_direction(self.objective, config)
         self.reporter.objective_metric = self.objective
-        if self.prom is not None:
-            self.prom.objective_metric = self.objective
-        model = self.components.build_model(cfg, data).to(self.device)
-        loss_module = self.components.loss_fn(cfg, data).to(self.device)
+        if self.metrics_exporter is not None:
+            self.metrics_exporter.objective_metric = self.objective
+        model = self.components.build_model(config, data).to(self.device)
+        loss_module = self.components.loss_fn(config, data).to(self.device)
         self.train_sampler = EpochSampler(
-            data.train, world_size=self.dist.world_size, rank=self.dist.rank, seed=cfg.seed, shuffle=True
+            data.train, world_size=self.dist.world_size, rank=self.dist.rank, seed=config.seed, shuffle=True
         )
-        self.train_loader = make_loader(data.train, self.train_sampler, cfg, self.device)
-        self.val = eval_split(data.val, self.dist, cfg, self.device)
-        self.test = eval_split(data.test, self.dist, cfg, self.device)
-        steps_per_epoch = max(math.ceil(len(self.train_sampler) / cfg.batch_size), 1)
-        self.t = build_trainee(cfg, model, loss_module, self.device, steps_per_epoch, data.task == "classification")
+        self.train_loader = make_loader(data.train, self.train_sampler, config, self.device)
+        self.val_split = eval_split(data.val, self.dist, config, self.device)
+        self.test_split = eval_split(data.test, self.dist, config, self.device)
+        steps_per_epoch = max(math.ceil(len(self.train_sampler) / config.batch_size), 1)
+        classification = data.task == "classification"
+        self.trainee = build_trainee(config, model, loss_module, self.device, steps_per_epoch, classification)
         self._resume()
         cuda = self.device.type == "cuda"
         if self.dist.distributed:
-            ids = [self.device.index] if cuda else None
-            self.t.model = DistributedDataParallel(model, device_ids=ids)
-        found: list[Diagnostic | None] = []
-        if cfg.mixed_precision != MixedPrecision.NONE and not cuda:
-            found.append(diagnostics.mixed_precision_ignored(cfg.mixed_precision.value))
+            device_ids = [self.device.index] if cuda else None
+            self.trainee.model = DistributedDataParallel(model, device_ids=device_ids)
+        candidates: list[Diagnostic | None] = []
+        if config.mixed_precision != MixedPrecision.NONE and not cuda:
+            candidates.append(diagnostics.mixed_precision_ignored(config.mixed_precision.value))
         if data.task == "classification" and data.class_counts:
-            mode = cfg.class_weights.mode
-            found.append(
-                diagnostics.class_imbalance(data.class_counts, mode.value if mode != ClassWeightsMode.NONE else "none")
+            weights_mode = config.class_weights.mode
+            candidates.append(
+                diagnostics.class_imbalance(
+                    data.class_counts, weights_mode.value if weights_mode != ClassWeightsMode.NONE else "none"
+                )
             )
-        self._diagnose([d for d in (self.tracker.first(item) for item in found) if d is not None])
+        self._diagnose(self.state.diagnostics.unreported(candidates))
         if self.dist.is_main:
             log.info(
                 "data %s (%s): %d train, %d val, %d test samples; %d steps per epoch on each of %d processes",
                 data.name,
                 data.task,
                 dataset_size(data.train),
-                dataset_size(self.val.dataset if self.val else None),
-                dataset_size(self.test.dataset if self.test else None),
+                dataset_size(self.val_split.dataset if self.val_split else None),
+                dataset_size(self.test_split.dataset if self.test_split else None),
                 steps_per_epoch,
                 self.dist.world_size,
             )
@@ -183,15 +190,17 @@ class TrainingRun:
     # ---- checkpoints ---------------------------------------------------------------------------------------------
 
     def _resume(self) -> None:
-        resume_run(self)
+        resumed = resume_run(self.trainee, self.config, self.settings, self.dist)
+        if resumed is not None:
+            self.state = resumed
 
     def _save_checkpoint(self) -> None:
-        save_run_checkpoint(self)
+        save_run_checkpoint(self.state, self.trainee, self.config, self.settings, self.dist)
 
     # ---- epochs -----------------------------------------------------------------------------------------------
 
     def _on_step(self, global_step: int, progress: TrainPass) -> None:
-        if self.prom is None and self.reporter.sender is None:
+        if self.metrics_exporter is None and self.reporter.sender is None:
             return
         now = time.monotonic()
         if now - self._last_progress < self.progress_interval_s:
@@ -199,134 +208,142 @@ class TrainingRun:
         self._last_progress = now
         elapsed = max(time.perf_counter() - self._pass_started, 1e-9)
         rate = progress.samples * self.dist.world_size / elapsed
-        if self.prom is not None:
-            self.prom.step.set(global_step)
-            self.prom.samples_per_second.set(rate)
+        if self.metrics_exporter is not None:
+            self.metrics_exporter.step.set(global_step)
+            self.metrics_exporter.samples_per_second.set(rate)
         if self.dist.is_main:
             self.reporter.send(
                 ReportKind.PROGRESS,
                 step=global_step,
-                epoch=self.epoch,
+                epoch=self.state.epoch,
                 samples_per_second=rate,
                 eta_seconds=self._eta(),
             )
 
     def _eta(self) -> float | None:
-        if not self.epoch_seconds:
+        epoch_seconds = self.state.epoch_seconds
+        if not epoch_seconds:
             return None
-        return (self.config.epochs - self.epoch) * sum(self.epoch_seconds) / len(self.epoch_seconds)
+        return (self.config.epochs - self.state.epoch) * sum(epoch_seconds) / len(epoch_seconds)
 
-    def _train_metrics(self, tp: TrainPass) -> dict[str, float]:
-        return train_metrics(tp, self.t, self.data.task, distributed=self.dist.distributed)
+    def _train_metrics(self, measured: TrainPass) -> dict[str, float]:
+        return train_metrics(measured, self.trainee, self.data.task, distributed=self.dist.distributed)
 
-    def _evaluate(self, split: str, part: EvalSplit | None) -> dict[str, float]:
-        if part is None:
+    def _evaluate(self, split: str, shard: EvalSplit | None) -> dict[str, float]:
+        if shard is None:
             return {}
-        return evaluate_split(self.t, part, split, self.data, self.components, self.dist.world_size)
+        return evaluate_split(self.trainee, shard, split, self.data, self.components, self.dist.world_size)
 
     def _stop_agreed(self) -> bool:
         return ddp.any_rank(self.stop.requested, self.device) if self.dist.distributed else self.stop.requested
 
     def _run_epochs(self) -> ExitCode:
-        cfg = self.config
-        while self.epoch < cfg.epochs and not self.early_stopped:
+        config, state = self.config, self.state
+        while state.epoch < config.epochs and not state.early_stopped:
             if self._stop_agreed():
-                return self._terminated(save=self.saved_at != (self.epoch, self.step_in_epoch))
-            self.train_sampler.set_epoch(self.epoch, self.step_in_epoch * cfg.batch_size)
+                return self._terminated(save=not state.saved_now)
+            self.train_sampler.set_epoch(state.epoch, state.step_in_epoch * config.batch_size)
             self._pass_started = time.perf_counter()
-            tp = train_pass(
-                self.t,
+            measured = train_pass(
+                self.trainee,
                 self.train_loader,
-                global_step=self.global_step,
+                global_step=state.global_step,
                 stop_requested=lambda: self.stop.requested,
                 on_step=self._on_step,
                 distributed=self.dist.distributed,
             )
-            self.global_step += tp.steps
-            if tp.first_large_grad is not None:
-                step, norm = tp.first_large_grad
-                found = diagnostics.exploding_gradients(norm, step=step, epoch=self.epoch + 1, clip=cfg.grad_clip_norm)
-                self._diagnose([d for d in [self.tracker.first(found)] if d is not None])
-            if tp.interrupted:
-                self.step_in_epoch += tp.steps
+            state.global_step += measured.steps
+            if measured.first_large_grad is not None:
+                step, norm = measured.first_large_grad
+                exploding = diagnostics.exploding_gradients(
+                    norm, step=step, epoch=state.epoch + 1, clip=config.grad_clip_norm
+                )
+                self._diagnose(state.diagnostics.unreported([exploding]))
+            if measured.interrupted:
+                state.step_in_epoch += measured.steps
                 return self._terminated(save=True)
-            self.epoch += 1
-            self.step_in_epoch = 0
-            self.epoch_seconds.append(tp.seconds)
-            self._end_of_epoch(tp)
-            last = self.epoch == cfg.epochs or self.early_stopped
-            if last or self.epoch % self.settings.checkpoint_interval_epochs == 0:
+            state.epoch += 1
+            state.step_in_epoch = 0
+            state.epoch_seconds.append(measured.seconds)
+            self._end_of_epoch(measured)
+            last = state.epoch == config.epochs or state.early_stopped
+            if last or state.epoch % self.settings.checkpoint_interval_epochs == 0:
                 self._save_checkpoint()
             self._publish_epoch()
             if self.on_epoch_end is not None:
                 self.on_epoch_end(self)
-        return ExitCode.EARLY_STOPPED if self.early_stopped else ExitCode.SUCCESS
+        return ExitCode.EARLY_STOPPED if state.early_stopped else ExitCode.SUCCESS
 
-    def _end_of_epoch(self, tp: TrainPass) -> None:
-        cfg = self.config
-        metrics = self._train_metrics(tp)
-        metrics.update(self._evaluate("val", self.val))
+    def _end_of_epoch(self, measured: TrainPass) -> None:
+        config, state = self.config, self.state
+        metrics = self._train_metrics(measured)
+        metrics.update(self._evaluate("val", self.val_split))
         if not math.isfinite(metrics.get("val_loss", 0.0)):
-            raise NonFiniteLossError(metrics["val_loss"], self.global_step, tp.first_large_grad, split="validation")
-        self.last_metrics = metrics
-        self.history.append({"epoch": float(self.epoch), **metrics})
-        layer_norms = {name: total / max(tp.layer_norm_samples, 1) for name, total in tp.layer_norm_sums.items()}
+            raise NonFiniteLossError(
+                metrics["val_loss"], state.global_step, measured.first_large_grad, split="validation"
+            )
+        state.last_metrics = metrics
+        state.history.append({"epoch": float(state.epoch), **metrics})
+        samples = max(measured.layer_norm_samples, 1)
+        layer_norms = {name: total / samples for name, total in measured.layer_norm_sums.items()}
         chance = diagnostics.chance_accuracy(self.data.class_counts) if self.data.class_counts else None
         self._diagnose(
-            self.tracker.after_epoch(
-                epoch=self.epoch,
+            state.diagnostics.after_epoch(
+                epoch=state.epoch,
                 train_loss=metrics["train_loss"],
                 val_loss=metrics.get("val_loss"),
                 train_accuracy=metrics.get("train_accuracy"),
                 chance=chance,
                 layer_grad_norms=layer_norms,
-                learning_rate=cfg.learning_rate,
+                learning_rate=config.learning_rate,
             )
         )
-        value = metrics.get(self.objective)
-        if value is None:
+        objective_value = metrics.get(self.objective)
+        if objective_value is None:
             raise PermanentError(
                 f"earlyStopping.metric {self.objective!r} is not a metric this run produces; use one of: "
                 + ", ".join(sorted(metrics))
             )
-        min_delta = cfg.early_stopping.min_delta if cfg.early_stopping else 0.0
-        self.best = self.best.update(value, self.epoch, self.mode, min_delta)
-        self.early_stopped = should_stop_early(self.best, cfg)
+        min_delta = config.early_stopping.min_delta if config.early_stopping else 0.0
+        state.best = state.best.update(objective_value, state.epoch, self.direction, min_delta)
+        state.early_stopped = should_stop_early(state.best, config)
         if self.dist.is_main:
-            shown = " ".join(f"{k}={v:.4g}" for k, v in metrics.items() if k.startswith(("train_", "val_")))
-            log.info("epoch %d/%d: %s (%.0f samples/s, %.2f s)", self.epoch, cfg.epochs, shown,
-                     metrics["samples_per_second"], tp.seconds)  # fmt: skip
-            if self.early_stopped:
-                log.info("early stopping: %s has not improved for %d epochs", self.objective, self.best.bad_epochs)
+            shown = _format_metrics(metrics, ("train_", "val_"))
+            log.info("epoch %d/%d: %s (%.0f samples/s, %.2f s)", state.epoch, config.epochs, shown,
+                     metrics["samples_per_second"], measured.seconds)  # fmt: skip
+            if state.early_stopped:
+                log.info("early stopping: %s has not improved for %d epochs", self.objective, state.best.bad_epochs)
 
     def _publish_epoch(self) -> None:
         """Epoch report and gauges, after the epoch's checkpoint so the report can point at it."""
-        metrics = self.last_metrics
+        state = self.state
+        metrics = state.last_metrics
         if self.dist.is_main:
             self.reporter.send(
                 ReportKind.EPOCH,
-                step=self.global_step,
-                epoch=self.epoch,
+                step=state.global_step,
+                epoch=state.epoch,
                 metrics=metrics,
                 samples_per_second=metrics.get("samples_per_second"),
                 eta_seconds=self._eta(),
-                checkpoint=self.last_checkpoint if self.saved_at == (self.epoch, 0) else None,
+                checkpoint=state.last_checkpoint if state.saved_at == (state.epoch, 0) else None,
             )
-        if self.prom is not None:
-            self.prom.set_epoch(self.epoch, self.config.epochs, self.global_step)
-            self.prom.set_metrics(metrics)
+        if self.metrics_exporter is not None:
+            self.metrics_exporter.set_epoch(state.epoch, self.config.epochs, state.global_step)
+            self.metrics_exporter.set_metrics(metrics)
             if self.device.type == "cuda":
-                self.prom.set_gpu_memory(
+                self.metrics_exporter.set_gpu_memory(
                     torch.cuda.memory_allocated(self.device), torch.cuda.max_memory_allocated(self.device)
                 )
 
     def _terminated(self, *, save: bool) -> ExitCode:
         if save:
             self._save_checkpoint()
+        state = self.state
         if self.dist.is_main:
-            where = f"; checkpoint {self.last_checkpoint.path}" if self.last_checkpoint else ""
+            where = f"; checkpoint {state.last_checkpoint.path}" if state.last_checkpoint else ""
             log.warning("%s: stopped after %d epochs + %d steps%s", self.stop.reason or "stop requested",
-                        self.epoch, self.step_in_epoch, where)  # fmt: skip
+                        state.epoch, state.step_in_epoch, where)  # fmt: skip
         return ExitCode.TERMINATED
 
     # ---- the end ---------------------------------------------------------------------------------------------
@@ -335,44 +352,43 @@ class TrainingRun:
         return results.final_result(
             code,
             reason,
-            epochs_completed=self.epoch,
+            epochs_completed=self.state.epoch,
             objective_metric=self.objective,
-            best=self.best,
-            metrics=self.last_metrics,
+            best=self.state.best,
+            metrics=self.state.last_metrics,
             duration_seconds=time.monotonic() - self.started,
-            history=self.history,
+            history=self.state.history,
         )
 
     def _finish(self, code: ExitCode, reason: str = "") -> RunOutcome:
+        state = self.state
         if code in (ExitCode.SUCCESS, ExitCode.EARLY_STOPPED):
-            self.last_metrics = {**self.last_metrics, **self._evaluate("test", self.test)}
+            state.last_metrics = {**state.last_metrics, **self._evaluate("test", self.test_split)}
             if self.dist.is_main:
-                log.info(
-                    "test: %s", " ".join(f"{k}={v:.4g}" for k, v in self.last_metrics.items() if k.startswith("test_"))
-                )
+                log.info("test: %s", _format_metrics(state.last_metrics, ("test_",)))
         final = self._final(code, reason)
         self.clean_exit = code in (ExitCode.SUCCESS, ExitCode.EARLY_STOPPED, ExitCode.TERMINATED)
         self._publish(final)
-        return RunOutcome(code, final, list(self.found), list(self.history))
+        return RunOutcome(code, final, list(self.reported_diagnostics), list(state.history))
 
     def _publish(self, final: FinalResult) -> None:
         """Final report, result file, termination message: rank 0 always; other ranks only their failure."""
-        s = self.settings
+        settings = self.settings
         if self.dist.is_main:
             self.reporter.send(
                 ReportKind.FINAL,
-                step=self.global_step,
-                epoch=self.epoch,
+                step=self.state.global_step,
+                epoch=self.state.epoch,
                 metrics=final.metrics,
-                diagnostics=self.found[-64:],
-                checkpoint=self.last_checkpoint,
+                diagnostics=self.reported_diagnostics[-64:],
+                checkpoint=self.state.last_checkpoint,
                 final=final,
             )
-            if s.result_path is not None:
+            if settings.result_path is not None:
                 document = results.result_document(final, self.reporter.identity.model_dump(mode="json", by_alias=True))
-                results.write_result_file(s.result_path, document)
+                results.write_result_file(settings.result_path, document)
         if self.dist.is_main or (final.status == FinalStatus.FAILED and self.dist.local_rank == 0):
-            results.write_termination_message(s.termination_log, results.termination_message(final))
+            results.write_termination_message(settings.termination_log, results.termination_message(final))
 
     def execute(self) -> RunOutcome:
         """Run to the end and classify how it ended; teardown (reports, metrics server, group) always runs."""
@@ -382,20 +398,22 @@ class TrainingRun:
             self._setup()
             return self._finish(self._run_epochs())
         except NonFiniteLossError as error:
-            found: list[Diagnostic | None] = []
+            candidates: list[Diagnostic | None] = []
             if error.large_grad is not None:
                 step, norm = error.large_grad
                 clip = self.config.grad_clip_norm
-                found.append(diagnostics.exploding_gradients(norm, step=step, epoch=self.epoch + 1, clip=clip))
+                candidates.append(
+                    diagnostics.exploding_gradients(norm, step=step, epoch=self.state.epoch + 1, clip=clip)
+                )
             fatal = diagnostics.non_finite_loss(
                 error.value,
                 step=error.step,
-                epoch=self.epoch + (1 if error.split == "training" else 0),
+                epoch=self.state.epoch + (1 if error.split == "training" else 0),
                 learning_rate=self.config.learning_rate,
                 clip=self.config.grad_clip_norm,
                 split=error.split,
             )
-            self._diagnose([d for d in (self.tracker.first(item) for item in [*found, fatal]) if d is not None])
+            self._diagnose(self.state.diagnostics.unreported([*candidates, fatal]))
             return self._finish(ExitCode.PERMANENT_FAILURE, f"{fatal.message}. Suggestion: {fatal.suggestion}")
         except (DataError, PermanentError) as error:
             log.error("permanent failure: %s", error)
@@ -411,8 +429,13 @@ class TrainingRun:
         if self.reporter.sender is not None and not delivered:
             log.warning("not every report reached %s; the result file and termination message have the outcome",
                         self.settings.report_url)  # fmt: skip
-        if self.prom is not None:
-            self.prom.close()
+        if self.metrics_exporter is not None:
+            self.metrics_exporter.close()
         if self.clean_exit:
             # After a failure peers may still sit in a collective; destroying the group could then hang.
             ddp.destroy_process_group()
+
+
+def _format_metrics(metrics: dict[str, float], prefixes: tuple[str, ...]) -> str:
+    """`name=value` pairs of the metrics whose names start with one of `prefixes`, for a log line."""
+    return " ".join(f"{name}={value:.4g}" for name, value in metrics.items() if name.startswith(prefixes))

@@ -86,10 +86,10 @@ def _grouped_by_user(users: Tensor, items: Tensor, num_users: int) -> tuple[Tens
 def _mark(mask: Tensor, grouped: tuple[Tensor, Tensor], first: int) -> None:
     """Set mask[u - first, item] for the pairs of users first .. first + len(mask) - 1."""
     items, offsets = grouped
-    lo, hi = int(offsets[first]), int(offsets[first + mask.shape[0]])
+    begin, end = int(offsets[first]), int(offsets[first + mask.shape[0]])
     counts = offsets[first + 1 : first + mask.shape[0] + 1] - offsets[first : first + mask.shape[0]]
     rows = torch.repeat_interleave(torch.arange(mask.shape[0]), counts)
-    mask[rows, items[lo:hi]] = True
+    mask[rows, items[begin:end]] = True
 
 
 def ranking_metrics(model: nn.Module, data: DataBundle, split: str, k: int = 10) -> dict[str, float]:
@@ -104,7 +104,8 @@ def ranking_metrics(model: nn.Module, data: DataBundle, split: str, k: int = 10)
         raise ValueError(f"ranking_metrics needs ratings data, not {data.task}")
     splits = {"train": data.train, "val": data.val, "test": data.test}
     if split not in splits or splits[split] is None:
-        raise ValueError(f"no {split!r} split to rank; use one of {[n for n, s in splits.items() if s is not None]}")
+        present = [name for name, dataset in splits.items() if dataset is not None]
+        raise ValueError(f"no {split!r} split to rank; use one of {present}")
     users, items, ratings = _triples(splits[split])
     others = [_triples(dataset) for name, dataset in splits.items() if name != split]
     known = _grouped_by_user(
@@ -120,8 +121,11 @@ def ranking_metrics(model: nn.Module, data: DataBundle, split: str, k: int = 10)
             predictions = (
                 torch.cat(
                     [
-                        model(users[at : at + _PAIRS_PER_PASS].to(device), items[at : at + _PAIRS_PER_PASS].to(device))
-                        for at in range(0, len(users), _PAIRS_PER_PASS)
+                        model(
+                            users[start : start + _PAIRS_PER_PASS].to(device),
+                            items[start : start + _PAIRS_PER_PASS].to(device),
+                        )
+                        for start in range(0, len(users), _PAIRS_PER_PASS)
                     ]
                 ).cpu()
                 if len(users)
@@ -182,11 +186,11 @@ def class_weights(config: TrainerConfig, data: DataBundle) -> Tensor | None:
     A class with no training rows gets the weight of a class with one row rather than a division by zero;
     it only matters with label smoothing, since no target then carries that class.
     """
-    mode = config.class_weights.mode
+    weights_mode = config.class_weights.mode
     classes = data.num_classes or 0
-    if mode == ClassWeightsMode.NONE:
+    if weights_mode == ClassWeightsMode.NONE:
         return None
-    if mode == ClassWeightsMode.EXPLICIT:
+    if weights_mode == ClassWeightsMode.EXPLICIT:
         weights = config.class_weights.weights or []
         if len(weights) != classes:
             raise DataError(

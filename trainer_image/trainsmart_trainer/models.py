@@ -53,8 +53,8 @@ class MLP(nn.Module):
             nn.Linear(([in_features, *hidden])[-1], outputs),
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)  # type: ignore[no-any-return]
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        return self.net(inputs)  # type: ignore[no-any-return]
 
 
 class Regressor(nn.Module):
@@ -74,8 +74,8 @@ class Regressor(nn.Module):
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32))
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
-        out: torch.Tensor = self.body(*inputs).squeeze(-1)
-        return out * self.std + self.mean
+        standardised: torch.Tensor = self.body(*inputs).squeeze(-1)
+        return standardised * self.std + self.mean
 
 
 class ConvNet(nn.Module):
@@ -89,12 +89,12 @@ class ConvNet(nn.Module):
         super().__init__()
         depth, height, width = shape
         layers: list[nn.Module] = []
-        for out in channels:
-            layers += [nn.Conv2d(depth, out, 3, padding=1, bias=False), nn.BatchNorm2d(out), nn.ReLU()]
+        for depth_out in channels:
+            layers += [nn.Conv2d(depth, depth_out, 3, padding=1, bias=False), nn.BatchNorm2d(depth_out), nn.ReLU()]
             if min(height, width) >= 4:
                 layers.append(nn.MaxPool2d(2))
                 height, width = height // 2, width // 2
-            depth = out
+            depth = depth_out
         grid = (min(height, 4), min(width, 4))
         self.features = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(grid), nn.Flatten())
         self.head = nn.Sequential(
@@ -105,8 +105,8 @@ class ConvNet(nn.Module):
             nn.Linear(CNN_HEAD, classes),
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x))  # type: ignore[no-any-return]
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(images))  # type: ignore[no-any-return]
 
 
 class ResidualBlock(nn.Module):
@@ -127,8 +127,8 @@ class ResidualBlock(nn.Module):
                 nn.Conv2d(depth_in, depth_out, 1, stride=stride, bias=False), nn.BatchNorm2d(depth_out)
             )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.relu(self.body(x) + self.shortcut(x))
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.body(images) + self.shortcut(images))
 
 
 class ResNet(nn.Module):
@@ -148,16 +148,16 @@ class ResNet(nn.Module):
             count = blocks // stages + (1 if stage < blocks % stages else 0)
             for index in range(count):
                 downsample = stage > 0 and index == 0 and min(height, width) >= 4
-                out = RESNET_WIDTH * 2**stage
-                layers.append(ResidualBlock(current, out, 2 if downsample else 1))
+                depth_out = RESNET_WIDTH * 2**stage
+                layers.append(ResidualBlock(current, depth_out, 2 if downsample else 1))
                 if downsample:
                     height, width = (height + 1) // 2, (width + 1) // 2
-                current = out
+                current = depth_out
         self.features = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(current, classes))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x))  # type: ignore[no-any-return]
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(images))  # type: ignore[no-any-return]
 
 
 def _lengths(tokens: torch.Tensor, padding_index: int) -> torch.Tensor:
@@ -185,14 +185,14 @@ class LSTMClassifier(nn.Module):
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         steps = tokens.shape[1]
         lengths = _lengths(tokens, self.padding_index)
-        x = self.dropout(self.embedding(tokens))
+        hidden = self.dropout(self.embedding(tokens))
         for layer in self.layers:
-            packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
-            out, _ = layer(packed)
-            x, _ = pad_packed_sequence(out, batch_first=True, total_length=steps)
-            x = self.dropout(x)
+            packed = pack_padded_sequence(hidden, lengths.cpu(), batch_first=True, enforce_sorted=False)
+            packed_out, _ = layer(packed)
+            hidden, _ = pad_packed_sequence(packed_out, batch_first=True, total_length=steps)
+            hidden = self.dropout(hidden)
         padded = torch.arange(steps, device=tokens.device)[None, :] >= lengths[:, None]
-        pooled = x.masked_fill(padded[:, :, None], float("-inf")).amax(dim=1)
+        pooled = hidden.masked_fill(padded[:, :, None], float("-inf")).amax(dim=1)
         return self.head(pooled)  # type: ignore[no-any-return]
 
 
@@ -229,10 +229,10 @@ class TransformerClassifier(nn.Module):
         steps = tokens.shape[1]
         padded = torch.arange(steps, device=tokens.device)[None, :] >= _lengths(tokens, self.padding_index)[:, None]
         positions = torch.arange(steps, device=tokens.device)
-        x = self.embedding(tokens) + self.position(positions)[None]
-        x = self.norm(self.encoder(x, src_key_padding_mask=padded))
-        keep = (~padded).unsqueeze(-1).to(x.dtype)
-        pooled = (x * keep).sum(dim=1) / keep.sum(dim=1)
+        hidden = self.embedding(tokens) + self.position(positions)[None]
+        hidden = self.norm(self.encoder(hidden, src_key_padding_mask=padded))
+        keep = (~padded).unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * keep).sum(dim=1) / keep.sum(dim=1)
         return self.head(self.dropout(pooled))  # type: ignore[no-any-return]
 
 
@@ -262,12 +262,14 @@ class MatrixFactorization(nn.Module):
             self.tower = nn.Sequential(*_mlp_layers(sizes, dropout), nn.Linear(sizes[-1], 1))
 
     def forward(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        u, v = self.dropout(self.user(users)), self.dropout(self.item(items))
+        user_factors, item_factors = self.dropout(self.user(users)), self.dropout(self.item(items))
         score: torch.Tensor = (
-            (u * v).sum(dim=-1) + self.user_bias(users).squeeze(-1) + self.item_bias(items).squeeze(-1)
+            (user_factors * item_factors).sum(dim=-1)
+            + self.user_bias(users).squeeze(-1)
+            + self.item_bias(items).squeeze(-1)
         )
         if self.tower is not None:
-            score = score + self.tower(torch.cat([u, v], dim=-1)).squeeze(-1)
+            score = score + self.tower(torch.cat([user_factors, item_factors], dim=-1)).squeeze(-1)
         return score + self.global_bias
 
 
@@ -277,7 +279,7 @@ def _transformer_width(embedding: int | None, heads: int | None) -> tuple[int, i
         heads = heads or TRANSFORMER_HEADS
         return max(TRANSFORMER_EMBEDDING // heads, 1) * heads, heads
     if heads is None:
-        heads = next(h for h in (TRANSFORMER_HEADS, 2, 1) if embedding % h == 0)
+        heads = next(count for count in (TRANSFORMER_HEADS, 2, 1) if embedding % count == 0)
     return embedding, heads
 
 

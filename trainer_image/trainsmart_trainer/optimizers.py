@@ -25,15 +25,16 @@ _ONECYCLE_END_DIVISOR = 1e4  # ... and ends at start / 1e4
 
 def build_optimizer(config: TrainerConfig, parameters: list[nn.Parameter]) -> Optimizer:
     """The configured optimizer. weightDecay is L2 for sgd/adam/rmsprop and decoupled for adamw."""
-    opt, lr, wd = config.optimizer, config.learning_rate, config.weight_decay
-    if opt.name == OptimizerName.SGD:
-        momentum = 0.9 if opt.momentum is None else opt.momentum
-        return SGD(parameters, lr=lr, momentum=momentum, nesterov=opt.nesterov and momentum > 0, weight_decay=wd)
-    if opt.name == OptimizerName.ADAM:
-        return Adam(parameters, lr=lr, weight_decay=wd)
-    if opt.name == OptimizerName.ADAMW:
-        return AdamW(parameters, lr=lr, weight_decay=wd)
-    return RMSprop(parameters, lr=lr, momentum=opt.momentum or 0.0, weight_decay=wd)
+    options, rate, decay = config.optimizer, config.learning_rate, config.weight_decay
+    if options.name == OptimizerName.SGD:
+        momentum = 0.9 if options.momentum is None else options.momentum
+        nesterov = options.nesterov and momentum > 0
+        return SGD(parameters, lr=rate, momentum=momentum, nesterov=nesterov, weight_decay=decay)
+    if options.name == OptimizerName.ADAM:
+        return Adam(parameters, lr=rate, weight_decay=decay)
+    if options.name == OptimizerName.ADAMW:
+        return AdamW(parameters, lr=rate, weight_decay=decay)
+    return RMSprop(parameters, lr=rate, momentum=options.momentum or 0.0, weight_decay=decay)
 
 
 def _cosine(progress: float) -> float:
@@ -43,19 +44,19 @@ def _cosine(progress: float) -> float:
 def lr_factor(schedule: LrScheduleConfig, base_lr: float, step: int, steps_per_epoch: int, epochs: int) -> float:
     """Multiplier of the base learning rate for optimizer step `step` (0-based) of the whole run; cosine and
     onecycle reach their final rate at the run's last step."""
-    spe = max(steps_per_epoch, 1)
-    total = max(spe * epochs, 1)
-    epoch = step // spe
+    epoch_steps = max(steps_per_epoch, 1)
+    total = max(epoch_steps * epochs, 1)
+    epoch = step // epoch_steps
     name = schedule.name
     if name == LrScheduleName.NONE:
         return 1.0
     if name == LrScheduleName.STEP:
         return (schedule.gamma or 0.1) ** (epoch // (schedule.step_epochs or 10))
     if name == LrScheduleName.WARMUP:
-        warm = spe * (schedule.warmup_epochs if schedule.warmup_epochs is not None else 1)
+        warm = epoch_steps * (schedule.warmup_epochs if schedule.warmup_epochs is not None else 1)
         return min(1.0, (step + 1) / warm) if warm else 1.0
     if name == LrScheduleName.COSINE:
-        warm = spe * (schedule.warmup_epochs or 0)
+        warm = epoch_steps * (schedule.warmup_epochs or 0)
         if step < warm:
             return (step + 1) / warm
         floor = (schedule.min_learning_rate or 0.0) / base_lr
@@ -64,14 +65,15 @@ def lr_factor(schedule: LrScheduleConfig, base_lr: float, step: int, steps_per_e
     peak = (schedule.max_learning_rate or 10.0 * base_lr) / base_lr
     start = peak / _ONECYCLE_START_DIVISOR
     end = start / _ONECYCLE_END_DIVISOR
-    up = max(int(_ONECYCLE_WARM_FRACTION * total), 1)
-    if step < up:
-        return peak + (start - peak) * _cosine(step / up)
-    return end + (peak - end) * _cosine((step - up) / max(total - 1 - up, 1))
+    ramp_up = max(int(_ONECYCLE_WARM_FRACTION * total), 1)
+    if step < ramp_up:
+        return peak + (start - peak) * _cosine(step / ramp_up)
+    return end + (peak - end) * _cosine((step - ramp_up) / max(total - 1 - ramp_up, 1))
 
 
-def _factor_for(schedule: LrScheduleConfig, base_lr: float, spe: int, epochs: int, step: int) -> float:
-    return lr_factor(schedule, base_lr, step, spe, epochs)
+def _factor_for(schedule: LrScheduleConfig, base_lr: float, steps_per_epoch: int, epochs: int, step: int) -> float:
+    """`lr_factor` with the step last: LambdaLR calls the partial of it with the step alone."""
+    return lr_factor(schedule, base_lr, step, steps_per_epoch, epochs)
 
 
 def build_scheduler(config: TrainerConfig, optimizer: Optimizer, steps_per_epoch: int) -> LambdaLR | None:
@@ -84,7 +86,7 @@ def build_scheduler(config: TrainerConfig, optimizer: Optimizer, steps_per_epoch
 
 def l1_term(model: nn.Module) -> torch.Tensor:
     """Sum of |w| over weight matrices and kernels (biases and norm scales are not penalised)."""
-    terms = [p.abs().sum() for p in model.parameters() if p.requires_grad and p.dim() > 1]
+    terms = [param.abs().sum() for param in model.parameters() if param.requires_grad and param.dim() > 1]
     return torch.stack(terms).sum() if terms else torch.zeros(())
 
 

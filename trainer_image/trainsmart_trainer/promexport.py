@@ -24,36 +24,37 @@ class TrainerMetrics:
     """Gauges updated by the training loop; `serve(port)` exposes them over HTTP."""
 
     def __init__(self, objective_metric: str, *, cuda: bool = False) -> None:
-        self.registry = CollectorRegistry(auto_describe=True)
+        self.registry = registry = CollectorRegistry(auto_describe=True)
         self.objective_metric = objective_metric
-        reg = self.registry
-        self.loss = Gauge("trainsmart_trainer_loss", "Mean loss of the last epoch.", ["split"], registry=reg)
+        self.loss = Gauge("trainsmart_trainer_loss", "Mean loss of the last epoch.", ["split"], registry=registry)
         self.accuracy = Gauge(
-            "trainsmart_trainer_accuracy", "Accuracy of the last epoch (classification).", ["split"], registry=reg
+            "trainsmart_trainer_accuracy", "Accuracy of the last epoch (classification).", ["split"], registry=registry
         )
         self.objective = Gauge(
             "trainsmart_trainer_objective",
             "The objective metric (early stopping / sweep) after the last epoch.",
             ["metric"],
-            registry=reg,
+            registry=registry,
         )
         self.samples_per_second = Gauge(
-            "trainsmart_trainer_samples_per_second", "Training throughput over all ranks.", registry=reg
+            "trainsmart_trainer_samples_per_second", "Training throughput over all ranks.", registry=registry
         )
-        self.epoch = Gauge("trainsmart_trainer_epoch", "Epochs completed.", registry=reg)
-        self.total_epochs = Gauge("trainsmart_trainer_total_epochs", "Epochs the run will do.", registry=reg)
-        self.step = Gauge("trainsmart_trainer_step", "Optimizer steps done.", registry=reg)
+        self.epoch = Gauge("trainsmart_trainer_epoch", "Epochs completed.", registry=registry)
+        self.total_epochs = Gauge("trainsmart_trainer_total_epochs", "Epochs the run will do.", registry=registry)
+        self.step = Gauge("trainsmart_trainer_step", "Optimizer steps done.", registry=registry)
         self.epoch_seconds = Gauge(
-            "trainsmart_trainer_epoch_seconds", "Wall time of the last epoch's training pass.", registry=reg
+            "trainsmart_trainer_epoch_seconds", "Wall time of the last epoch's training pass.", registry=registry
         )
-        self.grad_norm = Gauge("trainsmart_trainer_grad_norm", "Mean gradient norm of the last epoch.", registry=reg)
+        self.grad_norm = Gauge(
+            "trainsmart_trainer_grad_norm", "Mean gradient norm of the last epoch.", registry=registry
+        )
         self.gpu_memory: Gauge | None = None
         if cuda:
             self.gpu_memory = Gauge(
                 "trainsmart_trainer_gpu_memory_bytes",
                 "GPU memory held by tensors of this process (allocated) and its peak (max_allocated).",
                 ["kind"],
-                registry=reg,
+                registry=registry,
             )
         self._server: WSGIServer | None = None
         self._thread: threading.Thread | None = None

@@ -82,18 +82,20 @@ def termination_message(result: FinalResult, limit: int = contract.TERMINATION_M
     """Compact JSON of the result within `limit` bytes: the objective history's oldest half is dropped
     until it fits, then the metrics other than the objective, then the reason is cut, so the message
     always stays parseable JSON instead of being truncated mid-string by the kubelet."""
-    data = result.model_dump(mode="json", by_alias=True, exclude_none=True)
-    text = json.dumps(data, separators=(",", ":"), sort_keys=True)
-    while len(text.encode()) > limit and data.get("objectiveHistory"):
-        data["objectiveHistory"] = data["objectiveHistory"][len(data["objectiveHistory"]) // 2 + 1 :]
-        text = json.dumps(data, separators=(",", ":"), sort_keys=True)
+    fields = result.model_dump(mode="json", by_alias=True, exclude_none=True)
+    text = json.dumps(fields, separators=(",", ":"), sort_keys=True)
+    while len(text.encode()) > limit and fields.get("objectiveHistory"):
+        fields["objectiveHistory"] = fields["objectiveHistory"][len(fields["objectiveHistory"]) // 2 + 1 :]
+        text = json.dumps(fields, separators=(",", ":"), sort_keys=True)
     if len(text.encode()) <= limit:
         return text
-    data["metrics"] = {k: v for k, v in data.get("metrics", {}).items() if k == result.objective_metric}
-    text = json.dumps(data, separators=(",", ":"), sort_keys=True)
-    while len(text.encode()) > limit and data.get("reason"):
-        data["reason"] = data["reason"][: max(len(data["reason"]) // 2, 0)]
-        text = json.dumps(data, separators=(",", ":"), sort_keys=True)
+    fields["metrics"] = {
+        name: value for name, value in fields.get("metrics", {}).items() if name == result.objective_metric
+    }
+    text = json.dumps(fields, separators=(",", ":"), sort_keys=True)
+    while len(text.encode()) > limit and fields.get("reason"):
+        fields["reason"] = fields["reason"][: max(len(fields["reason"]) // 2, 0)]
+        text = json.dumps(fields, separators=(",", ":"), sort_keys=True)
     return text
 
 

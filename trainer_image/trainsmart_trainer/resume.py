@@ -3,7 +3,8 @@
 Kept apart from `checkpoint.py` (files, atomicity, validity) so that the file format knows nothing about
 training, and from `loop.py` so the list of saved fields sits in one short place: model, optimizer,
 scheduler, AMP scaler, position (epochs done, steps into the next epoch, global step), best objective and
-early-stopping counters, diagnostics history, last metrics, and every rank's RNG states.
+early-stopping counters, diagnostics history, last metrics, and every rank's RNG states. The loop hands
+over a `RunState` and its `Trainee` and gets a `RunState` back; nothing here touches the loop itself.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import hashlib
 import json
 import logging
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
@@ -21,10 +22,12 @@ from trainsmart_trainer.checkpoint import restore_rng
 from trainsmart_trainer.components import PermanentError
 from trainsmart_trainer.config import TrainerConfig
 from trainsmart_trainer.contract import CheckpointInfo
+from trainsmart_trainer.ddp import DistInfo
+from trainsmart_trainer.diagnostics import DiagnosticsTracker
+from trainsmart_trainer.epoch import Trainee
 from trainsmart_trainer.objective import BestTracker
-
-if TYPE_CHECKING:
-    from trainsmart_trainer.loop import TrainingRun
+from trainsmart_trainer.run_state import RunState
+from trainsmart_trainer.settings import RuntimeSettings
 
 log = logging.getLogger(__name__)
 
@@ -34,111 +37,122 @@ _MAY_CHANGE_ON_RESUME = {"epochs", "checkpoint_every_epochs", "data_loader_worke
 
 def config_fingerprint(config: TrainerConfig) -> str:
     """Hash of the hyperparameters that shape the run, to warn when a checkpoint came from another config."""
-    data = config.model_dump(mode="json", exclude=_MAY_CHANGE_ON_RESUME)
-    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+    fingerprinted = config.model_dump(mode="json", exclude=_MAY_CHANGE_ON_RESUME)
+    return hashlib.sha256(json.dumps(fingerprinted, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def build_checkpoint_state(run: TrainingRun, rank_rngs: list[Any]) -> dict[str, Any]:
+def build_checkpoint_state(
+    state: RunState, trainee: Trainee, config: TrainerConfig, world_size: int, rank_rngs: list[Any]
+) -> dict[str, Any]:
     """The checkpoint payload for the run's current position (rank 0 calls this)."""
-    t = run.t
     return {
-        "epoch": run.epoch,
-        "step_in_epoch": run.step_in_epoch,
-        "global_step": run.global_step,
-        "total_epochs": run.config.epochs,
-        "world_size": run.dist.world_size,
-        "fingerprint": config_fingerprint(run.config),
-        "model": t.raw_model.state_dict(),
-        "optimizer": t.optimizer.state_dict(),
-        "scheduler": t.scheduler.state_dict() if t.scheduler is not None else None,
-        "scaler": t.scaler.state_dict() if t.scaler is not None else None,
-        "best": run.best.to_dict(),
-        "early_stopped": run.early_stopped,
-        "diagnostics": run.tracker.state_dict(),
-        "metrics": dict(run.last_metrics),
-        "epoch_seconds": list(run.epoch_seconds[-20:]),
+        "epoch": state.epoch,
+        "step_in_epoch": state.step_in_epoch,
+        "global_step": state.global_step,
+        "total_epochs": config.epochs,
+        "world_size": world_size,
+        "fingerprint": config_fingerprint(config),
+        "model": trainee.raw_model.state_dict(),
+        "optimizer": trainee.optimizer.state_dict(),
+        "scheduler": trainee.scheduler.state_dict() if trainee.scheduler is not None else None,
+        "scaler": trainee.scaler.state_dict() if trainee.scaler is not None else None,
+        "best": state.best.to_dict(),
+        "early_stopped": state.early_stopped,
+        "diagnostics": state.diagnostics.state_dict(),
+        "metrics": dict(state.last_metrics),
+        "epoch_seconds": list(state.epoch_seconds[-20:]),
         "rng_per_rank": rank_rngs,
     }
 
 
-def apply_resume_state(run: TrainingRun, state: dict[str, Any]) -> None:
-    """Load `state` into the run (every rank, before the model is wrapped in DDP).
+def restore_run_state(payload: dict[str, Any], trainee: Trainee, dist: DistInfo, seed: int) -> RunState:
+    """Load `payload` into the trainee and return the run's state (every rank, before DDP wraps the model).
 
-    Raises RuntimeError/KeyError/ValueError when the state does not fit (another model): the caller turns
+    Raises RuntimeError/KeyError/ValueError when the payload does not fit (another model): the caller turns
     that into a permanent failure instead of silently starting over and overwriting the old checkpoints.
     """
-    t = run.t
-    t.raw_model.load_state_dict(state["model"])
-    t.optimizer.load_state_dict(state["optimizer"])
-    if t.scheduler is not None and state.get("scheduler") is not None:
-        t.scheduler.load_state_dict(state["scheduler"])
-    if t.scaler is not None and state.get("scaler") is not None:
-        t.scaler.load_state_dict(state["scaler"])
-    run.epoch = int(state["epoch"])
-    run.step_in_epoch = int(state["step_in_epoch"])
-    run.global_step = int(state["global_step"])
-    run.best = BestTracker.from_dict(state.get("best") or {})
-    run.early_stopped = bool(state.get("early_stopped", False))
-    run.tracker.load_state_dict(state.get("diagnostics") or {})
-    run.last_metrics = {str(k): float(v) for k, v in (state.get("metrics") or {}).items()}
-    run.epoch_seconds = [float(v) for v in state.get("epoch_seconds", [])]
-    run.saved_at = (run.epoch, run.step_in_epoch)
-    rngs = state.get("rng_per_rank") or []
-    if len(rngs) == run.dist.world_size:
-        restore_rng(rngs[run.dist.rank])
+    trainee.raw_model.load_state_dict(payload["model"])
+    trainee.optimizer.load_state_dict(payload["optimizer"])
+    if trainee.scheduler is not None and payload.get("scheduler") is not None:
+        trainee.scheduler.load_state_dict(payload["scheduler"])
+    if trainee.scaler is not None and payload.get("scaler") is not None:
+        trainee.scaler.load_state_dict(payload["scaler"])
+    diagnostics = DiagnosticsTracker()
+    diagnostics.load_state_dict(payload.get("diagnostics") or {})
+    epoch, step_in_epoch = int(payload["epoch"]), int(payload["step_in_epoch"])
+    state = RunState(
+        epoch=epoch,
+        step_in_epoch=step_in_epoch,
+        global_step=int(payload["global_step"]),
+        best=BestTracker.from_dict(payload.get("best") or {}),
+        early_stopped=bool(payload.get("early_stopped", False)),
+        diagnostics=diagnostics,
+        last_metrics={str(name): float(value) for name, value in (payload.get("metrics") or {}).items()},
+        epoch_seconds=[float(seconds) for seconds in payload.get("epoch_seconds", [])],
+        saved_at=(epoch, step_in_epoch),
+    )
+    rank_rngs = payload.get("rng_per_rank") or []
+    if len(rank_rngs) == dist.world_size:
+        restore_rng(rank_rngs[dist.rank])
     else:
         # Another world size: the per-rank streams cannot be matched up; a fresh, still deterministic seed.
-        torch.manual_seed(run.config.seed + 7919 * run.global_step + run.dist.rank)
+        torch.manual_seed(seed + 7919 * state.global_step + dist.rank)
+    return state
 
 
-def resume_run(run: TrainingRun) -> None:
+def resume_run(trainee: Trainee, config: TrainerConfig, settings: RuntimeSettings, dist: DistInfo) -> RunState | None:
     """Rank 0 finds the newest valid checkpoint and broadcasts it; every rank loads it (before DDP wraps the
-    model). A checkpoint that does not fit the model is a PermanentError, not a silent fresh start."""
-    directory = run.settings.checkpoint_dir
+    model). None: nothing to resume. A checkpoint that does not fit the model is a PermanentError, not a
+    silent fresh start."""
+    directory = settings.checkpoint_dir
     if directory is None:
-        return
+        return None
     payload: dict[str, Any] | None = None
     source = ""
-    if run.dist.is_main:
+    if dist.is_main:
         checkpoint.remove_stale_temp_files(directory)
-        found = checkpoint.load_newest_valid(directory)
-        if found is not None:
-            source, payload = str(found[0]), found[1]
+        newest = checkpoint.load_newest_valid(directory)
+        if newest is not None:
+            source, payload = str(newest[0]), newest[1]
     payload, source = ddp.broadcast_object((payload, source))
     if payload is None:
-        if run.dist.is_main:
+        if dist.is_main:
             log.info("no checkpoint in %s: starting from epoch 0", directory)
-        return
+        return None
     try:
-        apply_resume_state(run, payload)
+        state = restore_run_state(payload, trainee, dist, config.seed)
     except (RuntimeError, KeyError, ValueError) as error:
         raise PermanentError(
             f"checkpoint {source} does not fit this model/optimizer ({error}); it was written by a different "
             "config: use an empty checkpoint directory"
         ) from error
-    if payload.get("fingerprint") != config_fingerprint(run.config) and run.dist.is_main:
+    if payload.get("fingerprint") != config_fingerprint(config) and dist.is_main:
         log.warning("checkpoint %s was written with different hyperparameters; resuming anyway", source)
-    if run.dist.is_main:
-        log.info("resumed from %s: %d epochs done, step %d", source, run.epoch, run.global_step)
+    if dist.is_main:
+        log.info("resumed from %s: %d epochs done, step %d", source, state.epoch, state.global_step)
+    return state
 
 
-def save_run_checkpoint(run: TrainingRun) -> None:
-    """Save the run's position (a collective: every rank contributes its RNG state; rank 0 writes). A failed
-    write is logged, and training goes on: losing progress is worse than losing one checkpoint."""
-    directory = run.settings.checkpoint_dir
+def save_run_checkpoint(
+    state: RunState, trainee: Trainee, config: TrainerConfig, settings: RuntimeSettings, dist: DistInfo
+) -> None:
+    """Save the run's position (a collective: every rank contributes its RNG state; rank 0 writes) and record
+    it in `state`. A failed write is logged, and training goes on: losing progress is worse than losing one
+    checkpoint."""
+    directory = settings.checkpoint_dir
     if directory is None:
         return
-    rngs = ddp.gather_objects(checkpoint.capture_rng())  # a collective: every rank takes part
+    rank_rngs = ddp.gather_objects(checkpoint.capture_rng())  # a collective: every rank takes part
     # Every rank records the attempt, success or not: whether to save again on SIGTERM must be decided the
     # same way on all ranks, or rank 0 would wait in the gather above for peers that never join.
-    run.saved_at = (run.epoch, run.step_in_epoch)
-    if not run.dist.is_main:
+    state.saved_at = state.position
+    if not dist.is_main:
         return
-    state = build_checkpoint_state(run, rngs or [])
+    payload = build_checkpoint_state(state, trainee, config, dist.world_size, rank_rngs or [])
     try:
-        path = checkpoint.save(directory, state, run.settings.checkpoint_keep)
+        path = checkpoint.save(directory, payload, settings.checkpoint_keep)
     except OSError as error:
         log.error("checkpoint NOT saved to %s: %s; training continues", directory, error)
         return
-    run.last_checkpoint = CheckpointInfo(path=str(path), epoch=run.epoch, time=datetime.now(UTC))
+    state.last_checkpoint = CheckpointInfo(path=str(path), epoch=state.epoch, time=datetime.now(UTC))
     log.info("checkpoint saved: %s", path)

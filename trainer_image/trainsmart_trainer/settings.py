@@ -45,14 +45,14 @@ def format_errors(error: ValidationError, prefix: str = "config") -> list[str]:
 
 def merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
     """`override` over `base`: nested objects merge key by key, anything else (lists too) is replaced."""
-    out = dict(base)
+    merged = dict(base)
     for key, value in override.items():
-        current = out.get(key)
+        current = merged.get(key)
         if isinstance(value, Mapping) and isinstance(current, Mapping):
-            out[key] = merge(current, value)
+            merged[key] = merge(current, value)
         else:
-            out[key] = value
-    return out
+            merged[key] = value
+    return merged
 
 
 def extract_trainer_config(document: Any, source: str) -> dict[str, Any]:
@@ -80,11 +80,15 @@ def extract_trainer_config(document: Any, source: str) -> dict[str, Any]:
 def parse_config_text(text: str, source: str) -> dict[str, Any]:
     """YAML (a superset of JSON) with one or more documents; the first TrainingJob or the only document wins."""
     try:
-        documents = [doc for doc in yaml.safe_load_all(text) if doc is not None]
+        documents = [document for document in yaml.safe_load_all(text) if document is not None]
     except yaml.YAMLError as error:
         raise ConfigError([f"{source}: not valid YAML or JSON: {error}"]) from error
     if len(documents) > 1:
-        jobs = [doc for doc in documents if isinstance(doc, Mapping) and doc.get("kind") == "TrainingJob"]
+        jobs = [
+            document
+            for document in documents
+            if isinstance(document, Mapping) and document.get("kind") == "TrainingJob"
+        ]
         if not jobs:
             raise ConfigError([f"{source}: {len(documents)} documents and none is a TrainingJob"])
         documents = jobs[:1]
@@ -175,21 +179,21 @@ def runtime_settings(
     termination_log: str | None = None,
 ) -> RuntimeSettings:
     """Settings from the environment, with command-line values (the keyword arguments) taking precedence."""
-    ckpt = checkpoint_dir or env.get(contract.CHECKPOINT_DIR) or None
+    checkpoints = checkpoint_dir or env.get(contract.CHECKPOINT_DIR) or None
     interval = config.checkpoint_every_epochs or _int_env(env, contract.CHECKPOINT_INTERVAL_EPOCHS, 1, 1) or 1
     keep = _int_env(env, contract.CHECKPOINT_KEEP, contract.DEFAULT_CHECKPOINT_KEEP, 1)
     port = metrics_port if metrics_port is not None else _int_env(env, contract.METRICS_PORT, None, 0)
     if port is not None and port > 65535:
         raise ConfigError([f"{contract.METRICS_PORT}: {port} is not a TCP port"])
     result = result_path or env.get(contract.RESULT_PATH) or None
-    if result is None and ckpt:
-        result = str(Path(ckpt) / contract.RESULT_FILE_NAME)
-    term = termination_log or env.get(contract.TERMINATION_LOG) or None
+    if result is None and checkpoints:
+        result = str(Path(checkpoints) / contract.RESULT_FILE_NAME)
+    termination = termination_log or env.get(contract.TERMINATION_LOG) or None
     report_url = env.get(contract.REPORT_URL) or None
     if report_url is not None and not report_url.startswith(("http://", "https://")):
         raise ConfigError([f"{contract.REPORT_URL}: {report_url!r} is not an http(s) URL"])
     return RuntimeSettings(
-        checkpoint_dir=Path(ckpt) if ckpt else None,
+        checkpoint_dir=Path(checkpoints) if checkpoints else None,
         checkpoint_interval_epochs=interval,
         checkpoint_keep=keep or contract.DEFAULT_CHECKPOINT_KEEP,
         report_url=report_url,
@@ -197,7 +201,7 @@ def runtime_settings(
         report_ca_file=env.get(contract.REPORT_CA_FILE) or None,
         metrics_port=port,
         result_path=Path(result) if result else None,
-        termination_log=Path(term) if term else default_termination_log(),
+        termination_log=Path(termination) if termination else default_termination_log(),
         job_name=env.get(contract.JOB_NAME, ""),
         job_namespace=env.get(contract.JOB_NAMESPACE, ""),
     )

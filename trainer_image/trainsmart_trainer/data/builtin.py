@@ -63,8 +63,8 @@ def load_synthetic_bundle(config: TrainerConfig) -> DataBundle:
     features = options.num_features or _DEFAULT_FEATURES
     noise = _DEFAULT_NOISE if options.noise is None else options.noise
     if options.task == Task.REGRESSION:
-        x, y = _make_regression(samples, features, noise)
-        return _bundle(config, x, y.astype(np.float32), None)
+        features_matrix, targets = _make_regression(samples, features, noise)
+        return _bundle(config, features_matrix, targets.astype(np.float32), None)
     classes = options.num_classes or 2
     informative = min(features, max(2, math.ceil(math.log2(classes)), round(0.6 * features)))
     if 2**informative < classes:
@@ -73,8 +73,8 @@ def load_synthetic_bundle(config: TrainerConfig) -> DataBundle:
             f"least {math.ceil(math.log2(classes))} or lower dataset.numClasses"
         )
     ratio = options.imbalance or 1.0
-    shares = np.array([ratio ** (-c / (classes - 1)) for c in range(classes)])
-    x, y = make_classification(
+    shares = np.array([ratio ** (-label / (classes - 1)) for label in range(classes)])
+    features_matrix, labels = make_classification(
         n_samples=samples,
         n_features=features,
         n_informative=informative,
@@ -86,11 +86,11 @@ def load_synthetic_bundle(config: TrainerConfig) -> DataBundle:
         class_sep=1.0,
         random_state=_GENERATION_SEED,
     )
-    return _bundle(config, x, y.astype(np.int64), classes)
+    return _bundle(config, features_matrix, labels.astype(np.int64), classes)
 
 
 def _make_regression(samples: int, features: int, noise: float) -> tuple[np.ndarray, np.ndarray]:
-    x, clean = make_regression(
+    features_matrix, clean = make_regression(
         n_samples=samples,
         n_features=features,
         n_informative=max(1, round(0.6 * features)),
@@ -98,31 +98,32 @@ def _make_regression(samples: int, features: int, noise: float) -> tuple[np.ndar
     )
     scale = float(clean.std()) or 1.0
     rng = np.random.default_rng(_GENERATION_SEED)
-    y = clean / scale + rng.normal(0.0, noise, size=samples)
-    return x, y
+    targets = clean / scale + rng.normal(0.0, noise, size=samples)
+    return features_matrix, targets
 
 
-def _bundle(config: TrainerConfig, x: np.ndarray, y: np.ndarray, classes: int | None) -> DataBundle:
-    labels = y if classes is not None else None
-    split = split_rows(len(y), config.validation_split, config.seed, labels=labels, source="synthetic data")
-    mean = x[split.train].mean(axis=0)
-    std = x[split.train].std(axis=0)
+def _bundle(config: TrainerConfig, features: np.ndarray, targets: np.ndarray, classes: int | None) -> DataBundle:
+    labels = targets if classes is not None else None
+    split = split_rows(len(targets), config.validation_split, config.seed, labels=labels, source="synthetic data")
+    mean = features[split.train].mean(axis=0)
+    std = features[split.train].std(axis=0)
     std[std == 0] = 1.0
-    inputs = torch.from_numpy(((x - mean) / std).astype(np.float32))
-    target = torch.from_numpy(y)
+    inputs = torch.from_numpy(((features - mean) / std).astype(np.float32))
+    target = torch.from_numpy(targets)
     extras: dict[str, object] = {"scaler_mean": mean.tolist(), "scaler_std": std.tolist()}
     if classes is None:
-        extras |= {"target_mean": float(y[split.train].mean()), "target_std": float(y[split.train].std()) or 1.0}
+        train_targets = targets[split.train]
+        extras |= {"target_mean": float(train_targets.mean()), "target_std": float(train_targets.std()) or 1.0}
     else:
-        extras["classes"] = [str(c) for c in range(classes)]
+        extras["classes"] = [str(label) for label in range(classes)]
     return DataBundle(
         name=config.dataset.name.value,
         task="classification" if classes is not None else "regression",
         train=tensor_split((inputs,), target, split.train),
         val=optional_split(tensor_split((inputs,), target, split.val)),
         test=tensor_split((inputs,), target, split.test),
-        input_shape=(x.shape[1],),
+        input_shape=(features.shape[1],),
         num_classes=classes,
-        class_counts=None if classes is None else class_histogram(y[split.train].astype(np.int64), classes),
+        class_counts=None if classes is None else class_histogram(targets[split.train].astype(np.int64), classes),
         extras=extras,
     )

@@ -69,23 +69,23 @@ class Split:
 
 
 def _allocate(
-    labels: npt.NDArray[Any] | None, n: int, fraction: float, rng: np.random.Generator
+    labels: npt.NDArray[Any] | None, rows: int, fraction: float, rng: np.random.Generator
 ) -> npt.NDArray[np.bool_]:
-    """Mark round(fraction * n) rows, keeping each label's share when labels are given (stratified).
+    """Mark round(fraction * rows) rows, keeping each label's share when labels are given (stratified).
 
     Per-label quotas use largest remainders so that the total is exact and tiny classes still get their
     fair share instead of all rounding down to zero.
     """
-    chosen = np.zeros(n, dtype=np.bool_)
-    total = round(fraction * n)
+    chosen = np.zeros(rows, dtype=np.bool_)
+    total = round(fraction * rows)
     if total == 0:
         return chosen
     if labels is None:
-        chosen[rng.permutation(n)[:total]] = True
+        chosen[rng.permutation(rows)[:total]] = True
         return chosen
     values, inverse = np.unique(labels, return_inverse=True)
     counts = np.bincount(inverse, minlength=len(values))
-    ideal = counts * (total / n)
+    ideal = counts * (total / rows)
     quota = np.floor(ideal).astype(np.int64)
     remainder_order = np.lexsort((np.arange(len(values)), -(ideal - quota)))
     quota[remainder_order[: total - int(quota.sum())]] += 1
@@ -96,7 +96,7 @@ def _allocate(
 
 
 def split_rows(
-    n: int,
+    rows: int,
     validation_split: float,
     seed: int,
     *,
@@ -104,15 +104,15 @@ def split_rows(
     source: str,
     has_test: bool = True,
 ) -> Split:
-    """Split n rows into train/val/test: test fixed (TEST_FRACTION, constant seed), val from the rest by `seed`.
+    """Split `rows` rows into train/val/test: test fixed (TEST_FRACTION, constant seed), val from the rest by `seed`.
 
     `validation_split` is a fraction of the rows left after the test split. With `has_test=False` the caller
     brings its own test rows (e.g. an IDX t10k file) and only val is taken out. Stratified when `labels`
     is given, so that rare classes appear in every split they can.
     """
-    everything = np.arange(n, dtype=np.int64)
+    everything = np.arange(rows, dtype=np.int64)
     if has_test:
-        test_mask = _allocate(labels, n, TEST_FRACTION, np.random.default_rng(TEST_SPLIT_SEED))
+        test_mask = _allocate(labels, rows, TEST_FRACTION, np.random.default_rng(TEST_SPLIT_SEED))
         test, pool = everything[test_mask], everything[~test_mask]
     else:
         test, pool = everything[:0], everything
@@ -125,7 +125,7 @@ def split_rows(
     if empty:
         needed = _rows_needed(validation_split, has_test)
         raise DataError(
-            f"{source}: {n} rows are too few to split; the {' and '.join(empty)} split would be empty. "
+            f"{source}: {rows} rows are too few to split; the {' and '.join(empty)} split would be empty. "
             f"Provide at least {needed} rows" + (", or lower validationSplit" if validation_split > 0 else "")
         )
     return split
@@ -133,11 +133,11 @@ def split_rows(
 
 def _rows_needed(validation_split: float, has_test: bool) -> int:
     """The smallest row count for which every requested split gets at least one row."""
-    for n in range(1, 10_000):
-        test = round(TEST_FRACTION * n) if has_test else 0
-        val = round(validation_split * (n - test))
-        if n - test - val >= 1 and (not has_test or test >= 1) and (validation_split == 0 or val >= 1):
-            return n
+    for rows in range(1, 10_000):
+        test = round(TEST_FRACTION * rows) if has_test else 0
+        val = round(validation_split * (rows - test))
+        if rows - test - val >= 1 and (not has_test or test >= 1) and (validation_split == 0 or val >= 1):
+            return rows
     return 10_000
 
 

@@ -28,6 +28,15 @@ def is_missing(value: str) -> bool:
     return value.strip().lower() in MISSING_VALUES
 
 
+def is_number(value: str) -> bool:
+    """Whether a cell parses as a number (how loaders tell numeric columns and headers from text)."""
+    try:
+        float(value)
+    except ValueError:
+        return False
+    return True
+
+
 def existing_file(path: str) -> Path:
     """The path as a file that exists, or a DataError saying where it was looked for and what to check."""
     file = Path(path)
@@ -84,7 +93,8 @@ def read_table(path: str) -> Table:
     try:
         with file.open(newline="", encoding="utf-8-sig") as stream:
             first = stream.readline()
-            delimiter = max(_DELIMITERS, key=first.count) if any(d in first for d in _DELIMITERS) else ","
+            used = any(candidate in first for candidate in _DELIMITERS)
+            delimiter = max(_DELIMITERS, key=first.count) if used else ","
             stream.seek(0)
             reader = csv.reader(stream, delimiter=delimiter)
             header: list[str] | None = None

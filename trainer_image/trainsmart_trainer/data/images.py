@@ -73,27 +73,27 @@ def read_idx(path: Path) -> Array:
 
 def _idx_pairs(directory: Path) -> tuple[tuple[Array, Array, str], tuple[Array, Array, str] | None]:
     """(train pool, optional test) as (images, labels, description) from the IDX files in a directory."""
-    found: dict[str, dict[str, Path]] = {}
+    pairs: dict[str, dict[str, Path]] = {}
     for file in sorted(directory.iterdir()):
         match = _IDX_NAME.match(file.name)
         if match and file.is_file():
-            found.setdefault(match["prefix"], {})[match["kind"]] = file
-    incomplete = sorted(prefix for prefix, files in found.items() if len(files) < 2)
+            pairs.setdefault(match["prefix"], {})[match["kind"]] = file
+    incomplete = sorted(prefix for prefix, files in pairs.items() if len(files) < 2)
     if incomplete:
         raise DataError(
             f"{directory}: {incomplete[0]}-images/-labels IDX files come in pairs and one is missing; add it"
         )
-    tests = [prefix for prefix in found if prefix in {"t10k", "test"}]
-    trains = [prefix for prefix in found if prefix not in tests]
+    tests = [prefix for prefix in pairs if prefix in {"t10k", "test"}]
+    trains = [prefix for prefix in pairs if prefix not in tests]
     if len(trains) != 1 or len(tests) > 1:
         raise DataError(
             f"{directory}: expected one training pair (e.g. train-images-idx3-ubyte + train-labels-idx1-ubyte) and "
-            f"at most one t10k/test pair, found prefixes {sorted(found) or 'none'}; set dataset.path to a directory "
+            f"at most one t10k/test pair, found prefixes {sorted(pairs) or 'none'}; set dataset.path to a directory "
             "with exactly those, or to an .npz file"
         )
 
     def load(prefix: str) -> tuple[Array, Array, str]:
-        files = found[prefix]
+        files = pairs[prefix]
         return read_idx(files["images"]), read_idx(files["labels"]), str(files["images"])
 
     return load(trains[0]), (load(tests[0]) if tests else None)
@@ -168,16 +168,16 @@ class AugmentedImages(TensorDataset):
     def __getitems__(self, indices: list[int]) -> list[tuple[torch.Tensor, ...]]:
         images, labels = self.tensors[0][indices], self.tensors[1][indices]
         batch, _, height, width = images.shape
-        m = self.max_shift
-        padded = F.pad(images, (m, m, m, m))
-        dy = torch.randint(0, 2 * m + 1, (batch, 1))
-        dx = torch.randint(0, 2 * m + 1, (batch, 1))
-        rows = (torch.arange(height) + dy)[:, :, None]
-        cols = (torch.arange(width) + dx)[:, None, :]
+        margin = self.max_shift
+        padded = F.pad(images, (margin, margin, margin, margin))
+        shift_down = torch.randint(0, 2 * margin + 1, (batch, 1))
+        shift_right = torch.randint(0, 2 * margin + 1, (batch, 1))
+        rows = (torch.arange(height) + shift_down)[:, :, None]
+        cols = (torch.arange(width) + shift_right)[:, None, :]
         shifted = padded[torch.arange(batch)[:, None, None], :, rows, cols].permute(0, 3, 1, 2)
         noised = (shifted + self.noise * torch.randn_like(shifted)).clamp_(0.0, 1.0)
-        out = noised.flatten(1) if self.flat else noised
-        return list(zip(out, labels, strict=True))
+        augmented = noised.flatten(1) if self.flat else noised
+        return list(zip(augmented, labels, strict=True))
 
 
 def load_images_bundle(config: TrainerConfig) -> DataBundle:
@@ -215,7 +215,9 @@ def load_images_bundle(config: TrainerConfig) -> DataBundle:
     tensors = [_as_float(image, reference) for image in images]
     if options.image_size is not None:
         size = (options.image_size, options.image_size)
-        tensors = [F.interpolate(t, size=size, mode="bilinear", antialias=True, align_corners=False) for t in tensors]
+        tensors = [
+            F.interpolate(tensor, size=size, mode="bilinear", antialias=True, align_corners=False) for tensor in tensors
+        ]
     all_images = torch.cat(tensors)
     labels = torch.from_numpy(codes)
     if shipped_test is not None:

@@ -28,7 +28,7 @@ from trainsmart_trainer.data.common import (
     DataError,
     encode_labels,
 )
-from trainsmart_trainer.data.csvfile import Table, existing_file, is_missing, read_table
+from trainsmart_trainer.data.csvfile import Table, existing_file, is_missing, is_number, read_table
 
 log = logging.getLogger(__name__)
 
@@ -38,14 +38,6 @@ DEFAULT_RATING: Final = "rating"
 _FIELD_NAMES: Final = ("user (field 1)", "item (field 2)", "rating (field 3)")
 
 Bools = npt.NDArray[np.bool_]
-
-
-def _is_number(value: str) -> bool:
-    try:
-        float(value)
-    except ValueError:
-        return False
-    return True
 
 
 def _read_u_data(config: TrainerConfig, path: str) -> tuple[list[str], list[str], list[str], list[int]]:
@@ -81,19 +73,19 @@ def _headerless(path: str) -> bool:
     """A u.data-style file: its first line is three or four numbers, not column names."""
     with existing_file(path).open(encoding="utf-8-sig", errors="replace") as stream:
         first = stream.readline().split()
-    return len(first) in (3, 4) and all(_is_number(field) for field in first)
+    return len(first) in (3, 4) and all(is_number(field) for field in first)
 
 
 def per_user_holdout(users: npt.NDArray[np.int64], fraction: float, rng: np.random.Generator) -> Bools:
     """Mark round(fraction * n_u) random ratings of each user u, never all of them (one stays for training)."""
-    n = len(users)
-    order = np.lexsort((rng.random(n), users))
+    rows = len(users)
+    order = np.lexsort((rng.random(rows), users))
     grouped = users[order]
     starts = np.flatnonzero(np.r_[True, grouped[1:] != grouped[:-1]])
-    counts = np.diff(np.r_[starts, n])
-    rank = np.arange(n) - np.repeat(starts, counts)
+    counts = np.diff(np.r_[starts, rows])
+    rank = np.arange(rows) - np.repeat(starts, counts)
     quota = np.minimum(np.floor(fraction * counts + 0.5), counts - 1)
-    chosen = np.zeros(n, dtype=np.bool_)
+    chosen = np.zeros(rows, dtype=np.bool_)
     chosen[order] = rank < np.repeat(quota, counts)
     return chosen
 

@@ -32,7 +32,7 @@ from trainsmart_trainer.data.common import (
     split_rows,
     tensor_split,
 )
-from trainsmart_trainer.data.csvfile import Table, is_missing, read_table
+from trainsmart_trainer.data.csvfile import Table, is_missing, is_number, read_table
 
 log = logging.getLogger(__name__)
 
@@ -96,9 +96,9 @@ def load_tabular_bundle(config: TrainerConfig) -> DataBundle:
     inputs = torch.from_numpy(matrix.astype(np.float32))
     extras: dict[str, Any] = {
         "feature_names": [feature for encoding in encodings for feature in encoding.feature_names],
-        "scaler_mean": {e.name: e.mean for e in encodings if e.numeric},
-        "scaler_std": {e.name: e.std for e in encodings if e.numeric},
-        "categories": {e.name: list(e.categories) for e in encodings if not e.numeric},
+        "scaler_mean": {encoding.name: encoding.mean for encoding in encodings if encoding.numeric},
+        "scaler_std": {encoding.name: encoding.std for encoding in encodings if encoding.numeric},
+        "categories": {encoding.name: list(encoding.categories) for encoding in encodings if not encoding.numeric},
         "dropped_rows": dropped,
     }
     if regression:
@@ -131,7 +131,7 @@ def _target(
         numbers = kept.numbers(name, values, "task regression needs a numeric target; fix the value")
         return None, torch.from_numpy(numbers.astype(np.float32)), []
     codes, classes = encode_labels(np.array(values, dtype=object))
-    if len(classes) > 100 and all(_is_number(value) for value in classes):
+    if len(classes) > 100 and all(is_number(value) for value in classes):
         raise DataError(
             f"{table.path}, column {name!r}: {len(classes)} distinct numeric labels look like a number to predict; "
             "set dataset.task: regression, or use a column of class labels"
@@ -141,14 +141,6 @@ def _target(
     return codes, torch.from_numpy(codes), classes
 
 
-def _is_number(value: str) -> bool:
-    try:
-        float(value)
-    except ValueError:
-        return False
-    return True
-
-
 def fit_column(table: Table, name: str, values: list[str], train: Indices) -> ColumnEncoding:
     """Decide numeric vs categorical from the column's values, then fit statistics on the training rows only.
 
@@ -156,15 +148,15 @@ def fit_column(table: Table, name: str, values: list[str], train: Indices) -> Co
     is almost always a data error ("1,200", "12 kg"), not a category, so it is reported rather than guessed.
     """
     present = [(row, value.strip()) for row, value in enumerate(values) if not is_missing(value)]
-    bad = [(row, value) for row, value in present if not _is_number(value)]
-    if not bad:
+    non_numbers = [(row, value) for row, value in present if not is_number(value)]
+    if not non_numbers:
         numbers = np.array([float(values[row]) if not is_missing(values[row]) else np.nan for row in train])
         observed = numbers[~np.isnan(numbers)]
         mean = float(observed.mean()) if len(observed) else 0.0
         std = float(observed.std()) if len(observed) else 1.0
         return ColumnEncoding(name=name, mean=mean, std=std if std > 0 else 1.0)
-    if len(bad) < len(present) / 2:
-        row, value = bad[0]
+    if len(non_numbers) < len(present) / 2:
+        row, value = non_numbers[0]
         raise DataError(
             f"{table.path}, line {table.lines[row]}, column {name!r}: {value!r} is not a number although most of the "
             "column is numeric; fix the value, leave the cell empty if it is unknown, or drop the column from "

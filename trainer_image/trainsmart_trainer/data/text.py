@@ -59,7 +59,8 @@ def build_vocabulary(texts: Iterable[Sequence[str]], size: int, min_frequency: i
     """
     counts = Counter(token for tokens in texts for token in tokens)
     frequent = sorted(
-        (token for token, count in counts.items() if count >= min_frequency), key=lambda t: (-counts[t], t)
+        (token for token, count in counts.items() if count >= min_frequency),
+        key=lambda token: (-counts[token], token),
     )
     return [PAD_WORD, UNKNOWN_WORD, *frequent[: max(0, size - 2)]]
 
@@ -69,8 +70,8 @@ def encode_texts(texts: Sequence[Sequence[str]], vocabulary: Sequence[str], leng
     index = {token: position for position, token in enumerate(vocabulary)}
     encoded = np.full((len(texts), length), PAD_INDEX, dtype=np.int64)
     for row, tokens in enumerate(texts):
-        ids = [index.get(token, UNKNOWN_INDEX) for token in tokens[:length]]
-        encoded[row, : len(ids)] = ids
+        indices = [index.get(token, UNKNOWN_INDEX) for token in tokens[:length]]
+        encoded[row, : len(indices)] = indices
     return torch.from_numpy(encoded)
 
 
@@ -103,7 +104,7 @@ def load_text_bundle(config: TrainerConfig) -> DataBundle:
             f"{table.path}, column {text_name!r}: no token occurs {min_frequency} times in the training texts "
             "(after stop-word removal); lower dataset.minFrequency or check that textColumn holds the text"
         )
-    longest = max((len(t) for t in train_tokens), default=1)
+    longest = max((len(text_tokens) for text_tokens in train_tokens), default=1)
     length = max(1, min(options.max_length or DEFAULT_MAX_LENGTH, longest))
     inputs = encode_texts(tokens, vocabulary, length)
     target = torch.from_numpy(labels)

@@ -5,7 +5,10 @@ Pins:
 - schedules as functions of the step: step decays per step_epochs, warmup ramps then holds, cosine ends at
   minLearningRate, onecycle peaks at maxLearningRate ~30% in and ends far below the start;
 - the LambdaLR applies them per optimizer step; `none` builds no scheduler at all;
-- BestTracker: min/max modes, min_delta, patience, non-finite values count as no improvement.
+- BestTracker: min/max modes, min_delta, patience, non-finite values count as no improvement;
+- the config's `min`/`max` mode maps onto the contract's ObjectiveDirection, and BestTracker in directions
+  decides "improved" exactly as the former min/max comparison did (min: below best - minDelta; max: above
+  best + minDelta).
 """
 
 from __future__ import annotations
@@ -14,10 +17,13 @@ import math
 
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 from torch import nn
 
-from trainsmart_trainer.config import LrScheduleConfig, MetricMode, TrainerConfig
-from trainsmart_trainer.objective import BestTracker, metric_mode, objective_metric, should_stop_early
+from trainsmart_trainer.config import EarlyStoppingConfig, LrScheduleConfig, MetricMode, TrainerConfig
+from trainsmart_trainer.contract import ObjectiveDirection
+from trainsmart_trainer.objective import BestTracker, objective_direction, objective_metric, should_stop_early
 from trainsmart_trainer.optimizers import build_optimizer, build_scheduler, l1_term, lr_factor
 
 
@@ -100,20 +106,52 @@ def test_objective_defaults_and_modes() -> None:
     assert objective_metric(TrainerConfig(), has_validation=True) == "val_loss"
     assert objective_metric(TrainerConfig(validation_split=0), has_validation=False) == "train_loss"
     config = TrainerConfig.model_validate({"earlyStopping": {"metric": "val_accuracy", "mode": "max"}})
-    assert objective_metric(config, True) == "val_accuracy" and metric_mode("val_accuracy", config) == MetricMode.MAX
-    assert metric_mode("val_rmse", TrainerConfig()) == MetricMode.MIN
-    assert metric_mode("val_macro_f1", TrainerConfig()) == MetricMode.MAX
+    assert (
+        objective_metric(config, True) == "val_accuracy"
+        and objective_direction("val_accuracy", config) == ObjectiveDirection.MAXIMIZE
+    )
+    assert objective_direction("val_rmse", TrainerConfig()) == ObjectiveDirection.MINIMIZE
+    assert objective_direction("val_macro_f1", TrainerConfig()) == ObjectiveDirection.MAXIMIZE
 
 
 def test_best_tracker_patience_and_min_delta() -> None:
     config = TrainerConfig.model_validate({"earlyStopping": {"patience": 2, "minDelta": 0.1}})
     tracker = BestTracker()
     for epoch, value in enumerate([1.0, 0.95, 0.85, math.nan], start=1):
-        tracker = tracker.update(value, epoch, MetricMode.MIN, 0.1)
+        tracker = tracker.update(value, epoch, ObjectiveDirection.MINIMIZE, 0.1)
     assert (tracker.best, tracker.best_epoch, tracker.bad_epochs) == (0.85, 3, 1)
     assert not should_stop_early(tracker, config)
-    tracker = tracker.update(0.80, 5, MetricMode.MIN, 0.1)
+    tracker = tracker.update(0.80, 5, ObjectiveDirection.MINIMIZE, 0.1)
     assert should_stop_early(tracker, config)
     assert BestTracker.from_dict(tracker.to_dict()) == tracker
-    up = BestTracker().update(0.5, 1, MetricMode.MAX).update(0.7, 2, MetricMode.MAX)
+    up = BestTracker().update(0.5, 1, ObjectiveDirection.MAXIMIZE).update(0.7, 2, ObjectiveDirection.MAXIMIZE)
     assert up.best == 0.7 and not should_stop_early(up, TrainerConfig())
+
+
+def test_metric_mode_names_the_contract_direction_and_keeps_its_spelling() -> None:
+    assert MetricMode.MIN.direction is ObjectiveDirection.MINIMIZE
+    assert MetricMode.MAX.direction is ObjectiveDirection.MAXIMIZE
+    stopping = EarlyStoppingConfig.model_validate({"metric": "val_accuracy", "mode": "max"})
+    assert stopping.mode is MetricMode.MAX and stopping.model_dump(mode="json")["mode"] == "max"
+    explicit_min = TrainerConfig.model_validate({"earlyStopping": {"metric": "val_accuracy", "mode": "min"}})
+    assert objective_direction("val_accuracy", explicit_min) is ObjectiveDirection.MINIMIZE
+
+
+def test_min_delta_applies_in_the_maximizing_direction_too() -> None:
+    tracker = BestTracker().update(0.5, 1, ObjectiveDirection.MAXIMIZE, 0.1)
+    tracker = tracker.update(0.55, 2, ObjectiveDirection.MAXIMIZE, 0.1)
+    assert (tracker.best, tracker.best_epoch, tracker.bad_epochs) == (0.5, 1, 1)
+    tracker = tracker.update(0.65, 3, ObjectiveDirection.MAXIMIZE, 0.1)
+    assert (tracker.best, tracker.best_epoch, tracker.bad_epochs) == (0.65, 3, 0)
+
+
+_FINITE = st.floats(allow_nan=False, allow_infinity=False, min_value=-1e6, max_value=1e6)
+
+
+@given(best=_FINITE, value=_FINITE, min_delta=st.floats(min_value=0, max_value=10), mode=st.sampled_from(MetricMode))
+def test_improvement_in_directions_matches_the_min_max_rule(
+    best: float, value: float, min_delta: float, mode: MetricMode
+) -> None:
+    expected = value < best - min_delta if mode == MetricMode.MIN else value > best + min_delta
+    updated = BestTracker(best=best, best_epoch=1).update(value, 2, mode.direction, min_delta)
+    assert (updated.best_epoch == 2) == expected
