@@ -38,10 +38,11 @@ demo: k8s ## local GPU cluster + operator + a 2-replica DDP TrainingJob and a TP
 	$(BIN)/python scripts/demo.py
 
 .PHONY: lint
-lint: $(STAMP) ## ruff + mypy --strict on operator/ and trainer_image/, hadolint on the Dockerfiles
+lint: $(STAMP) ## ruff + mypy --strict, the layer contracts (import-linter), hadolint on the Dockerfiles
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy operator/trainsmart trainer_image/trainsmart_trainer
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/hadolint $(wildcard Dockerfile) trainer_image/Dockerfile
 
 .PHONY: crds

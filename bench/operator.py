@@ -33,15 +33,11 @@ import argparse  # after the sys.path fix above, on purpose
 import contextlib
 import json
 import os
-import signal
-import subprocess
 import tempfile
 import threading
 import time
-import urllib.request
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any
 
 import yaml
@@ -50,9 +46,11 @@ from kubernetes.client.rest import ApiException
 from kubernetes.watch.watch import iter_resp_lines
 
 from trainsmart.api import GROUP, TRAININGJOB_PLURAL, VERSION, TrainingJob
-from trainsmart.builders import JOB_NAME_LABEL, build_worker_pod
-from trainsmart.devcluster.controlplane import ControlPlane, die_with_parent, free_port
+from trainsmart.builders import build_worker_pod
+from trainsmart.devcluster.controlplane import ControlPlane
+from trainsmart.devcluster.operator_process import OperatorProcess, trainsmart_operator
 from trainsmart.kube import FIELD_MANAGER
+from trainsmart.names import JOB_NAME_LABEL
 from trainsmart.settings import OperatorSettings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -190,72 +188,10 @@ class PodRecorder:
 # ---- the operator process ---------------------------------------------------------------------------------
 
 
-@dataclass
-class OperatorProcess:
-    """`python -m trainsmart.cli operator` with its report endpoint on loopback, logging to a file."""
-
-    kubeconfig: Path
-    log_path: Path
-    port: int
-    process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def report_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1/reports"
-
-    def start(self, timeout: float = 60.0) -> None:
-        argv = [
-            sys.executable, "-m", "trainsmart.cli", "operator",
-            "--kubeconfig", str(self.kubeconfig),
-            "--report-host", "127.0.0.1",
-            "--report-port", str(self.port),
-            "--report-url", self.report_url,
-        ]  # fmt: skip
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                preexec_fn=die_with_parent,  # a bench killed mid-run must not leave its operator behind
-            )
-        deadline = time.monotonic() + timeout
-        while True:
-            self.check()
-            with (
-                contextlib.suppress(OSError),
-                urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=1) as response,
-            ):
-                if response.status == 200:
-                    return
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"the operator did not answer /healthz within {timeout:.0f} s:\n{self.tail()}")
-            time.sleep(0.1)
-
-    def check(self) -> None:
-        if self.process is not None and self.process.poll() is not None:
-            raise RuntimeError(f"the operator exited with {self.process.returncode}:\n{self.tail()}")
-
-    def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(10)
-
-    def tail(self, lines: int = 30) -> str:
-        if not self.log_path.exists():
-            return ""
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-
-    def rss_bytes(self) -> int:
-        """VmRSS of the operator and every descendant (Kopf runs none today; a future one would count)."""
-        assert self.process is not None
-        return sum(_vm_rss(pid) for pid in _process_tree(self.process.pid))
+def operator_rss_bytes(operator: OperatorProcess) -> int:
+    """VmRSS of the operator and every descendant (Kopf runs none today; a future one would count)."""
+    assert operator.process is not None
+    return sum(_vm_rss(pid) for pid in _process_tree(operator.process.pid))
 
 
 def _process_tree(root: int) -> list[int]:
@@ -292,7 +228,7 @@ class Bench:
         self.recorder = recorder
         self.operator = operator
         self.gpus = gpus
-        self.settings = OperatorSettings(report_url=operator.report_url)
+        self.settings = OperatorSettings(report_url=f"{operator.report_base}/v1/reports")
 
     def job_body(self, name: str, replicas: int) -> dict[str, Any]:
         """A small TrainingJob like the digits example; its shape, not its training, is what is measured."""
@@ -493,7 +429,7 @@ def phase_throughput(bench: Bench, jobs: int, replicas: int, threads: int) -> No
 def phase_memory(bench: Bench, jobs: int, threads: int) -> None:
     """(c) RSS after the operator has created every pod and gone quiet (the figure), plus the peaks while
     the jobs were being created and while they were being deleted (a delete storm is events too)."""
-    idle = bench.operator.rss_bytes()
+    idle = operator_rss_bytes(bench.operator)
     peak = {"create": idle, "delete": idle}
     stage = "create"
     stop = threading.Event()
@@ -501,7 +437,7 @@ def phase_memory(bench: Bench, jobs: int, threads: int) -> None:
     def sample() -> None:
         while not stop.wait(0.5):
             with contextlib.suppress(AssertionError):
-                peak[stage] = max(peak[stage], bench.operator.rss_bytes())
+                peak[stage] = max(peak[stage], operator_rss_bytes(bench.operator))
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
@@ -517,7 +453,7 @@ def phase_memory(bench: Bench, jobs: int, threads: int) -> None:
             raise TimeoutError(f"population: {exc}\noperator log:\n{bench.operator.tail()}") from exc
         ready = time.monotonic() - start
         time.sleep(10.0)  # the scheduler's Unschedulable updates and the operator's follow-up reconciles settle
-        settled = bench.operator.rss_bytes()
+        settled = operator_rss_bytes(bench.operator)
         verdict = "ok" if settled <= 200 * MIB else "OVER TARGET"
         print(
             f"(c) operator RSS with {jobs} jobs present (all pods created in {ready:.0f} s, then 10 s idle): "
@@ -529,7 +465,7 @@ def phase_memory(bench: Bench, jobs: int, threads: int) -> None:
         began = time.monotonic()
         bench.clean(timeout=120.0 + jobs * 0.3)
         time.sleep(5.0)  # the operator's reconciles of the deleted jobs (404 -> forget) finish
-        after = bench.operator.rss_bytes()
+        after = operator_rss_bytes(bench.operator)
     finally:
         stop.set()
         sampler.join(5)
@@ -548,7 +484,8 @@ def environment(workdir: Path, gpus: int) -> Iterator[Bench]:
         config.load_kube_config(config_file=str(cp.admin_kubeconfig), client_configuration=configuration)
         configuration.connection_pool_maxsize = 32  # the creating threads of (b) and (c), plus the watch
         api = client.ApiClient(configuration)
-        operator = OperatorProcess(cp.admin_kubeconfig, workdir / "operator.log", free_port("127.0.0.1"))
+        # Its own session: a Ctrl-C in the terminal reaches the bench, which stops it in order.
+        operator = trainsmart_operator(cp.admin_kubeconfig, workdir / "operator.log", new_session=True)
         try:
             install_crds(api)
             core = client.CoreV1Api(api)

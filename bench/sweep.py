@@ -43,7 +43,7 @@ import optuna
 import torch
 
 from trainsmart.api.search_space import Parameter
-from trainsmart.api.sweep import (
+from trainsmart.api.sweep_spec import (
     Algorithm,
     AlgorithmName,
     EarlyStoppingRule,
@@ -52,7 +52,7 @@ from trainsmart.api.sweep import (
     Objective,
     SweepEarlyStopping,
 )
-from trainsmart.api.trainingjob import TrainingJobSpec
+from trainsmart.api.trainingjob_spec import TrainingJobSpec
 from trainsmart.sweep import Scalar, TrialCurve, TrialOutcome, TrialPoint, early_stopping_decisions, suggest
 from trainsmart_trainer.config import TrainerConfig
 from trainsmart_trainer.ddp import DistInfo

@@ -24,13 +24,11 @@ import argparse
 import contextlib
 import json
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,9 +37,8 @@ from typing import Any
 from kubernetes import client, config, watch
 
 from trainsmart.api import GROUP, SWEEP_PLURAL, TRAININGJOB_PLURAL, VERSION
-from trainsmart.builders import JOB_NAME_LABEL
-from trainsmart.builders.trial import SWEEP_NAME_LABEL
-from trainsmart.devcluster.controlplane import die_with_parent, free_port
+from trainsmart.devcluster.operator_process import OperatorProcess, pod_gateway, trainsmart_operator
+from trainsmart.names import JOB_NAME_LABEL, SWEEP_NAME_LABEL
 
 ROOT = Path(__file__).resolve().parents[1]
 NAMESPACE = "default"
@@ -134,42 +131,10 @@ def cluster(state_dir: Path) -> Iterator[Path]:
         subprocess.run([*cli, "down", "--state-dir", str(state_dir)], check=False, timeout=120)
 
 
-@contextlib.contextmanager
-def operator(kubeconfig: Path, api: client.ApiClient, log: Path) -> Iterator[None]:
-    gateway = next(
-        address.address
-        for node in client.CoreV1Api(api).list_node().items
-        if "nvidia.com/gpu" in (node.status.capacity or {})
-        for address in node.status.addresses or []
-        if address.type == "InternalIP"
-    )
-    port = free_port(gateway)
-    base = f"http://{gateway}:{port}"
-    argv = [
-        sys.executable, "-m", "trainsmart.cli", "operator", "--kubeconfig", str(kubeconfig),
-        "--report-host", gateway, "--report-port", str(port), "--report-url", f"{base}/v1/reports",
-    ]  # fmt: skip
-    with log.open("ab") as out:
-        process = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, preexec_fn=die_with_parent
-        )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            with contextlib.suppress(OSError), urllib.request.urlopen(f"{base}/healthz", timeout=1) as response:  # noqa: S310
-                if response.status == 200:
-                    break
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the operator did not start; see {log}")
-            time.sleep(0.2)
-        yield
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+def operator(kubeconfig: Path, api: client.ApiClient, log: Path) -> OperatorProcess:
+    """`trainsmart operator` with its report endpoint where the trials' pods reach the host; `with` starts
+    it (ready once /healthz answers) and stops it on the way out."""
+    return trainsmart_operator(kubeconfig, log, report_host=pod_gateway(client.CoreV1Api(api)))
 
 
 def install_crds(api: client.ApiClient) -> None:

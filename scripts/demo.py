@@ -26,14 +26,16 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
+
+if TYPE_CHECKING:
+    from trainsmart.devcluster.operator_process import OperatorProcess
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "trainingjob-digits.yaml"
@@ -66,7 +68,7 @@ class Demo:
     state_dir: Path
     python: str = sys.executable
     kubeconfig: Path | None = None
-    operator: subprocess.Popen[bytes] | None = None
+    operator: OperatorProcess | None = None
     operator_log: Path = field(init=False)
     cluster_started: bool = False
 
@@ -104,48 +106,20 @@ class Demo:
     # ---- the operator ----------------------------------------------------------------------------------
 
     def start_operator(self, gateway: str) -> None:
-        """The operator with its report endpoint on the pods' gateway, the one host address pods reach."""
+        """The operator with its report endpoint on the pods' gateway, the one host address pods reach. In
+        its own session, like the cluster: a Ctrl-C reaches the demo, which stops it first."""
         from trainsmart.devcluster.controlplane import free_port
+        from trainsmart.devcluster.operator_process import trainsmart_operator
 
         assert self.kubeconfig is not None
-        port = free_port(gateway)
-        base = f"http://{gateway}:{port}"
-        argv = self.cli(
-            "operator",
-            "--kubeconfig",
-            str(self.kubeconfig),
-            "--report-host",
-            gateway,
-            "--report-port",
-            str(port),
-            "--report-url",
-            f"{base}/v1/reports",
-            # The admission webhook, served over TLS from our own CA and called by the real apiserver.
-            "--webhook-port",
-            str(free_port("127.0.0.1")),
-            "--webhook-host",
-            "127.0.0.1",
-            "--webhook-cert-dir",
-            str(self.state_dir / "webhook"),
+        # The admission webhook, served over TLS from our own CA and called by the real apiserver.
+        webhook = ["--webhook-port", str(free_port("127.0.0.1")), "--webhook-host", "127.0.0.1"]
+        webhook += ["--webhook-cert-dir", str(self.state_dir / "webhook")]
+        self.operator = trainsmart_operator(
+            self.kubeconfig, self.operator_log, report_host=gateway, extra_args=webhook, new_session=True
         )
-        say(f"starting the operator (report endpoint {base}, log {self.operator_log})")
-        with self.operator_log.open("ab") as log:
-            self.operator = subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-            )
-        deadline = time.monotonic() + 60
-        while True:
-            if self.operator.poll() is not None:
-                raise RuntimeError(f"the operator exited with {self.operator.returncode}:\n{self.operator_tail()}")
-            with (
-                contextlib.suppress(OSError),
-                urllib.request.urlopen(f"{base}/healthz", timeout=1) as response,  # noqa: S310 - our URL
-            ):
-                if response.status == 200:
-                    return
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"the operator did not answer /healthz within 60 s:\n{self.operator_tail()}")
-            time.sleep(0.2)
+        say(f"starting the operator (report endpoint {self.operator.report_base}, log {self.operator_log})")
+        self.operator.start(timeout=60)
 
     def print_pod_logs(self, namespace: str, job: str, replicas: int, lines: int = 15) -> None:
         """The end of each replica's log (what `trainsmart dev logs` prints; there is no `kubectl logs`)."""
@@ -157,9 +131,7 @@ class Demo:
                 print(f"--- {job}-{index}/{container} (last {len(tail)} lines) ---", *tail, sep="\n", flush=True)
 
     def operator_tail(self, lines: int = 40) -> str:
-        if not self.operator_log.exists():
-            return "(no operator log)"
-        return "\n".join(self.operator_log.read_text(errors="replace").splitlines()[-lines:])
+        return (self.operator.tail(lines) if self.operator is not None else "") or "(no operator log)"
 
     # ---- shutdown --------------------------------------------------------------------------------------
 
@@ -167,14 +139,9 @@ class Demo:
         """Operator first (so it sees no cluster vanish under it), then the cluster, then anything that
         still names our private state dir (a supervisor interrupted before it was ready has no state file
         for `dev down` to find). Never stops a process that does not belong to this demo."""
-        if self.operator is not None and self.operator.poll() is None:
+        if self.operator is not None and self.operator.running:
             say("stopping the operator")
-            self.operator.send_signal(signal.SIGTERM)
-            try:
-                self.operator.wait(20)
-            except subprocess.TimeoutExpired:
-                self.operator.kill()
-                self.operator.wait(10)
+            self.operator.stop()
         if self.cluster_started:
             say("stopping the local cluster (trainsmart dev down)")
             subprocess.run(self.cli("dev", "down", "--state-dir", str(self.state_dir)), check=False, timeout=60)
@@ -437,8 +404,8 @@ def run(demo: Demo, timeout: float, stall: float) -> bool:
                 if exc.status == 404:
                     return None
                 raise
-            if demo.operator is not None and demo.operator.poll() is not None:
-                raise RuntimeError(f"the operator exited with {demo.operator.returncode}:\n{demo.operator_tail()}")
+            if demo.operator is not None:
+                demo.operator.check()
             return body
 
         say(f"training; status of TrainingJob {namespace}/{name} as it changes:")

@@ -36,8 +36,9 @@ import urllib3
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
-from trainsmart.api import GROUP, SWEEP_PLURAL, TRAININGJOB_PLURAL, VERSION
-from trainsmart.builders import JOB_NAME_LABEL, REPORT_TOKEN_KEY, report_secret_name, selector_labels
+from trainsmart.api import GROUP, TRAININGJOB_PLURAL, VERSION
+from trainsmart.names import JOB_NAME_LABEL, REPORT_TOKEN_KEY, report_secret_name, selector_labels
+from trainsmart.options import OwnPod, PeeringRef
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,7 @@ FIELD_MANAGER: Final = "trainsmart-operator"
 EVENT_SOURCE: Final = "trainsmart-operator"
 EVENT_MESSAGE_MAX_CHARS: Final = 1024
 MERGE_PATCH: Final = "application/merge-patch+json"
+PEERING_GROUP: Final = "kopf.dev"
 API_CONCURRENCY: Final = 16
 """API calls in flight at once (worker threads), and the size of the client's connection pool."""
 
@@ -146,12 +148,11 @@ class Kube:
 
     # ---- reads -------------------------------------------------------------------------------------------
 
-    async def get_trainingjob(self, namespace: str, name: str) -> dict[str, Any] | None:
-        """The job as stored (a dict), or None when it does not exist."""
+    async def get_object(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
+        """One of our custom objects (`TRAININGJOB_PLURAL`, `SWEEP_PLURAL`) as stored, or None when it does
+        not exist."""
         try:
-            body = await self._call(
-                self.objects.get_namespaced_custom_object, GROUP, VERSION, namespace, TRAININGJOB_PLURAL, name
-            )
+            body = await self._call(self.objects.get_namespaced_custom_object, GROUP, VERSION, namespace, plural, name)
         except ApiException as error:
             if _status_of(error) == 404:
                 return None
@@ -261,15 +262,6 @@ class Kube:
             raise
         return True
 
-    async def patch_trainingjob_status(
-        self, namespace: str, name: str, resource_version: str, patch: Mapping[str, Any]
-    ) -> dict[str, Any] | None:
-        """Merge-patch `.status` on the status subresource, only if the job is still at `resource_version`.
-
-        Returns the updated job, None when it is gone; raises StatusConflictError when it changed meanwhile.
-        """
-        return await self._patch_status(TRAININGJOB_PLURAL, namespace, name, resource_version, patch)
-
     async def post_event(self, regarding: ObjectRef, type_: str, reason: str, message: str) -> None:
         """A core/v1 Event on `regarding` (what `kubectl describe` lists). Failures are logged, not raised:
         an Event is a notification, and the status already holds the facts."""
@@ -301,18 +293,6 @@ class Kube:
             log.warning("could not post Event %s on %s/%s: %s", reason, regarding.namespace, regarding.name, error)
 
     # ---- sweeps (a sweep owns its trial TrainingJobs, so it may create, suspend/resume and delete them) ----
-
-    async def get_sweep(self, namespace: str, name: str) -> dict[str, Any] | None:
-        """The HyperparamSweep as stored (a dict), or None when it does not exist."""
-        try:
-            body = await self._call(
-                self.objects.get_namespaced_custom_object, GROUP, VERSION, namespace, SWEEP_PLURAL, name
-            )
-        except ApiException as error:
-            if _status_of(error) == 404:
-                return None
-            raise
-        return dict(body)
 
     async def list_trials(self, namespace: str, selector: str) -> list[dict[str, Any]]:
         """The TrainingJobs matching a label selector (a sweep's trials; owner filtering is the caller's)."""
@@ -369,18 +349,12 @@ class Kube:
             raise
         return True
 
-    async def patch_sweep_status(
-        self, namespace: str, name: str, resource_version: str, patch: Mapping[str, Any]
-    ) -> dict[str, Any] | None:
-        """Merge-patch the sweep's `.status` only if it is still at `resource_version` (as for jobs):
-        the updated sweep, None when it is gone, StatusConflictError when it changed meanwhile."""
-        return await self._patch_status(SWEEP_PLURAL, namespace, name, resource_version, patch)
-
-    async def _patch_status(
+    async def patch_status(
         self, plural: str, namespace: str, name: str, resource_version: str, patch: Mapping[str, Any]
     ) -> dict[str, Any] | None:
-        """The status merge-patch both kinds share: resourceVersion as a precondition, 404 -> None,
-        409 -> StatusConflictError (derive again, never overwrite)."""
+        """Merge-patch `.status` of one of our objects on the status subresource, only if it is still at
+        `resource_version`. Returns the updated object, None when it is gone; raises StatusConflictError
+        when it changed meanwhile (derive again, never overwrite)."""
         body = {"metadata": {"resourceVersion": resource_version}, "status": dict(patch)}
         try:
             updated = await self._call(
@@ -401,3 +375,35 @@ class Kube:
                 raise StatusConflictError(f"{namespace}/{name} changed since it was read") from error
             raise
         return dict(updated)
+
+    # ---- the operator's own pod (several replicas: see handlers/standby.py) -------------------------------
+
+    async def read_peering_status(self, peering: PeeringRef) -> Mapping[str, Any]:
+        """The `status` of Kopf's peering object (identity -> peer), {} when it has none."""
+        if peering.namespace is None:
+            body = await self._call(
+                self.objects.get_cluster_custom_object, PEERING_GROUP, "v1", "clusterkopfpeerings", peering.name
+            )
+        else:
+            body = await self._call(
+                self.objects.get_namespaced_custom_object,
+                PEERING_GROUP,
+                "v1",
+                peering.namespace,
+                "kopfpeerings",
+                peering.name,
+            )
+        status = body.get("status") if isinstance(body, Mapping) else None
+        return status if isinstance(status, Mapping) else {}
+
+    async def set_pod_label(self, pod: OwnPod, label: str, value: str | None) -> None:
+        """Set (or, with None, remove) one label on a pod."""
+        patch = {"metadata": {"labels": {label: value}}}
+        await self._call(
+            self.core.patch_namespaced_pod,
+            pod.name,
+            pod.namespace,
+            patch,
+            field_manager=FIELD_MANAGER,
+            _content_type=MERGE_PATCH,
+        )

@@ -1,10 +1,15 @@
-"""Kopf wiring only: decorators -> the typed functions in `trainsmart.handlers`.
+"""Kopf wiring only, and all of it: every Kopf handler of trainsmart is registered here -> the typed
+functions in `trainsmart.handlers` and `trainsmart.admission.webhook`.
 
-Run with `trainsmart operator` (which passes `OperatorOptions` in Kopf's memo) or `kopf run -m
-trainsmart.main` (defaults). The TrainingJob and pod handlers are watch-event handlers, not Kopf's
-create/update/resume handlers: the reconcile is level-based (it reads the job and its pods afresh each
-time), so it needs no diff, no progress bookkeeping and no finalizer; it only needs to know *which* job to
-look at, and when.
+Two ways to run the same operator: `trainsmart operator [flags]` registers into a registry of its own
+with the options of its flags, and `kopf run -m trainsmart.main` imports this module, which registers into
+Kopf's default registry with the options of the environment (`TRAINSMART_OPERATOR_*`, one variable per
+flag; see `operator_config.py`). Either way `register_operator` decides what is registered from the
+options alone, so the two behave the same.
+
+The TrainingJob and pod handlers are watch-event handlers, not Kopf's create/update/resume handlers: the
+reconcile is level-based (it reads the job and its pods afresh each time), so it needs no diff, no
+progress bookkeeping and no finalizer; it only needs to know *which* job to look at, and when.
 """
 
 from __future__ import annotations
@@ -14,10 +19,20 @@ from typing import Any
 
 import kopf
 
+from trainsmart.admission.webhook import (
+    OPERATIONS,
+    SWEEP_WEBHOOK_ID,
+    TRAININGJOB_WEBHOOK_ID,
+    admit_sweep,
+    admit_trainingjob,
+    configure_webhook_server,
+)
 from trainsmart.api import GROUP, SWEEP_PLURAL, TRAININGJOB_PLURAL, VERSION
-from trainsmart.builders import JOB_NAME_LABEL
-from trainsmart.handlers import OperatorOptions, OperatorRuntime
-from trainsmart.handlers.runtime import kopf_connection
+from trainsmart.handlers import OperatorRuntime
+from trainsmart.handlers.operator_runtime import kopf_connection
+from trainsmart.names import JOB_NAME_LABEL
+from trainsmart.operator_config import options_from_environment
+from trainsmart.options import OperatorOptions, WebhookOptions
 
 
 def configure_kopf(settings: kopf.OperatorSettings, options: OperatorOptions) -> None:
@@ -25,10 +40,12 @@ def configure_kopf(settings: kopf.OperatorSettings, options: OperatorOptions) ->
     # One operator process reconciles everything (its work queue lives in memory). Peering, Kopf's way to
     # pause a standby replica, is opt-in (--peering NAME, the peering CRD installed); left to auto-detect,
     # Kopf would warn at every start of a cluster that has no peering CRD.
-    settings.peering.standalone = options.peering is None
+    # Peering already made mandatory (`kopf run --peering NAME`) is left as Kopf's command line set it.
     if options.peering is not None:
         settings.peering.name = options.peering
         settings.peering.mandatory = True
+    if not settings.peering.mandatory:
+        settings.peering.standalone = True
     # Kopf turns handler log lines into Events at INFO by default; the controller posts its own Events
     # for status transitions, so only Kopf's warnings and errors (e.g. a crashed handler) become Events.
     settings.posting.level = logging.WARNING
@@ -61,38 +78,63 @@ def configure_kopf(settings: kopf.OperatorSettings, options: OperatorOptions) ->
     settings.posting.reporting_component = "trainsmart-operator"
 
 
-@kopf.on.startup()
-async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
-    given = memo.get("options")
-    options = given if isinstance(given, OperatorOptions) else OperatorOptions()
-    configure_kopf(settings, options)
-    runtime = OperatorRuntime(options)
-    await runtime.start()
-    memo["runtime"] = runtime
+def register_operator(registry: kopf.OperatorRegistry, options: OperatorOptions) -> None:
+    """Register everything one operator process with `options` runs: its runtime's start and stop, the
+    watches that feed the controllers (unless `options.controllers` is off), and the admission webhook
+    (when `options.webhook` is set)."""
+
+    @kopf.on.startup(id="trainsmart-runtime", registry=registry)
+    async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+        configure_kopf(settings, options)
+        runtime = OperatorRuntime(options)
+        await runtime.start()
+        memo["runtime"] = runtime
+
+    @kopf.on.login(id="trainsmart-login", registry=registry)
+    def login(memo: kopf.Memo, **_: Any) -> kopf.ConnectionInfo:
+        return kopf_connection(memo["runtime"])
+
+    @kopf.on.cleanup(id="trainsmart-runtime", registry=registry)
+    async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+        runtime = memo.get("runtime")
+        if isinstance(runtime, OperatorRuntime):
+            await runtime.stop()
+
+    if options.controllers:
+        register_watches(registry)
+    if options.webhook is not None:
+        register_admission(registry, options.webhook)
 
 
-@kopf.on.login()
-def login(memo: kopf.Memo, **_: Any) -> kopf.ConnectionInfo:
-    return kopf_connection(memo["runtime"])
+def register_watches(registry: kopf.OperatorRegistry) -> None:
+    """The watch events that trigger reconciles: jobs, their replica pods, sweeps."""
+
+    @kopf.on.event(GROUP, VERSION, TRAININGJOB_PLURAL, id="trainingjob-event", registry=registry)
+    async def trainingjob_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+        memo["runtime"].on_trainingjob_event(event)
+
+    @kopf.on.event("v1", "pods", labels={JOB_NAME_LABEL: kopf.PRESENT}, id="pod-event", registry=registry)
+    async def pod_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+        memo["runtime"].on_pod_event(event)
+
+    @kopf.on.event(GROUP, VERSION, SWEEP_PLURAL, id="sweep-event", registry=registry)
+    async def sweep_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+        memo["runtime"].on_sweep_event(event)
 
 
-@kopf.on.cleanup()
-async def cleanup(memo: kopf.Memo, **_: Any) -> None:
-    runtime = memo.get("runtime")
-    if isinstance(runtime, OperatorRuntime):
-        await runtime.stop()
+def register_admission(registry: kopf.OperatorRegistry, webhook: WebhookOptions) -> None:
+    """The validating handlers for both kinds, and a startup step that serves them over TLS."""
+    kopf.on.validate(
+        GROUP, VERSION, TRAININGJOB_PLURAL, id=TRAININGJOB_WEBHOOK_ID, operations=OPERATIONS, registry=registry
+    )(admit_trainingjob)
+    kopf.on.validate(GROUP, VERSION, SWEEP_PLURAL, id=SWEEP_WEBHOOK_ID, operations=OPERATIONS, registry=registry)(
+        admit_sweep
+    )
+
+    @kopf.on.startup(id="trainsmart-admission", registry=registry)
+    def configure_webhook(settings: kopf.OperatorSettings, **_: Any) -> None:
+        configure_webhook_server(settings, webhook)
 
 
-@kopf.on.event(GROUP, VERSION, TRAININGJOB_PLURAL)
-async def trainingjob_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
-    memo["runtime"].on_trainingjob_event(event)
-
-
-@kopf.on.event("v1", "pods", labels={JOB_NAME_LABEL: kopf.PRESENT})
-async def pod_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
-    memo["runtime"].on_pod_event(event)
-
-
-@kopf.on.event(GROUP, VERSION, SWEEP_PLURAL)
-async def sweep_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
-    memo["runtime"].on_sweep_event(event)
+# `kopf run -m trainsmart.main`: the operator configured by the environment, in Kopf's default registry.
+register_operator(kopf.get_default_registry(), options_from_environment())

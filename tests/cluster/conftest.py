@@ -1,86 +1,30 @@
-"""Cluster-tier fixtures: the trainsmart CRDs installed once per session on the shared control plane.
+"""Cluster-tier fixtures: the operator against the session's real apiserver, with no node agent.
 
-The CRDs are applied create-or-replace from the generated files (what users apply), never deleted: other
-tests in the session share the cluster and may have objects of these kinds.
+Pods stay Pending unless a test writes their status the way a kubelet would, and nothing sends reports
+except the test itself, so the operator's report endpoint listens on loopback. One operator per test
+module: a module's tests share its startup (Kopf's discovery and first LISTs take seconds) while modules
+stay independent of each other's leftovers. The CRDs come from the session-wide `trainsmart_crds`.
 """
 
 from __future__ import annotations
 
-import time
-from pathlib import Path
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-import yaml
-from kubernetes import client
-from kubernetes.client.rest import ApiException
 
-from trainsmart.api import GROUP, SWEEP_PLURAL, TRAININGJOB_PLURAL, VERSION
-
-CRD_DIR = Path(__file__).resolve().parents[2] / "crds"
-READY_TIMEOUT_S = 30.0
+from trainsmart.devcluster.operator_process import OperatorProcess
 
 
-def _apply_crd(api: client.ApiextensionsV1Api, manifest: dict[str, Any]) -> None:
-    """Create, or replace in place (keeping the resourceVersion), retrying a concurrent update."""
-    name = manifest["metadata"]["name"]
-    for _ in range(5):
-        try:
-            existing = api.read_custom_resource_definition(name)
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
-            try:
-                api.create_custom_resource_definition(manifest)
-                return
-            except ApiException as create_exc:
-                if create_exc.status != 409:
-                    raise
-                continue
-        body = {**manifest, "metadata": {**manifest["metadata"], "resourceVersion": existing.metadata.resource_version}}
-        try:
-            api.replace_custom_resource_definition(name, body)
-            return
-        except ApiException as exc:
-            if exc.status != 409:
-                raise
-    raise RuntimeError(f"could not apply CRD {name}: kept conflicting")
-
-
-def _wait_established(api: client.ApiextensionsV1Api, name: str, deadline: float) -> None:
-    while time.monotonic() < deadline:
-        conditions = api.read_custom_resource_definition(name).status.conditions or []
-        if any(c.type == "Established" and c.status == "True" for c in conditions):
-            return
-        time.sleep(0.1)
-    raise TimeoutError(f"CRD {name} not Established after {READY_TIMEOUT_S}s")
-
-
-def _wait_served(objects: client.CustomObjectsApi, plural: str, deadline: float) -> None:
-    # Established can precede the REST endpoint by a moment; a list call proves it is served.
-    while True:
-        try:
-            objects.list_cluster_custom_object(GROUP, VERSION, plural, limit=1)
-            return
-        except ApiException as exc:
-            if exc.status != 404 or time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
-
-
-@pytest.fixture(scope="session")
-def trainsmart_crds(api_client: client.ApiClient) -> dict[str, dict[str, Any]]:
-    """The generated CRDs, installed and served; returns them by name as loaded from crds/."""
-    extensions = client.ApiextensionsV1Api(api_client)
-    manifests = {}
-    for path in sorted(CRD_DIR.glob("*.yaml")):
-        manifest = yaml.safe_load(path.read_text())
-        manifests[manifest["metadata"]["name"]] = manifest
-        _apply_crd(extensions, manifest)
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    for name in manifests:
-        _wait_established(extensions, name, deadline)
-    objects = client.CustomObjectsApi(api_client)
-    for plural in (TRAININGJOB_PLURAL, SWEEP_PLURAL):
-        _wait_served(objects, plural, deadline)
-    return manifests
+@pytest.fixture(scope="module")
+def cluster_operator(
+    start_operator: Callable[..., OperatorProcess], trainsmart_crds: dict[str, Any]
+) -> Iterator[OperatorProcess]:
+    """`trainsmart operator` on loopback for this module; stopped with it, the tail of its log printed
+    at teardown."""
+    operator = start_operator()
+    try:
+        yield operator
+    finally:
+        operator.stop()
+        print(operator.tail())

@@ -17,14 +17,15 @@ import pytest
 import yaml
 from kubernetes import client, utils
 
-from trainsmart.admission import validate_sweep, validate_trainingjob
+from support.paths import REPO
+from trainsmart.admission.rules import validate_sweep, validate_trainingjob
 from trainsmart.api import GROUP, SWEEP_PLURAL, TRAININGJOB_PLURAL, VERSION, HyperparamSweep, TrainingJob
 
 pytestmark = [pytest.mark.cluster, pytest.mark.usefixtures("trainsmart_crds")]
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+EXAMPLES = REPO / "examples"
 # examples/argocd/*.yaml are Argo CD Applications, whose CRD this cluster does not have (see
-# tests/unit/test_argocd_examples.py); the folder of jobs one of them syncs is applied like every example.
+# tests/unit/delivery/test_argocd_examples.py); the folder of jobs one of them syncs is applied like every example.
 FILES = sorted(EXAMPLES.glob("*.yaml")) + sorted(EXAMPLES.glob("argocd/jobs/*.yaml"))
 PLURALS = {"TrainingJob": TRAININGJOB_PLURAL, "HyperparamSweep": SWEEP_PLURAL}
 

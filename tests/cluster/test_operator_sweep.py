@@ -14,23 +14,20 @@ Pins:
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 from kubernetes import client
 
-from trainsmart.api import GROUP, SWEEP_PLURAL, TRAININGJOB_PLURAL, VERSION
-from trainsmart.builders.trial import PARAMETERS_ANNOTATION, STOPPED_ANNOTATION, TRIAL_NUMBER_LABEL, trial_selector
-from trainsmart.devcluster.controlplane import ControlPlane, free_port
+from support.kubeapi import condition, create_sweep, get_sweep, trials, warning_events
+from support.waiting import wait_for
+from trainsmart.api import GROUP, SWEEP_PLURAL, VERSION
+from trainsmart.devcluster.operator_process import OperatorProcess
+from trainsmart.names import PARAMETERS_ANNOTATION, STOPPED_ANNOTATION
 
 pytestmark = pytest.mark.cluster
 
-HOST = "127.0.0.1"
 SPEC: dict[str, Any] = {
     "objective": {"metric": "val_accuracy", "goal": "maximize"},
     "algorithm": {"name": "random", "seed": 3},
@@ -44,74 +41,14 @@ SPEC: dict[str, Any] = {
 }
 
 
-@pytest.fixture(scope="module")
-def operator(
-    control_plane: ControlPlane, trainsmart_crds: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[None]:
-    port = free_port(HOST)
-    argv = [
-        sys.executable, "-m", "trainsmart.cli", "operator", "--kubeconfig", str(control_plane.admin_kubeconfig),
-        "--report-host", HOST, "--report-port", str(port), "--report-url", f"http://{HOST}:{port}/v1/reports",
-    ]  # fmt: skip
-    log = tmp_path_factory.mktemp("operator") / "operator.log"
-    with log.open("ab") as out:
-        process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        time.sleep(1)
-        assert process.poll() is None, log.read_text()
-        yield
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        print(log.read_text()[-4000:])
-
-
-def wait_for(predicate: Callable[[], object], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
-
-
-def create_sweep(api: client.ApiClient, namespace: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
-    body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "HyperparamSweep", "metadata": {"name": name}, "spec": spec}
-    created: dict[str, Any] = client.CustomObjectsApi(api).create_namespaced_custom_object(
-        GROUP, VERSION, namespace, SWEEP_PLURAL, body
-    )
-    return created
-
-
-def get_sweep(api: client.ApiClient, namespace: str, name: str) -> dict[str, Any]:
-    sweep: dict[str, Any] = client.CustomObjectsApi(api).get_namespaced_custom_object(
-        GROUP, VERSION, namespace, SWEEP_PLURAL, name
-    )
-    return sweep
-
-
 def patch_sweep(api: client.ApiClient, namespace: str, name: str, spec: dict[str, Any]) -> None:
     objects = client.CustomObjectsApi(api)
     objects.patch_namespaced_custom_object(GROUP, VERSION, namespace, SWEEP_PLURAL, name, {"spec": spec})
 
 
-def trials(api: client.ApiClient, namespace: str, sweep: str) -> list[dict[str, Any]]:
-    items = client.CustomObjectsApi(api).list_namespaced_custom_object(
-        GROUP, VERSION, namespace, TRAININGJOB_PLURAL, label_selector=trial_selector(sweep)
-    )["items"]
-    return sorted(items, key=lambda job: int(job["metadata"]["labels"][TRIAL_NUMBER_LABEL]))
-
-
-def condition(body: dict[str, Any], type_: str) -> dict[str, Any]:
-    return next((c for c in (body.get("status") or {}).get("conditions", []) if c["type"] == type_), {})
-
-
-def test_parallel_trials_created_owned_and_tabled(api_client: client.ApiClient, namespace: str, operator: None) -> None:
+def test_parallel_trials_created_owned_and_tabled(
+    api_client: client.ApiClient, namespace: str, cluster_operator: OperatorProcess
+) -> None:
     created = create_sweep(api_client, namespace, "tune", SPEC)
     wait_for(lambda: len(trials(api_client, namespace, "tune")) == 2, 30, "two trials")
     sweep = wait_for(
@@ -167,7 +104,7 @@ def test_parallel_trials_created_owned_and_tabled(api_client: client.ApiClient, 
 
 
 def test_invalid_sweep_gets_invalid_spec_and_no_trials(
-    api_client: client.ApiClient, namespace: str, operator: None
+    api_client: client.ApiClient, namespace: str, cluster_operator: OperatorProcess
 ) -> None:
     create_sweep(api_client, namespace, "bad", {**SPEC, "maxTrials": 2, "parallelTrials": 3})
     sweep = wait_for(
@@ -175,11 +112,7 @@ def test_invalid_sweep_gets_invalid_spec_and_no_trials(
     )
     invalid = condition(sweep, "InvalidSpec")
     assert invalid["status"] == "True" and "parallelTrials" in invalid["message"]
-    events = wait_for(
-        lambda: [e for e in client.CoreV1Api(api_client).list_namespaced_event(namespace).items if e.type == "Warning"],
-        15,
-        "a Warning event",
-    )
+    events = wait_for(lambda: warning_events(api_client, namespace), 15, "a Warning event")
     assert events[0].involved_object.name == "bad"
     version = sweep["metadata"]["resourceVersion"]
     time.sleep(3)

@@ -15,97 +15,28 @@ Pins:
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
-from typing import Any
 
 import pytest
 from kubernetes import client
 
-from trainsmart.api import GROUP, TRAININGJOB_PLURAL, VERSION
-from trainsmart.builders import ATTEMPT_LABEL, JOB_NAME_LABEL
-from trainsmart.devcluster.controlplane import ControlPlane, free_port
+from support.kubeapi import condition, create_job, get_job, job_pods, warning_events
+from support.waiting import wait_for
+from trainsmart.devcluster.operator_process import OperatorProcess
+from trainsmart.names import ATTEMPT_LABEL
 
 pytestmark = pytest.mark.cluster
 
-HOST = "127.0.0.1"
 CONFIG = {"dataset": {"name": "digits"}, "model": {"name": "mlp"}, "epochs": 2}
 
 
 @pytest.fixture(scope="module")
-def report_base(
-    control_plane: ControlPlane, trainsmart_crds: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
-    """A `trainsmart operator` process for this module; yields its report endpoint's base URL."""
-    port = free_port(HOST)
-    base = f"http://{HOST}:{port}"
-    argv = [
-        sys.executable, "-m", "trainsmart.cli", "operator", "--kubeconfig", str(control_plane.admin_kubeconfig),
-        "--report-host", HOST, "--report-port", str(port), "--report-url", f"{base}/v1/reports",
-    ]  # fmt: skip
-    log = tmp_path_factory.mktemp("operator") / "operator.log"
-    with log.open("ab") as out:
-        process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        wait_for(lambda: _healthy(base) or process.poll() is not None, 30, "the operator to start")
-        assert process.poll() is None, log.read_text()
-        yield base
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        print(log.read_text()[-4000:])
-
-
-def _healthy(base: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{base}/healthz", timeout=1) as response:  # noqa: S310
-            return bool(response.status == 200)
-    except OSError:
-        return False
-
-
-def wait_for(predicate: Callable[[], object], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
-
-
-def create_job(api: client.ApiClient, namespace: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
-    body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "TrainingJob", "metadata": {"name": name}, "spec": spec}
-    objects = client.CustomObjectsApi(api)
-    created: dict[str, Any] = objects.create_namespaced_custom_object(
-        GROUP, VERSION, namespace, TRAININGJOB_PLURAL, body
-    )
-    return created
-
-
-def get_job(api: client.ApiClient, namespace: str, name: str) -> dict[str, Any]:
-    job: dict[str, Any] = client.CustomObjectsApi(api).get_namespaced_custom_object(
-        GROUP, VERSION, namespace, TRAININGJOB_PLURAL, name
-    )
-    return job
-
-
-def condition(job: dict[str, Any], type_: str) -> dict[str, Any] | None:
-    return next((c for c in (job.get("status") or {}).get("conditions", []) if c["type"] == type_), None)
-
-
-def job_pods(api: client.ApiClient, namespace: str, name: str) -> list[client.V1Pod]:
-    return list(client.CoreV1Api(api).list_namespaced_pod(namespace, label_selector=f"{JOB_NAME_LABEL}={name}").items)
+def report_base(cluster_operator: OperatorProcess) -> str:
+    """The report endpoint (http://host:port) of this module's operator."""
+    return cluster_operator.report_base
 
 
 def post_report(base: str, path: str, body: bytes, token: str | None) -> int:
@@ -200,11 +131,7 @@ def test_invalid_spec_condition_event_and_no_storm(
     invalid = condition(job, "InvalidSpec")
     assert invalid["status"] == "True"
     assert "checkpoint" in invalid["message"] and "claimName" in invalid["message"]
-    events = wait_for(
-        lambda: [e for e in client.CoreV1Api(api_client).list_namespaced_event(namespace).items if e.type == "Warning"],
-        15,
-        "a Warning event",
-    )
+    events = wait_for(lambda: warning_events(api_client, namespace), 15, "a Warning event")
     assert events[0].involved_object.name == "broken"
     version = job["metadata"]["resourceVersion"]
     time.sleep(3)

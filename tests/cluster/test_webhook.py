@@ -13,8 +13,9 @@ Pins:
 - Kopf's managed configuration has the settings we rely on (CREATE/UPDATE, Fail, sideEffects None, v1,
   our CA), serves the same refusals, and is emptied when the operator stops.
 
-The operator runs as a subprocess (`kopf run tests/cluster/webhook_operator.py`) with only the admission
-handlers, so nothing else acts on the objects.
+The operator runs as a subprocess, `kopf run -m trainsmart.main` configured by `TRAINSMART_OPERATOR_*`
+variables (admission only: `--no-controllers`), so nothing else acts on the objects; this is also the
+real-cluster check that `kopf run -m trainsmart.main` serves the webhook `trainsmart operator` would.
 """
 
 from __future__ import annotations
@@ -25,11 +26,8 @@ import json
 import os
 import secrets
 import shutil
-import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,13 +38,15 @@ import yaml
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from trainsmart.admission import WebhookCertificates, build_webhook_configuration
+from support.manifests import sweep_body, trainingjob_body
+from support.waiting import wait_for
+from trainsmart.admission.webhook import WebhookCertificates, build_webhook_configuration
 from trainsmart.api import GROUP, SWEEP_PLURAL, TRAININGJOB_PLURAL, VERSION
 from trainsmart.devcluster.controlplane import ControlPlane, free_port
+from trainsmart.devcluster.operator_process import OperatorProcess, listening
 
 pytestmark = [pytest.mark.cluster, pytest.mark.usefixtures("trainsmart_crds")]
 
-OPERATOR_MODULE = Path(__file__).with_name("webhook_operator.py")
 SCOPE_LABEL = "trainsmart.dev/webhook-test"
 READY_TIMEOUT_S = 60.0
 RUNNING_STATUS = {"status": {"phase": "Running", "startTime": "2025-01-01T00:00:00Z"}}
@@ -57,7 +57,7 @@ def job(name: str, **spec: Any) -> dict[str, Any]:
         "replicas": 2,
         "trainer": {"config": {"model": {"name": "mlp"}, "dataset": {"name": "digits"}, "epochs": 2}},
     }
-    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "TrainingJob", "metadata": {"name": name}, "spec": base | spec}
+    return trainingjob_body(name, base | spec)
 
 
 def sweep(name: str, **spec: Any) -> dict[str, Any]:
@@ -69,12 +69,7 @@ def sweep(name: str, **spec: Any) -> dict[str, Any]:
         "trialTemplate": {"trainer": {"config": {"epochs": 2}}},
         "maxTrials": 4,
     }
-    return {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "HyperparamSweep",
-        "metadata": {"name": name},
-        "spec": base | spec,
-    }
+    return sweep_body(name, base | spec)
 
 
 RESERVED_ENV_JOB = job("reserved-env", trainer={"env": [{"name": "WORLD_SIZE", "value": "64"}]})
@@ -87,60 +82,48 @@ RESERVED_ENV_JOB = job("reserved-env", trainer={"env": [{"name": "WORLD_SIZE", "
 class AdmissionOperator:
     port: int
     certs: WebhookCertificates
-    process: subprocess.Popen[bytes]
-    log: Path
+    process: OperatorProcess
 
     def log_tail(self) -> str:
-        return self.log.read_text(errors="replace")[-4000:]
+        return self.process.tail()
 
     def ca_bundle(self) -> str:
         return base64.b64encode(self.certs.ca_file.read_bytes()).decode()
 
 
-def _wait_listening(operator: AdmissionOperator) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if operator.process.poll() is not None:
-            raise RuntimeError(f"the admission operator exited early:\n{operator.log_tail()}")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", operator.port), timeout=0.5):
-            return
-        time.sleep(0.2)
-    raise TimeoutError(f"the webhook did not listen within {READY_TIMEOUT_S}s:\n{operator.log_tail()}")
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
-
-
 @contextlib.contextmanager
 def admission_operator(control_plane: ControlPlane, workdir: Path, managed: str | None) -> Iterator[AdmissionOperator]:
-    """`kopf run` of the admission-only operator against the session's control plane."""
+    """`kopf run -m trainsmart.main` as an admission-only operator against the session's control plane,
+    ready once its webhook port accepts connections (it serves nothing else)."""
     workdir.mkdir(parents=True, exist_ok=True)
     certs = WebhookCertificates(*(workdir / "certs" / name for name in ("tls.crt", "tls.key", "ca.crt")))
     port = free_port()
     env = {
         **os.environ,
         "KUBECONFIG": str(control_plane.admin_kubeconfig),
-        "TRAINSMART_WEBHOOK_PORT": str(port),
-        "TRAINSMART_WEBHOOK_CERT_DIR": str(workdir / "certs"),
-        "TRAINSMART_WEBHOOK_MANAGED": managed or "",
+        "TRAINSMART_OPERATOR_NO_CONTROLLERS": "true",
+        "TRAINSMART_OPERATOR_WEBHOOK_HOST": "127.0.0.1",
+        "TRAINSMART_OPERATOR_WEBHOOK_PORT": str(port),
+        "TRAINSMART_OPERATOR_WEBHOOK_CERT_DIR": str(workdir / "certs"),
+        "TRAINSMART_OPERATOR_WEBHOOK_CONFIGURATION": managed or "",
     }
-    log = workdir / "operator.log"
-    argv = [sys.executable, "-m", "kopf", "run", "--standalone", "--all-namespaces", "--verbose", str(OPERATOR_MODULE)]
-    with log.open("wb") as sink:
-        process = subprocess.Popen(argv, env=env, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
-    operator = AdmissionOperator(port, certs, process, log)
+    argv = [
+        sys.executable,
+        "-m",
+        "kopf",
+        "run",
+        "--standalone",
+        "--all-namespaces",
+        "--verbose",
+        "-m",
+        "trainsmart.main",
+    ]
+    process = OperatorProcess(argv, workdir / "operator.log", listening("127.0.0.1", port), env=env, new_session=True)
+    process.start(READY_TIMEOUT_S)
     try:
-        _wait_listening(operator)
-        yield operator
+        yield AdmissionOperator(port, certs, process)
     finally:
-        _stop(process)
+        process.stop(15)
 
 
 @dataclass
@@ -192,17 +175,16 @@ def refusal(call: Callable[[], object]) -> str:
 def _wait_enforced(api_client: client.ApiClient, namespace: str) -> None:
     # The apiserver learns of new configurations and namespace labels through informers: wait until a
     # refusal proves the webhook is in the path (a dry run, so nothing is left behind).
-    deadline = time.monotonic() + 30
-    while True:
+    def refused() -> bool:
         try:
             create(api_client, namespace, RESERVED_ENV_JOB, dry_run=True)
         except ApiException as exc:
             if exc.status == 422 and "denied the request" in str(exc.body):
-                return
+                return True
             raise
-        if time.monotonic() > deadline:
-            raise TimeoutError("the webhook never started refusing objects")
-        time.sleep(0.2)
+        return False
+
+    wait_for(refused, 30, "the webhook to start refusing objects")
 
 
 @pytest.fixture
@@ -353,17 +335,15 @@ def test_kopf_managed_configuration(
 
 
 def _wait_managed(api_client: client.ApiClient, name: str, operator: AdmissionOperator) -> list[dict[str, Any]]:
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while time.monotonic() < deadline:
+    def filled() -> list[dict[str, Any]] | None:
         try:
             stored = client.AdmissionregistrationV1Api(api_client).read_validating_webhook_configuration(name)
         except ApiException as exc:
             if exc.status != 404:
                 raise
-        else:
-            raw: dict[str, Any] = api_client.sanitize_for_serialization(stored)
-            webhooks: list[dict[str, Any]] = raw.get("webhooks") or []
-            if len(webhooks) == 2:
-                return webhooks
-        time.sleep(0.2)
-    raise TimeoutError(f"Kopf did not fill {name} within {READY_TIMEOUT_S}s:\n{operator.log_tail()}")
+            return None
+        raw: dict[str, Any] = api_client.sanitize_for_serialization(stored)
+        webhooks: list[dict[str, Any]] = raw.get("webhooks") or []
+        return webhooks if len(webhooks) == 2 else None
+
+    return wait_for(filled, READY_TIMEOUT_S, f"Kopf to fill {name}", operator.log_tail)

@@ -23,6 +23,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
+from support.waiting import wait_for
 from trainsmart.devcluster.agent.provisioner import PROVISIONER, STORAGE_CLASS
 from trainsmart.devcluster.agent.volumes import claim_dir
 
@@ -32,17 +33,6 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.e2e
 
 GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
-
-
-def wait_for(what: str, probe: Callable[[], Any], timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def gone(read: Callable[[], object]) -> Callable[[], bool]:
@@ -70,7 +60,7 @@ def bound(core: client.CoreV1Api, ns: str, name: str, timeout: float = 10.0) -> 
         pvc = core.read_namespaced_persistent_volume_claim(name, ns)
         return pvc if pvc.status.phase == "Bound" else None
 
-    found: client.V1PersistentVolumeClaim = wait_for(f"claim {ns}/{name} to bind", probe, timeout)
+    found: client.V1PersistentVolumeClaim = wait_for(probe, timeout, f"claim {ns}/{name} to bind")
     return found
 
 
@@ -95,7 +85,7 @@ def finished(core: client.CoreV1Api, ns: str, name: str, timeout: float = 60.0) 
         pod = core.read_namespaced_pod(name, ns)
         return pod if pod.status.phase in ("Succeeded", "Failed") else None
 
-    found: client.V1Pod = wait_for(f"pod {ns}/{name} to finish", probe, timeout)
+    found: client.V1Pod = wait_for(probe, timeout, f"pod {ns}/{name} to finish")
     return found
 
 
@@ -152,8 +142,8 @@ def test_pods_share_a_provisioned_claim_and_deleting_it_cleans_up(
     for name in ("writer", "reader"):  # pvc-protection keeps the claim while pods use it
         core.delete_namespaced_pod(name, namespace, grace_period_seconds=0)
     core.delete_namespaced_persistent_volume_claim("ckpt", namespace)
-    wait_for("the volume to be deleted", gone(lambda: core.read_persistent_volume(pvc.spec.volume_name)))
-    wait_for("the claim directory to go", lambda: not directory.exists())
+    wait_for(gone(lambda: core.read_persistent_volume(pvc.spec.volume_name)), 30.0, "the volume to be deleted")
+    wait_for(lambda: not directory.exists(), 30.0, "the claim directory to go")
 
 
 def test_a_second_agent_does_not_fight_the_first(
@@ -172,7 +162,9 @@ def test_a_second_agent_does_not_fight_the_first(
             core.delete_namespaced_persistent_volume_claim(name, namespace)
         for pv in ours:
             wait_for(
-                f"{pv.metadata.name} to be deleted", gone(lambda pv=pv: core.read_persistent_volume(pv.metadata.name))
+                gone(lambda pv=pv: core.read_persistent_volume(pv.metadata.name)),
+                30.0,
+                f"{pv.metadata.name} to be deleted",
             )
         assert "Traceback" not in agent.tail(200)
     finally:

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import base64
 import json
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +22,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
+from support.waiting import wait_for
 from trainsmart.devcluster.agent.volumes import claim_dir
 
 if TYPE_CHECKING:
@@ -42,23 +41,12 @@ def python_pod(name: str, code: str, **extra: Any) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": labels}, "spec": spec}
 
 
-def wait_for(what: str, probe: Callable[[], Any], timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
 def finished(core: client.CoreV1Api, ns: str, name: str, timeout: float = 60.0) -> client.V1Pod:
     def probe() -> client.V1Pod | None:
         pod = core.read_namespaced_pod(name, ns)
         return pod if pod.status.phase in ("Succeeded", "Failed") else None
 
-    return wait_for(f"pod {ns}/{name} to finish", probe, timeout)
+    return wait_for(probe, timeout, f"pod {ns}/{name} to finish")
 
 
 @pytest.fixture
@@ -80,8 +68,9 @@ def claim(core: client.CoreV1Api, namespace: str) -> str:
         },
     )
     wait_for(
-        "the claim to bind",
         lambda: core.read_namespaced_persistent_volume_claim("ckpt", namespace).status.phase == "Bound",
+        60.0,
+        "the claim to bind",
     )
     return "ckpt"
 
@@ -182,7 +171,7 @@ def test_a_missing_secret_key_waits_with_config_error(
         waiting = statuses[0].state.waiting if statuses else None
         return waiting.reason if waiting and waiting.reason == "CreateContainerConfigError" else None
 
-    assert wait_for("CreateContainerConfigError", waiting_reason) == "CreateContainerConfigError"
+    assert wait_for(waiting_reason, 60.0, "CreateContainerConfigError") == "CreateContainerConfigError"
 
 
 SERVER = """
@@ -247,7 +236,7 @@ def test_a_claim_outlives_its_pod(core: client.CoreV1Api, namespace: str, node_a
             return exc.status == 404
         return False
 
-    wait_for("the writer pod to be gone", gone)
+    wait_for(gone, 60.0, "the writer pod to be gone")
     assert (claim_path(node_agent, core, namespace, claim) / "epoch-1.pt").read_text() == "weights-1"
     reader = "print(open('/checkpoints/epoch-1.pt').read(), flush=True)"
     core.create_namespaced_pod(namespace, python_pod("reader", reader, container=mounts, volumes=volumes))

@@ -1,7 +1,7 @@
 """Real TrainingJob and HyperparamSweep statuses for the Argo CD health checks, from real runs.
 
 The Lua health checks (charts/trainsmart/argocd/) are unit-tested on tests/fixtures/argocd/statuses.yaml
-(tests/unit/test_argocd_health.py). This test runs the jobs and sweeps behind those fixtures on the local
+(tests/unit/delivery/test_argocd_health.py). This test runs the jobs and sweeps behind those fixtures on the local
 cluster (operator, node agent, real trainer) and watches every status they go through.
 
 Pins:
@@ -30,6 +30,7 @@ import pytest
 import yaml
 from kubernetes import client, watch
 
+from support.manifests import FAST_DIGITS, GPU_TOLERATIONS, ONE_THREAD_ENV, SLOW_DIGITS, resource_body
 from trainsmart.api import GROUP, SWEEP_PLURAL, TRAININGJOB_PLURAL, VERSION
 from trainsmart.api.sweep_status import HyperparamSweepStatus
 from trainsmart.api.trainingjob_status import TrainingJobStatus
@@ -37,12 +38,7 @@ from trainsmart.api.trainingjob_status import TrainingJobStatus
 pytestmark = pytest.mark.e2e
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "argocd" / "statuses.yaml"
-TOLERATIONS = [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
-ENV = [{"name": "OMP_NUM_THREADS", "value": "1"}]
-FAST = {"dataset": {"name": "digits"}, "model": {"name": "mlp", "hiddenSizes": [32]}, "batchSize": 32, "seed": 3}
-# ~1 s per epoch (batch size 1), so a Running status with progress is written between epochs.
-SLOW = {"dataset": {"name": "digits"}, "model": {"name": "mlp", "hiddenSizes": [64]}, "batchSize": 1, "seed": 3}
-MISSING_DATA = {**FAST, "epochs": 1, "dataset": {"name": "tabular-csv", "path": "/nonexistent/data.csv"}}
+MISSING_DATA = {**FAST_DIGITS, "epochs": 1, "dataset": {"name": "tabular-csv", "path": "/nonexistent/data.csv"}}
 # Conditions whose (status, reason) the health checks depend on: the one named after the phase, InvalidSpec.
 HEALTH_CONDITIONS = {
     "Pending": "Running",
@@ -55,8 +51,8 @@ HEALTH_CONDITIONS = {
 
 
 def job_spec(**spec: Any) -> dict[str, Any]:
-    trainer = {"env": ENV, **spec.pop("trainer", {})}
-    return {"tolerations": TOLERATIONS, "trainer": trainer, **spec}
+    trainer = {"env": ONE_THREAD_ENV, **spec.pop("trainer", {})}
+    return {"tolerations": GPU_TOLERATIONS, "trainer": trainer, **spec}
 
 
 def sweep_spec(**spec: Any) -> dict[str, Any]:
@@ -85,7 +81,7 @@ CASES: dict[str, Case] = {
     "trainingjob-running": (
         "TrainingJob",
         "steady",
-        job_spec(trainer={"config": {**SLOW, "epochs": 3}}),
+        job_spec(trainer={"config": {**SLOW_DIGITS, "epochs": 3}}),
         "Running",
         # Any Running status: live progress is pinned by the TrainingJob lifecycle and Prometheus tests. Here
         # the job's first report was seen to time out intermittently (under investigation, see the closing
@@ -114,7 +110,7 @@ CASES: dict[str, Case] = {
     "sweep-running": (
         "HyperparamSweep",
         "grid",
-        sweep_spec(trialTemplate=job_spec(trainer={"config": {**FAST, "epochs": 1}})),
+        sweep_spec(trialTemplate=job_spec(trainer={"config": {**FAST_DIGITS, "epochs": 1}})),
         "Running",
         ANY,
     ),
@@ -129,14 +125,14 @@ CASES: dict[str, Case] = {
     "sweep-suspended": (
         "HyperparamSweep",
         "paused",
-        sweep_spec(suspend=True, trialTemplate=job_spec(trainer={"config": FAST})),
+        sweep_spec(suspend=True, trialTemplate=job_spec(trainer={"config": FAST_DIGITS})),
         "Suspended",
         ANY,
     ),
     "sweep-invalid-spec": (
         "HyperparamSweep",
         "bad",
-        sweep_spec(maxTrials=2, parallelTrials=3, trialTemplate=job_spec(trainer={"config": FAST})),
+        sweep_spec(maxTrials=2, parallelTrials=3, trialTemplate=job_spec(trainer={"config": FAST_DIGITS})),
         "Pending",
         _invalid,
     ),
@@ -236,7 +232,8 @@ def write_fixtures(captured: dict[str, dict[str, Any]]) -> None:
         "# trainsmart operator, the packaged trainer) by tests/e2e/test_argocd_statuses.py with\n"
         f"# TRAINSMART_WRITE_ARGOCD_FIXTURES=1 on {datetime.now(UTC):%Y-%m-%d}. Objects are trimmed to what the\n"
         "# Argo CD health checks read (kind, name, generation, status); statuses are verbatim. Do not edit by\n"
-        "# hand: that test checks they still agree with real runs, tests/unit/test_argocd_health.py replays them.\n"
+        "# hand: that test checks they still agree with real runs, and\n"
+        "# tests/unit/delivery/test_argocd_health.py replays them.\n"
     )
     FIXTURES.parent.mkdir(parents=True, exist_ok=True)
     FIXTURES.write_text(header + yaml.safe_dump(captured, sort_keys=False, width=110))
@@ -250,7 +247,7 @@ def test_real_runs_reach_every_health_state_and_match_the_fixtures(
     try:
         for kind, name, spec, _, _ in CASES.values():
             if spec:
-                body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": kind, "metadata": {"name": name}, "spec": spec}
+                body = resource_body(kind, name, spec)
                 objects.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURALS[kind], body)
         captured: dict[str, dict[str, Any]] = {}
         deadline = time.monotonic() + 240

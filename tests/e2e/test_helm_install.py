@@ -33,12 +33,9 @@ import http.client
 import json
 import os
 import shutil
-import signal
 import socket
 import ssl
 import subprocess
-import sys
-import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -49,13 +46,16 @@ import pytest
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
+from support.manifests import ONE_THREAD_ENV, random_lr_sweep_spec, sweep_body, trainingjob_body
+from support.node_agent import start_agent
+from support.paths import REPO
+from support.waiting import wait_for
 from trainsmart.api import GROUP, SWEEP_PLURAL, TRAININGJOB_PLURAL, VERSION
 from trainsmart.devcluster.agent.agent import agent_log_path
 from trainsmart.devcluster.controlplane import ControlPlane
 
 pytestmark = pytest.mark.e2e
 
-REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "trainsmart"
 HELM_VERSION = "v3.18.0"
 RELEASE, RELEASE_NS, SA = "ts", "trainsmart-system", "ts-trainsmart"
@@ -63,7 +63,7 @@ WATCHED, UNWATCHED = "team-a", "team-b"
 BASE_VALUES = {"webhook.enabled": "false"}
 JOB_SPEC = {
     "trainer": {
-        "env": [{"name": "OMP_NUM_THREADS", "value": "1"}],
+        "env": ONE_THREAD_ENV,
         "config": {
             "dataset": {"name": "digits"},
             "model": {"name": "mlp", "hiddenSizes": [16]},
@@ -81,16 +81,6 @@ def find_helm() -> str | None:
         return os.environ["TRAINSMART_HELM"]
     cached = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / f"trainsmart/helm-{HELM_VERSION}/helm"
     return str(cached) if os.access(cached, os.X_OK) else shutil.which("helm")
-
-
-def wait_for(what: str, probe: Callable[[], Any], timeout: float, diagnose: Callable[[], str] = str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}\n{diagnose()}"
-        time.sleep(0.2)
 
 
 @dataclass
@@ -129,28 +119,6 @@ class HelmCluster:
         return "\n".join(f"--- {name}\n{log[-5000:]}" for name, log in self.operator_logs().items())
 
 
-def _start_agent(kubeconfig: Path, state_dir: Path, core: client.CoreV1Api) -> subprocess.Popen[bytes]:
-    """The node agent as `trainsmart dev` runs it: one GPU node and one CPU node (the operator's)."""
-    argv = [
-        sys.executable, "-m", "trainsmart.devcluster.agent", "--kubeconfig", str(kubeconfig),
-        "--state-dir", str(state_dir), "--nodes", "1", "--gpus-per-node", "1", "--cpu-nodes", "1",
-        "--node-prefix", "helm-gpu", "--cpu-node-prefix", "helm-cpu",
-    ]  # fmt: skip
-    state_dir.mkdir(parents=True, exist_ok=True)
-    with (state_dir / "agent.out").open("ab") as out:
-        agent = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
-
-    def ready() -> bool:
-        assert agent.poll() is None, (state_dir / "agent.out").read_text()[-3000:]
-        nodes = core.list_node().items
-        return len(nodes) == 2 and all(
-            any(c.type == "Ready" and c.status == "True" for c in n.status.conditions or []) for n in nodes
-        )
-
-    wait_for("the agent's nodes to be Ready", ready, 60)
-    return agent
-
-
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HelmCluster]:
     if find_helm() is None:
@@ -162,24 +130,22 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HelmCluster]:
     agent_dir = tmp_path_factory.mktemp("helm-agent")
     agent = None
     try:
-        agent = _start_agent(control_plane.admin_kubeconfig, agent_dir, core)
+        # As `trainsmart dev` runs it: one GPU node and one CPU node (the operator's).
+        agent = start_agent(
+            control_plane.admin_kubeconfig, agent_dir, core, nodes=1, gpus_per_node=1, prefix="helm-gpu", cpu_nodes=1
+        )
         for name in (WATCHED, UNWATCHED):
             core.create_namespace({"metadata": {"name": name}})
         yield HelmCluster(control_plane, api, agent_dir, tmp_path_factory.mktemp("helm-home"))
     finally:
         if agent is not None:
-            agent.send_signal(signal.SIGTERM)
-            try:
-                agent.wait(30)
-            except subprocess.TimeoutExpired:
-                agent.kill()
-                agent.wait()
+            agent.stop(30)
         api.close()
         control_plane.stop()
 
 
 def create_job(api: client.ApiClient, namespace: str, name: str) -> None:
-    body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "TrainingJob", "metadata": {"name": name}, "spec": JOB_SPEC}
+    body = trainingjob_body(name, JOB_SPEC)
     client.CustomObjectsApi(api).create_namespaced_custom_object(GROUP, VERSION, namespace, TRAININGJOB_PLURAL, body)
 
 
@@ -194,23 +160,14 @@ def wait_succeeded(cluster: HelmCluster, namespace: str, name: str) -> dict[str,
         status = job_status(cluster.api, namespace, name)
         return status if status.get("phase") in ("Succeeded", "Failed") else None
 
-    status: dict[str, Any] = wait_for(f"{namespace}/{name} to finish", finished, 120, cluster.operator_log)
+    status: dict[str, Any] = wait_for(finished, 120, f"{namespace}/{name} to finish", cluster.operator_log)
     assert status["phase"] == "Succeeded", json.dumps(status, indent=1)
     return status
 
 
 def create_sweep(api: client.ApiClient, namespace: str, name: str) -> None:
     """Two 1-epoch trials at once, learning rates drawn at random."""
-    lr = {"name": "lr", "path": "trainer.config.learningRate", "type": "loguniform", "min": 0.001, "max": 0.05}
-    spec = {
-        "objective": {"metric": "val_accuracy", "goal": "maximize"},
-        "algorithm": {"name": "random", "seed": 5},
-        "maxTrials": 2,
-        "parallelTrials": 2,
-        "parameters": [lr],
-        "trialTemplate": JOB_SPEC,
-    }
-    body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "HyperparamSweep", "metadata": {"name": name}, "spec": spec}
+    body = sweep_body(name, random_lr_sweep_spec(JOB_SPEC))
     client.CustomObjectsApi(api).create_namespaced_custom_object(GROUP, VERSION, namespace, SWEEP_PLURAL, body)
 
 
@@ -255,7 +212,7 @@ def http_ok(url: str) -> bool:
 
 
 def admission_review(namespace: str, name: str, spec: dict[str, Any]) -> bytes:
-    job = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "TrainingJob", "metadata": {"name": name}, "spec": spec}
+    job = trainingjob_body(name, spec)
     request = {
         "uid": "e2e-1",
         "kind": {"group": GROUP, "version": VERSION, "kind": "TrainingJob"},
@@ -301,7 +258,7 @@ def test_default_install_issues_its_webhook_certificate_and_registers_the_webhoo
         return config if config.webhooks and config.webhooks[0].client_config.ca_bundle else None
 
     try:
-        config = wait_for("the operator to register its webhook", registered, 60, cluster.operator_log)
+        config = wait_for(registered, 60, "the operator to register its webhook", cluster.operator_log)
         service = config.webhooks[0].client_config.service
         assert (service.namespace, service.name, service.port) == (RELEASE_NS, SA, 443)
         (pod,) = cluster.operator_pods()
@@ -328,9 +285,9 @@ def test_default_install_issues_its_webhook_certificate_and_registers_the_webhoo
 def test_namespaced_install_runs_a_job_and_nothing_else(cluster: HelmCluster) -> None:
     values = {**BASE_VALUES, "watch.mode": "namespaces", "watch.namespaces": f"{{{WATCHED}}}"}
     cluster.helm("install", RELEASE, str(CHART), "-n", RELEASE_NS, "--create-namespace", "--wait", values=values)
-    (pod,) = wait_for("the operator pod", cluster.operator_pods, 30)
+    (pod,) = wait_for(cluster.operator_pods, 30, "the operator pod")
     ip = pod.status.pod_ip
-    wait_for("the liveness endpoint", lambda: http_ok(f"http://{ip}:8081/healthz"), 60, cluster.operator_log)
+    wait_for(lambda: http_ok(f"http://{ip}:8081/healthz"), 60, "the liveness endpoint", cluster.operator_log)
     assert http_ok(f"http://{ip}:8080/healthz")
 
     create_job(cluster.api, UNWATCHED, "ignored")
@@ -370,7 +327,7 @@ def test_cluster_wide_upgrade_with_two_replicas_runs_jobs_and_a_sweep_and_uninst
     create_sweep(cluster.api, UNWATCHED, "lr")
     wait_succeeded(cluster, UNWATCHED, "ignored")
     sweep = wait_for(
-        "the sweep to finish", lambda: sweep_finished(cluster.api, UNWATCHED, "lr"), 180, cluster.operator_log
+        lambda: sweep_finished(cluster.api, UNWATCHED, "lr"), 180, "the sweep to finish", cluster.operator_log
     )
     assert sweep["phase"] == "Succeeded" and len(sweep["trials"]) == 2, json.dumps(sweep, indent=1)
     assert all(row["phase"] == "Succeeded" for row in sweep["trials"]) and sweep["bestTrial"]["name"]
@@ -391,7 +348,7 @@ def test_cluster_wide_upgrade_with_two_replicas_runs_jobs_and_a_sweep_and_uninst
         return [a.target_ref.name for a in addresses]
 
     # Reports reach the acting replica only (it labels its own pod; the report Service selects the label).
-    wait_for("the report Service to select the acting replica", lambda: report_endpoints() == [acting], 30)
+    wait_for(lambda: report_endpoints() == [acting], 30, "the report Service to select the acting replica")
     for log in cluster.operator_logs().values():
         assert "Forbidden" not in log and "Not enough permissions" not in log, log[-5000:]
     with service_account_client(cluster) as api:

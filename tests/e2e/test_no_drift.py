@@ -12,15 +12,15 @@ Pins:
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import pytest
 from kubernetes import client
 
+from support.manifests import GPU_TOLERATIONS, ONE_THREAD_ENV, resource_body
+from support.waiting import wait_for
 from trainsmart.api import GROUP, SWEEP_PLURAL, TRAININGJOB_PLURAL, VERSION
-from trainsmart.builders import JOB_NAME_LABEL
-from trainsmart.builders.trial import trial_selector
+from trainsmart.names import JOB_NAME_LABEL, trial_selector
 
 pytestmark = pytest.mark.e2e
 
@@ -28,9 +28,9 @@ APPLIER = "argocd-controller"
 TRACKING_LABEL = {"app.kubernetes.io/instance": "ml-team-training"}
 TRACKING_ANNOTATION = {"argocd.argoproj.io/tracking-id": "ml-team-training:trainsmart.dev/TrainingJob:x/gitops"}
 SPEC = {
-    "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+    "tolerations": GPU_TOLERATIONS,
     "trainer": {
-        "env": [{"name": "OMP_NUM_THREADS", "value": "1"}],
+        "env": ONE_THREAD_ENV,
         "config": {"dataset": {"name": "digits"}, "model": {"name": "mlp", "hiddenSizes": [32]}, "epochs": 1},
     },
 }
@@ -49,20 +49,18 @@ def apply_and_finish(
     objects: client.CustomObjectsApi, namespace: str, kind: str, plural: str, spec: Any
 ) -> tuple[Any, Any]:
     """Create as Argo CD would, wait for Succeeded or Failed: (what the create returned, the finished object)."""
-    body = {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": kind,
-        "metadata": {"name": "gitops", "labels": TRACKING_LABEL, "annotations": TRACKING_ANNOTATION},
-        "spec": spec,
-    }
+    body = resource_body(kind, "gitops", spec, labels=TRACKING_LABEL, annotations=TRACKING_ANNOTATION)
     created = objects.create_namespaced_custom_object(GROUP, VERSION, namespace, plural, body, field_manager=APPLIER)
-    deadline = time.monotonic() + 180
-    while True:
-        obj = objects.get_namespaced_custom_object(GROUP, VERSION, namespace, plural, "gitops")
-        if (obj.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
-            return created, obj
-        assert time.monotonic() < deadline, f"{kind} did not finish: {obj.get('status')}"
-        time.sleep(0.5)
+
+    def read() -> Any:
+        return objects.get_namespaced_custom_object(GROUP, VERSION, namespace, plural, "gitops")
+
+    def finished() -> Any:
+        obj = read()
+        return obj if (obj.get("status") or {}).get("phase") in ("Succeeded", "Failed") else None
+
+    obj = wait_for(finished, 180, f"{kind} to finish", lambda: str(read().get("status")), interval=0.5)
+    return created, obj
 
 
 def assert_only_status_changed(created: dict[str, Any], obj: dict[str, Any]) -> None:

@@ -37,10 +37,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from support.paths import REPO as ROOT
 from trainsmart import __version__
 from trainsmart.devcluster.controlplane import ControlPlane, free_port
 
-ROOT = Path(__file__).resolve().parents[2]
 BASE_PACKAGES = ("python3", "python3-venv")
 BASE_SUITE = "bookworm"
 MIRROR = os.environ.get("TRAINSMART_DEBIAN_MIRROR", "http://deb.debian.org/debian")
@@ -136,7 +136,7 @@ def test_final_stage_has_no_compiler_and_no_pip_cache(operator_image: str) -> No
 
 
 def test_the_operator_runs_from_the_image_against_a_real_apiserver(
-    operator_image: str, control_plane: ControlPlane, e2e_crds: None, namespace: str, tmp_path: Path
+    operator_image: str, control_plane: ControlPlane, trainsmart_crds: object, namespace: str, tmp_path: Path
 ) -> None:
     """Namespaced to a namespace of its own, so it never reconciles the session operator's objects."""
     config = yaml.safe_load(control_plane.admin_kubeconfig.read_text())

@@ -17,11 +17,10 @@ import json
 import re
 import shutil
 import subprocess
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,26 +28,23 @@ import pytest
 import yaml
 from kubernetes import client
 
+from support.manifests import (
+    FAST_DIGITS,
+    GPU_TOLERATIONS,
+    ONE_THREAD_ENV,
+    random_lr_sweep_spec,
+    sweep_body,
+    trainingjob_body,
+)
+from support.paths import REPO
+from support.waiting import wait_for
 from trainsmart.api import GROUP, SWEEP_PLURAL, TRAININGJOB_PLURAL, VERSION
 from trainsmart.devcluster.controlplane import free_port
 
 pytestmark = pytest.mark.e2e
 
 PROMETHEUS = shutil.which("prometheus")
-DASHBOARD = Path(__file__).resolve().parents[2] / "charts" / "trainsmart" / "dashboards" / "trainsmart.json"
-CONFIG = {"dataset": {"name": "digits"}, "model": {"name": "mlp", "hiddenSizes": [32]}, "batchSize": 32, "seed": 3}
-TOLERATIONS = [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
-ENV = [{"name": "OMP_NUM_THREADS", "value": "1"}]
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str, diagnose: Callable[[], str] = str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}\n{diagnose()}"
-        time.sleep(0.25)
+DASHBOARD = REPO / "charts" / "trainsmart" / "dashboards" / "trainsmart.json"
 
 
 class Prometheus:
@@ -141,8 +137,7 @@ def objects(api_client: client.ApiClient) -> client.CustomObjectsApi:
 
 
 def create_job(objects: client.CustomObjectsApi, namespace: str, name: str, spec: dict[str, Any]) -> None:
-    spec = {"tolerations": TOLERATIONS, **spec}
-    body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "TrainingJob", "metadata": {"name": name}, "spec": spec}
+    body = trainingjob_body(name, {"tolerations": GPU_TOLERATIONS, **spec})
     objects.create_namespaced_custom_object(GROUP, VERSION, namespace, TRAININGJOB_PLURAL, body)
 
 
@@ -160,7 +155,7 @@ def test_prometheus_reads_a_real_jobs_objective_and_phase(
     prometheus: Prometheus, objects: client.CustomObjectsApi, namespace: str
 ) -> None:
     # Batch size 1: about a second per epoch, so the job is Running for several scrapes.
-    trainer = {"config": {**CONFIG, "batchSize": 1, "epochs": 3}, "env": ENV}
+    trainer = {"config": {**FAST_DIGITS, "batchSize": 1, "epochs": 3}, "env": ONE_THREAD_ENV}
     create_job(objects, namespace, "scraped", {"trainer": trainer})
     job = f'namespace="{namespace}", job="scraped"'
     # Prometheus saw it Running while the trainer ran.
@@ -209,17 +204,12 @@ def test_prometheus_reads_a_real_jobs_objective_and_phase(
 def test_prometheus_reads_a_sweeps_best_so_far_and_its_trials(
     prometheus: Prometheus, objects: client.CustomObjectsApi, namespace: str
 ) -> None:
-    lr = {"name": "lr", "path": "trainer.config.learningRate", "type": "loguniform", "min": 0.001, "max": 0.05}
-    spec = {
-        "objective": {"metric": "val_accuracy", "goal": "maximize"},
-        "algorithm": {"name": "random", "seed": 5},
-        "maxTrials": 2,
-        "parallelTrials": 2,
-        "parameters": [lr],
-        "trialTemplate": {"tolerations": TOLERATIONS, "trainer": {"env": ENV, "config": {**CONFIG, "epochs": 1}}},
+    template = {
+        "tolerations": GPU_TOLERATIONS,
+        "trainer": {"env": ONE_THREAD_ENV, "config": {**FAST_DIGITS, "epochs": 1}},
     }
-    body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "HyperparamSweep", "metadata": {"name": "pick"}, "spec": spec}
-    objects.create_namespaced_custom_object(GROUP, VERSION, namespace, SWEEP_PLURAL, body)
+    spec = random_lr_sweep_spec(template)
+    objects.create_namespaced_custom_object(GROUP, VERSION, namespace, SWEEP_PLURAL, sweep_body("pick", spec))
 
     def sweep_status() -> dict[str, Any]:
         return dict(
@@ -283,7 +273,7 @@ def test_deleted_jobs_leave_no_series(
     # Suspended jobs get status and series but no pods: many jobs, no training load.
     names = [f"churn-{i}" for i in range(20)]
     for name in names:
-        create_job(objects, namespace, name, {"suspend": True, "trainer": {"config": {**CONFIG, "epochs": 1}}})
+        create_job(objects, namespace, name, {"suspend": True, "trainer": {"config": {**FAST_DIGITS, "epochs": 1}}})
     selector = f'trainsmart_job_phase{{namespace="{namespace}"}}'
 
     def series_in_scrape() -> set[str]:

@@ -15,55 +15,29 @@ Pins:
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 from kubernetes import client
 
-from trainsmart.api import GROUP, SWEEP_PLURAL, TRAININGJOB_PLURAL, VERSION
-from trainsmart.builders import JOB_NAME_LABEL
-from trainsmart.builders.trial import TRIAL_NUMBER_LABEL, trial_selector
+from support.kubeapi import condition, create_sweep, trials
+from support.manifests import GPU_TOLERATIONS, ONE_THREAD_ENV, SLOW_DIGITS
+from support.waiting import wait_for
+from trainsmart.api import GROUP, SWEEP_PLURAL, VERSION
+from trainsmart.names import JOB_NAME_LABEL
 
 pytestmark = pytest.mark.e2e
 
-FAST = {"dataset": {"name": "digits"}, "model": {"name": "mlp", "hiddenSizes": [32]}, "batchSize": 32, "seed": 3}
-# ~1 s per epoch on one core (batch size 1), so the sweep can act between epochs.
-SLOW = {"dataset": {"name": "digits"}, "model": {"name": "mlp", "hiddenSizes": [64]}, "batchSize": 1, "seed": 3}
-TOLERATIONS = [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
-ENV = [{"name": "OMP_NUM_THREADS", "value": "1"}]
 LR = {"name": "lr", "path": "trainer.config.learningRate", "type": "loguniform", "min": 0.0005, "max": 0.05}
 
 
 def template(config: dict[str, Any], **extra: Any) -> dict[str, Any]:
-    return {"tolerations": TOLERATIONS, "trainer": {"env": ENV, "config": config}, **extra}
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str, diagnose: Callable[[], str] = str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}\n{diagnose()}"
-        time.sleep(0.3)
-
-
-def create_sweep(api: client.ApiClient, namespace: str, name: str, spec: dict[str, Any]) -> None:
-    body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "HyperparamSweep", "metadata": {"name": name}, "spec": spec}
-    client.CustomObjectsApi(api).create_namespaced_custom_object(GROUP, VERSION, namespace, SWEEP_PLURAL, body)
+    return {"tolerations": GPU_TOLERATIONS, "trainer": {"env": ONE_THREAD_ENV, "config": config}, **extra}
 
 
 def sweep_status(api: client.ApiClient, namespace: str, name: str) -> dict[str, Any]:
     body = client.CustomObjectsApi(api).get_namespaced_custom_object(GROUP, VERSION, namespace, SWEEP_PLURAL, name)
     return dict(body.get("status") or {})
-
-
-def trials(api: client.ApiClient, namespace: str, sweep: str) -> list[dict[str, Any]]:
-    items = client.CustomObjectsApi(api).list_namespaced_custom_object(
-        GROUP, VERSION, namespace, TRAININGJOB_PLURAL, label_selector=trial_selector(sweep)
-    )["items"]
-    return sorted(items, key=lambda job: int(job["metadata"]["labels"][TRIAL_NUMBER_LABEL]))
 
 
 def describe(api: client.ApiClient, namespace: str, sweep: str) -> str:
@@ -90,10 +64,6 @@ def wait_finished(api: client.ApiClient, namespace: str, sweep: str, timeout: fl
     )
 
 
-def condition(status: dict[str, Any], type_: str) -> dict[str, Any]:
-    return next((c for c in status.get("conditions", []) if c["type"] == type_), {})
-
-
 def child_best(job: dict[str, Any]) -> float | None:
     """The best val_accuracy the trial's own status shows: its history, and `best` (which also has the
     values of epoch reports that did not get through, e.g. while the operator was down)."""
@@ -112,7 +82,7 @@ def test_tpe_sweep_completes_with_the_best_trial_across_an_operator_restart(
         "maxTrials": 4,
         "parallelTrials": 2,
         "parameters": [LR, {"name": "width", "path": "trainer.config.batchSize", "type": "choice", "values": [16, 64]}],
-        "trialTemplate": template({**SLOW, "batchSize": 2, "epochs": 8}),
+        "trialTemplate": template({**SLOW_DIGITS, "batchSize": 2, "epochs": 8}),
     }
     create_sweep(api_client, namespace, "tpe", spec)
     # Killed once the running trainers have reported an epoch, with most of their epochs to go: a trainer
@@ -163,7 +133,7 @@ def test_asha_pauses_the_worse_trial_and_resumes_the_promoted_one_from_its_check
             {"name": "lr", "path": "trainer.config.learningRate", "type": "choice", "values": [0.003, 1e-6]}
         ],
         # Enough epochs that the sweep's stop (two reconciles and a SIGTERM away) lands before the last one.
-        "trialTemplate": template({**SLOW, "epochs": 10}, checkpoint={"size": "1Gi"}),
+        "trialTemplate": template({**SLOW_DIGITS, "epochs": 10}, checkpoint={"size": "1Gi"}),
     }
     create_sweep(api_client, namespace, "asha", spec)
     status = wait_finished(api_client, namespace, "asha", timeout=300)
@@ -193,7 +163,7 @@ def test_duration_budget_stops_the_sweep(operator_process: Any, api_client: clie
         "parallelTrials": 1,
         "budget": {"maxDuration": "15s"},
         "parameters": [LR],
-        "trialTemplate": template({**SLOW, "epochs": 50}),
+        "trialTemplate": template({**SLOW_DIGITS, "epochs": 50}),
     }
     create_sweep(api_client, namespace, "brief", spec)
     status = wait_finished(api_client, namespace, "brief", timeout=120)
@@ -216,7 +186,7 @@ def test_goal_reached_stops_the_remaining_trials(
         "maxTrials": 6,
         "parallelTrials": 2,
         "parameters": [LR],
-        "trialTemplate": template({**SLOW, "epochs": 30}),
+        "trialTemplate": template({**SLOW_DIGITS, "epochs": 30}),
     }
     create_sweep(api_client, namespace, "goal", spec)
     status = wait_finished(api_client, namespace, "goal", timeout=150)

@@ -15,15 +15,15 @@ Pins:
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import pytest
 from kubernetes import client
 
+from support.manifests import FAST_DIGITS, GPU_TOLERATIONS, ONE_THREAD_ENV, trainingjob_body
+from support.waiting import wait_for
 from trainsmart.api import GROUP, TRAININGJOB_PLURAL, VERSION
-from trainsmart.builders import JOB_NAME_LABEL
+from trainsmart.names import JOB_NAME_LABEL
 from trainsmart_trainer import contract
 
 if TYPE_CHECKING:
@@ -31,26 +31,9 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.e2e
 
-TOLERATIONS = [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
-CONFIG = {
-    "dataset": {"name": "digits"},
-    "model": {"name": "mlp", "hiddenSizes": [32]},
-    "batchSize": 32,
-    "seed": 3,
-    "epochs": 1,
-}
+CONFIG = {**FAST_DIGITS, "epochs": 1}
 # Nothing listens there inside the pod's own network namespace: every report is refused at once.
 CLOSED_REPORT_URL = "http://127.0.0.1:9/v1/reports"
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float, what: Callable[[], str]) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out: {what()}"
-        time.sleep(0.2)
 
 
 def test_agent_keeps_the_message_of_a_read_only_non_root_pod(
@@ -73,14 +56,14 @@ def test_agent_keeps_the_message_of_a_read_only_non_root_pod(
             "terminationMessagePolicy": "FallbackToLogsOnError",
         },
     ]
-    spec = {"restartPolicy": "Never", "tolerations": TOLERATIONS, "containers": containers}
+    spec = {"restartPolicy": "Never", "tolerations": GPU_TOLERATIONS, "containers": containers}
     core.create_namespaced_pod(namespace, {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "m"}, "spec": spec})
 
     def finished() -> client.V1Pod | None:
         pod = core.read_namespaced_pod("m", namespace)
         return pod if pod.status.phase in ("Succeeded", "Failed") else None
 
-    pod = wait_for(finished, 60, node_agent.tail)
+    pod = wait_for(finished, 60, "pod m to finish", node_agent.tail)
     states = {status.name: status.state.terminated for status in pod.status.container_statuses}
     assert (states["writes"].exit_code, states["writes"].message) == (0, '{"done":true}'), node_agent.tail()
     assert (states["fails"].exit_code, states["fails"].message) == (4, "the last words")
@@ -96,14 +79,9 @@ def test_job_whose_reports_never_arrive_succeeds_with_its_final_metrics(
         # variables cannot be overridden through spec.trainer.env, so the command does it).
         "command": ["env", f"{contract.REPORT_URL}={CLOSED_REPORT_URL}", "python", "-m", "trainsmart_trainer"],
         "config": CONFIG,
-        "env": [{"name": "OMP_NUM_THREADS", "value": "1"}],
+        "env": ONE_THREAD_ENV,
     }
-    body = {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "TrainingJob",
-        "metadata": {"name": "unreported"},
-        "spec": {"replicas": 1, "tolerations": TOLERATIONS, "trainer": trainer},
-    }
+    body = trainingjob_body("unreported", {"replicas": 1, "tolerations": GPU_TOLERATIONS, "trainer": trainer})
     objects.create_namespaced_custom_object(GROUP, VERSION, namespace, TRAININGJOB_PLURAL, body)
 
     def status() -> dict[str, Any]:
@@ -115,11 +93,16 @@ def test_job_whose_reports_never_arrive_succeeds_with_its_final_metrics(
         states = [(p.metadata.name, [s.state.to_dict() for s in p.status.container_statuses or []]) for p in pods]
         return f"{status()}\n{states}\n{operator_process.tail()}"
 
-    final = wait_for(lambda: status() if status().get("phase") in ("Succeeded", "Failed") else None, 180, describe)
+    final = wait_for(
+        lambda: status() if status().get("phase") in ("Succeeded", "Failed") else None, 180, "the job to end", describe
+    )
     assert final["phase"] == "Succeeded", describe()
     # Metrics appear in the same derivation or right after the pod's final status is seen.
     final = wait_for(
-        lambda: status() if "test_accuracy" in (status().get("metrics") or {}).get("latest", {}) else None, 30, describe
+        lambda: status() if "test_accuracy" in (status().get("metrics") or {}).get("latest", {}) else None,
+        30,
+        "the final metrics in status",
+        describe,
     )
     metrics, progress = final["metrics"], final["progress"]
     assert {"test_accuracy", "val_accuracy", "val_loss"} <= set(metrics["latest"])

@@ -15,37 +15,22 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from kubernetes import client
 
+from support.kubeapi import condition, job_pods
+from support.manifests import FAST_DIGITS, GPU_TOLERATIONS, ONE_THREAD_ENV, SLOW_DIGITS, trainingjob_body
+from support.waiting import wait_for
 from trainsmart.api import GROUP, TRAININGJOB_PLURAL, VERSION
-from trainsmart.builders import ATTEMPT_LABEL, JOB_NAME_LABEL
+from trainsmart.names import ATTEMPT_LABEL, JOB_NAME_LABEL
 from trainsmart_trainer import contract
 
 pytestmark = pytest.mark.e2e
-
-# ~1 s per epoch on one core (batch size 1 makes every step count), so progress can be watched.
-SLOW = {"dataset": {"name": "digits"}, "model": {"name": "mlp", "hiddenSizes": [64]}, "batchSize": 1, "seed": 3}
-FAST = {"dataset": {"name": "digits"}, "model": {"name": "mlp", "hiddenSizes": [32]}, "batchSize": 32, "seed": 3}
-ENV = [{"name": "OMP_NUM_THREADS", "value": "1"}]
-# The session's nodes are all simulated GPU nodes, tainted as GPU pools are; CPU jobs tolerate the taint.
-TOLERATIONS = [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str, diagnose: Callable[[], str] = str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}\n{diagnose()}"
-        time.sleep(0.2)
 
 
 @pytest.fixture
@@ -86,18 +71,13 @@ def claim(api_client: client.ApiClient, namespace: str, tmp_path: Path) -> Itera
 
 
 def create_job(objects: client.CustomObjectsApi, namespace: str, name: str, spec: dict[str, Any]) -> None:
-    spec = {"tolerations": TOLERATIONS, **spec, "trainer": {"env": ENV, **spec.get("trainer", {})}}
-    body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "TrainingJob", "metadata": {"name": name}, "spec": spec}
-    objects.create_namespaced_custom_object(GROUP, VERSION, namespace, TRAININGJOB_PLURAL, body)
+    spec = {"tolerations": GPU_TOLERATIONS, **spec, "trainer": {"env": ONE_THREAD_ENV, **spec.get("trainer", {})}}
+    objects.create_namespaced_custom_object(GROUP, VERSION, namespace, TRAININGJOB_PLURAL, trainingjob_body(name, spec))
 
 
 def status_of(objects: client.CustomObjectsApi, namespace: str, name: str) -> dict[str, Any]:
     job = objects.get_namespaced_custom_object(GROUP, VERSION, namespace, TRAININGJOB_PLURAL, name)
     return dict(job.get("status") or {})
-
-
-def condition(status: dict[str, Any], type_: str) -> dict[str, Any]:
-    return next((c for c in status.get("conditions", []) if c["type"] == type_), {})
 
 
 def describe(objects: client.CustomObjectsApi, namespace: str, name: str) -> str:
@@ -120,11 +100,6 @@ def wait_phase(
     return wait_for(done, timeout, f"{name} to reach {phases}", lambda: describe(objects, namespace, name))  # type: ignore[no-any-return]
 
 
-def pods_of(api_client: client.ApiClient, namespace: str, name: str) -> list[client.V1Pod]:
-    core = client.CoreV1Api(api_client)
-    return list(core.list_namespaced_pod(namespace, label_selector=f"{JOB_NAME_LABEL}={name}").items)
-
-
 def trainer_pids(namespace: str, job: str, rank: int) -> list[int]:
     """The trainer processes of one replica, found by their environment (the agent runs them on this host)."""
     wanted = {f"{contract.JOB_NAME}={job}", f"{contract.JOB_NAMESPACE}={namespace}", f"{contract.PET_NODE_RANK}={rank}"}
@@ -142,7 +117,7 @@ def trainer_pids(namespace: str, job: str, rank: int) -> list[int]:
 
 
 def test_one_replica_succeeds(operator_process: Any, objects: client.CustomObjectsApi, namespace: str) -> None:
-    create_job(objects, namespace, "solo", {"trainer": {"config": {**FAST, "epochs": 2}}})
+    create_job(objects, namespace, "solo", {"trainer": {"config": {**FAST_DIGITS, "epochs": 2}}})
     status = wait_phase(objects, namespace, "solo", {"Succeeded", "Failed"})
     assert status["phase"] == "Succeeded", condition(status, "Failed")["message"]
     assert condition(status, "Succeeded")["status"] == "True"
@@ -157,7 +132,7 @@ def test_two_replicas_ddp_with_progress(
     api_client: client.ApiClient,
     namespace: str,
 ) -> None:
-    config = {**SLOW, "batchSize": 4, "epochs": 3}
+    config = {**SLOW_DIGITS, "batchSize": 4, "epochs": 3}
     create_job(objects, namespace, "pair", {"replicas": 2, "trainer": {"config": config}})
     seen = wait_for(
         lambda: (
@@ -170,7 +145,7 @@ def test_two_replicas_ddp_with_progress(
         lambda: str(status_of(objects, namespace, "pair")),
     )
     assert seen["progress"]["totalEpochs"] == 3
-    assert len(pods_of(api_client, namespace, "pair")) == 2
+    assert len(job_pods(api_client, namespace, "pair")) == 2
     status = wait_phase(objects, namespace, "pair", {"Succeeded", "Failed"})
     assert status["phase"] == "Succeeded", status
     assert status["replicas"]["succeeded"] == 2
@@ -184,7 +159,7 @@ def test_killed_replica_restarts_all_and_resumes(
     namespace: str,
     claim: str,
 ) -> None:
-    config = {**SLOW, "batchSize": 4, "epochs": 6}
+    config = {**SLOW_DIGITS, "batchSize": 4, "epochs": 6}
     create_job(
         objects,
         namespace,
@@ -210,7 +185,7 @@ def test_killed_replica_restarts_all_and_resumes(
     status = wait_phase(objects, namespace, "phoenix", {"Succeeded", "Failed"}, timeout=180)
     assert status["phase"] == "Succeeded", status
     assert status["restarts"] == 1
-    pods = pods_of(api_client, namespace, "phoenix")
+    pods = job_pods(api_client, namespace, "phoenix")
     assert {p.metadata.labels[ATTEMPT_LABEL] for p in pods} == {"1"}
     log = node_agent.container_log(next(p for p in pods if p.metadata.name == "phoenix-0"), "trainer")
     assert "resumed from" in log and "0 epochs done" not in log, log[-2000:]
@@ -222,7 +197,7 @@ def test_killed_replica_restarts_all_and_resumes(
 def test_permanent_failure_fails_at_once(
     operator_process: Any, objects: client.CustomObjectsApi, namespace: str
 ) -> None:
-    config = {**FAST, "epochs": 1, "dataset": {"name": "tabular-csv", "path": "/nonexistent/data.csv"}}
+    config = {**FAST_DIGITS, "epochs": 1, "dataset": {"name": "tabular-csv", "path": "/nonexistent/data.csv"}}
     create_job(objects, namespace, "doomed", {"trainer": {"config": config}})
     status = wait_phase(objects, namespace, "doomed", {"Succeeded", "Failed"})
     assert status["phase"] == "Failed", status
@@ -239,15 +214,18 @@ def test_operator_killed_and_restarted_mid_job(
     namespace: str,
 ) -> None:
     create_job(
-        objects, namespace, "steady", {"replicas": 2, "trainer": {"config": {**SLOW, "batchSize": 4, "epochs": 3}}}
+        objects,
+        namespace,
+        "steady",
+        {"replicas": 2, "trainer": {"config": {**SLOW_DIGITS, "batchSize": 4, "epochs": 3}}},
     )
     wait_for(lambda: status_of(objects, namespace, "steady").get("phase") == "Running", 120, "Running")
-    uids = {p.metadata.uid for p in pods_of(api_client, namespace, "steady")}
+    uids = {p.metadata.uid for p in job_pods(api_client, namespace, "steady")}
     operator_process.kill()
     operator_process.start()
     status = wait_phase(objects, namespace, "steady", {"Succeeded", "Failed"})
     assert status["phase"] == "Succeeded", status
-    pods = pods_of(api_client, namespace, "steady")
+    pods = job_pods(api_client, namespace, "steady")
     assert len(pods) == 2 and {p.metadata.uid for p in pods} == uids
     assert status["restarts"] == 0
 
@@ -262,7 +240,7 @@ def test_backoff_exhausted_fails(operator_process: Any, objects: client.CustomOb
 
 
 def test_deadline_fails_running_job(operator_process: Any, objects: client.CustomObjectsApi, namespace: str) -> None:
-    spec = {"runPolicy": {"activeDeadlineSeconds": 3}, "trainer": {"config": {**SLOW, "epochs": 50}}}
+    spec = {"runPolicy": {"activeDeadlineSeconds": 3}, "trainer": {"config": {**SLOW_DIGITS, "epochs": 50}}}
     create_job(objects, namespace, "late", spec)
     status = wait_phase(objects, namespace, "late", {"Succeeded", "Failed"}, timeout=90)
     assert status["phase"] == "Failed"
@@ -270,7 +248,7 @@ def test_deadline_fails_running_job(operator_process: Any, objects: client.Custo
 
 
 def test_ttl_deletes_finished_job(operator_process: Any, objects: client.CustomObjectsApi, namespace: str) -> None:
-    spec = {"runPolicy": {"ttlSecondsAfterFinished": 2}, "trainer": {"config": {**FAST, "epochs": 1}}}
+    spec = {"runPolicy": {"ttlSecondsAfterFinished": 2}, "trainer": {"config": {**FAST_DIGITS, "epochs": 1}}}
     create_job(objects, namespace, "brief", spec)
 
     def gone() -> bool:
@@ -292,7 +270,7 @@ def test_suspend_and_resume_from_checkpoint(
     claim: str,
 ) -> None:
     # Batch size 1: about a second per epoch, so the suspension lands well before the last epoch.
-    spec = {"checkpoint": {"claimName": claim}, "trainer": {"config": {**SLOW, "epochs": 10}}}
+    spec = {"checkpoint": {"claimName": claim}, "trainer": {"config": {**SLOW_DIGITS, "epochs": 10}}}
     create_job(objects, namespace, "nap", spec)
     wait_for(
         lambda: ((status_of(objects, namespace, "nap").get("checkpoint") or {}).get("latestEpoch") or 0) >= 1,
@@ -304,7 +282,7 @@ def test_suspend_and_resume_from_checkpoint(
     objects.patch_namespaced_custom_object(GROUP, VERSION, namespace, TRAININGJOB_PLURAL, "nap", patch)
     wait_phase(objects, namespace, "nap", {"Suspended"}, timeout=60)
     wait_for(
-        lambda: not pods_of(api_client, namespace, "nap"),
+        lambda: not job_pods(api_client, namespace, "nap"),
         60,
         "the pods to go",
         lambda: describe(objects, namespace, "nap"),
@@ -317,5 +295,5 @@ def test_suspend_and_resume_from_checkpoint(
     assert status["phase"] == "Succeeded", describe(objects, namespace, "nap")
     assert saved >= 1 and status["progress"]["epoch"] == 10
     assert status["restarts"] == 0  # a suspension is not a failure
-    log = node_agent.container_log(pods_of(api_client, namespace, "nap")[0], "trainer")
+    log = node_agent.container_log(job_pods(api_client, namespace, "nap")[0], "trainer")
     assert f"{saved} epochs done" in log or "resumed from" in log, log[-2000:]

@@ -42,8 +42,8 @@ from typing import Any, Final, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from trainsmart.api import HyperparamSweepSpec, TrainingJobPhase, TrainingJobSpec, format_validation_error
-from trainsmart.builders.common import DNS_LABEL_MAX, name_problems, pod_name
 from trainsmart.builders.env import RESERVED_ENV_NAMES
+from trainsmart.names import DNS_LABEL_MAX, name_problems, pod_name, trial_name
 
 STARTED_PHASES: Final = frozenset(
     {TrainingJobPhase.RUNNING, TrainingJobPhase.RESTARTING, TrainingJobPhase.SUCCEEDED, TrainingJobPhase.FAILED}
@@ -64,11 +64,6 @@ class Problem:
 
     def __str__(self) -> str:
         return f"{self.path}: {self.reason}"
-
-
-def trial_name(sweep: str, number: int) -> str:
-    """`<sweep>-<number>`: the name of a sweep's trial TrainingJob (number counts from 0)."""
-    return f"{sweep}-{number}"
 
 
 def validate_trainingjob(

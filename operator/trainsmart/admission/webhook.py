@@ -1,4 +1,7 @@
-"""Kopf glue for the validating webhook: handlers, the HTTPS server and its certificates.
+"""The validating webhook's I/O side: the handler functions, the HTTPS server and its certificates.
+
+`trainsmart.main` registers the handler functions with Kopf (with every other Kopf registration) and
+calls `configure_webhook_server` at startup.
 
 Kubernetes 1.20 has no CEL rules, so everything the CRD schema cannot say is enforced here, by the same
 pure functions (`trainsmart.admission.rules`) the operator uses when it parses an object.
@@ -39,10 +42,9 @@ from trainsmart.admission.rules import (
     validate_trainingjob,
 )
 from trainsmart.api import GROUP, SWEEP_KIND, SWEEP_PLURAL, TRAININGJOB_KIND, TRAININGJOB_PLURAL, VERSION
-from trainsmart.devcluster.pki import issue_certificate, new_ca
+from trainsmart.options import MANAGED_CONFIGURATION_NAME, ServiceRef, WebhookOptions
+from trainsmart.pki import issue_certificate, new_ca
 
-MANAGED_CONFIGURATION_NAME: Final = GROUP
-"""Name of the ValidatingWebhookConfiguration Kopf maintains (`settings.admission.managed`)."""
 TRAININGJOB_WEBHOOK_ID: Final = "validate-trainingjob"
 SWEEP_WEBHOOK_ID: Final = "validate-sweep"
 WEBHOOKS: Final = ((TRAININGJOB_WEBHOOK_ID, TRAININGJOB_PLURAL), (SWEEP_WEBHOOK_ID, SWEEP_PLURAL))
@@ -54,19 +56,6 @@ KEY_FILE: Final = "tls.key"
 CA_FILE: Final = "ca.crt"
 WEBHOOK_CA_NAME: Final = "trainsmart-webhook-ca"
 INVALID_CODE: Final = 422
-
-
-def register_admission(registry: kopf.OperatorRegistry | None = None) -> None:
-    """Define the validating handlers for both kinds (in `registry`, or Kopf's default one)."""
-    operations = OPERATIONS
-    on_jobs = kopf.on.validate(
-        GROUP, VERSION, TRAININGJOB_PLURAL, id=TRAININGJOB_WEBHOOK_ID, operations=operations, registry=registry
-    )
-    on_jobs(admit_trainingjob)
-    on_sweeps = kopf.on.validate(
-        GROUP, VERSION, SWEEP_PLURAL, id=SWEEP_WEBHOOK_ID, operations=operations, registry=registry
-    )
-    on_sweeps(admit_sweep)
 
 
 def admit_trainingjob(*, body: kopf.Body, warnings: list[str], old: kopf.Body | None = None, **_: Any) -> None:
@@ -96,15 +85,6 @@ def _plain(body: Mapping[str, Any] | None) -> dict[str, Any]:
 
 
 # -- the server ----------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ServiceRef:
-    """The Service in front of the operator's webhook port, as the apiserver should call it."""
-
-    namespace: str
-    name: str
-    port: int = 443
 
 
 class ServiceWebhookServer(kopf.WebhookServer):
@@ -150,7 +130,7 @@ def configure_admission(
     The apiserver is told to call `https://<url_host or host>:<port>/<handler id>`, or the `service` when
     given, trusting `cafile`/`cadata` (the CA that issued `certfile`). `managed=None` leaves the
     ValidatingWebhookConfiguration to someone else (a chart; see `build_webhook_configuration`).
-    Call it from a `@kopf.on.startup` handler.
+    Call it from a `@kopf.on.startup` handler (`configure_webhook_server` does, for `trainsmart.main`).
     """
     options: dict[str, Any] = {
         "addr": host,
@@ -167,42 +147,27 @@ def configure_admission(
     return server
 
 
-def enable_admission(
-    *,
-    host: str,
-    port: int,
-    cert_dir: Path,
-    url_host: str | None = None,
-    service: ServiceRef | None = None,
-    managed: str | None = MANAGED_CONFIGURATION_NAME,
-    registry: kopf.OperatorRegistry | None = None,
-) -> None:
-    """Everything an operator process needs for admission: the handlers, and a startup step that makes
-    sure `cert_dir` holds a certificate for the address the apiserver calls, then configures the server.
-
-    What `trainsmart operator --webhook-port ...` calls before `kopf.run`; the certificate work happens at
-    startup (not at import) so a read-only or missing directory fails the operator's start visibly.
-    """
-    register_admission(registry)
+def configure_webhook_server(settings: kopf.OperatorSettings, webhook: WebhookOptions) -> kopf.WebhookServer:
+    """Make sure `webhook.cert_dir` holds a certificate for the address the apiserver calls, then serve
+    admission with it (`configure_admission`). Run at startup, not at import, so a read-only or missing
+    directory fails the operator's start visibly."""
+    service = webhook.service
     if service is not None:
         hosts = [f"{service.name}.{service.namespace}.svc", f"{service.name}.{service.namespace}.svc.cluster.local"]
     else:
-        hosts = [url_host or _reachable(host)]
-
-    @kopf.on.startup(id="trainsmart-admission", registry=registry)
-    def _configure_admission(settings: kopf.OperatorSettings, **_: Any) -> None:
-        certs = ensure_webhook_certificates(cert_dir, hosts)
-        configure_admission(
-            settings,
-            host=host,
-            port=port,
-            certfile=certs.cert_file,
-            pkeyfile=certs.key_file,
-            cafile=certs.ca_file,
-            url_host=url_host,
-            service=service,
-            managed=managed,
-        )
+        hosts = [webhook.url_host or _reachable(webhook.host)]
+    certs = ensure_webhook_certificates(webhook.cert_dir, hosts)
+    return configure_admission(
+        settings,
+        host=webhook.host,
+        port=webhook.port,
+        certfile=certs.cert_file,
+        pkeyfile=certs.key_file,
+        cafile=certs.ca_file,
+        url_host=webhook.url_host,
+        service=service,
+        managed=webhook.managed,
+    )
 
 
 def _reachable(host: str) -> str:

@@ -23,9 +23,9 @@ from trainsmart.api.resources import (
     TrainingJob,
 )
 from trainsmart.api.search_space import Parameter, ParameterType
-from trainsmart.api.sweep import AlgorithmName, EarlyStoppingRule, Goal, HyperparamSweepSpec, RetentionPolicy
+from trainsmart.api.sweep_spec import AlgorithmName, EarlyStoppingRule, Goal, HyperparamSweepSpec, RetentionPolicy
 from trainsmart.api.sweep_status import BestTrial, HyperparamSweepStatus, TrialCounts, TrialRecord
-from trainsmart.api.trainingjob import CheckpointSpec, CleanPodPolicy, RunPolicy, TrainerSpec, TrainingJobSpec
+from trainsmart.api.trainingjob_spec import CheckpointSpec, CleanPodPolicy, RunPolicy, TrainerSpec, TrainingJobSpec
 from trainsmart.api.trainingjob_status import TrainingJobStatus
 
 __all__ = [

@@ -66,10 +66,13 @@ FreeFormObject = Annotated[
     WithJsonSchema({"type": "object", "x-kubernetes-preserve-unknown-fields": True}),
 ]
 
-# A scalar of any JSON type: a hyperparameter value (number, string or boolean). Structural schemas cannot
-# say "one of these types", so the CRD leaves the node untyped and the model checks the type.
+Scalar = bool | int | float | str
+"""A hyperparameter value (number, string or boolean): the one spelling every sweep module uses."""
+
+# A scalar of any JSON type in the API. Structural schemas cannot say "one of these types", so the CRD
+# leaves the node untyped and the model checks the type.
 ScalarValue = Annotated[
-    bool | int | float | str,
+    Scalar,
     WithJsonSchema({"x-kubernetes-preserve-unknown-fields": True}),
 ]
 

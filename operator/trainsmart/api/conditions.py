@@ -1,4 +1,5 @@
-"""Phases, condition types, reasons and severities: the status vocabulary, as named constants.
+"""Phases, condition types, reasons and severities: the status vocabulary, as named constants; and the
+few pure functions that set conditions the Kubernetes way, shared by both kinds' status derivations.
 
 Status derivation, Events, metrics and tests all compare against these names; spelling them once here means
 a renamed reason cannot silently break a `kubectl wait --for=condition=...` script or a dashboard.
@@ -6,8 +7,10 @@ a renamed reason cannot silently break a `kubectl wait --for=condition=...` scri
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
 from enum import StrEnum
-from typing import Final
+from typing import Any, Final, Literal, NamedTuple, Protocol, Self, TypeVar
 
 from pydantic import AwareDatetime, Field
 
@@ -102,11 +105,21 @@ class Reason(StrEnum):
     PERMANENT_EXIT_CODE = "PermanentExitCode"
     BACKOFF_LIMIT_EXCEEDED = "BackoffLimitExceeded"
     DEADLINE_EXCEEDED = "DeadlineExceeded"
+    PODS_DISRUPTED = "PodDisrupted"
+    """A replica was evicted, preempted or deleted from outside: all replicas restart, not counted."""
+    REPLICAS_RECREATED = "ReplicasRecreated"
+    """The replicas of a restart are all gone; fresh ones are being created."""
+    NO_RESTART = "NoRestart"
+    NO_FAILURE = "NoFailure"
+    JOB_FAILED = "JobFailed"
+    """Succeeded=False once the job failed (the Failed condition has the details)."""
     # Both kinds
     SPEC_VALID = "SpecValid"
     SPEC_INVALID = "SpecInvalid"
     SUSPENDED_BY_USER = "SuspendedByUser"
+    NOT_SUSPENDED = "NotSuspended"
     RESUMED = "Resumed"
+    NOT_FINISHED = "NotFinished"
     # HyperparamSweep
     TRIALS_RUNNING = "TrialsRunning"
     MAX_TRIALS_REACHED = "MaxTrialsReached"
@@ -117,6 +130,29 @@ class Reason(StrEnum):
     MAX_FAILED_TRIALS_REACHED = "MaxFailedTrialsReached"
     NO_SUCCESSFUL_TRIAL = "NoSuccessfulTrial"
     EARLY_STOPPED = "EarlyStopped"
+    NO_TRIALS_YET = "NoTrialsYet"
+    SWEEP_FAILED = "SweepFailed"
+    SWEEP_SUCCEEDED = "SweepSucceeded"
+    FAILURES_WITHIN_LIMIT = "FailuresWithinLimit"
+    NO_TARGET = "NoTarget"
+    TARGET_NOT_REACHED = "TargetNotReached"
+    NO_BUDGET = "NoBudget"
+    WITHIN_BUDGET = "WithinBudget"
+    STOPPING_TRIALS = "StoppingTrials"
+    # A trial's outcome in the sweep's trial table, and the Events about trials
+    NO_METRIC = "NoMetric"
+    """The trial finished without reporting the objective metric."""
+    TRIAL_DELETED = "TrialDeleted"
+    """The trial's TrainingJob was deleted before it finished; it is not run again."""
+    INVALID_TRIAL = "InvalidTrial"
+    """The suggested point made an invalid TrainingJob; recorded Failed so the search moves on."""
+    PROMOTED = "Promoted"
+    """A paused trial was promoted to the next rung (ASHA) and resumes from its checkpoint."""
+    TRIAL_RETENTION = "TrialRetention"
+    TRIAL_CREATED = "TrialCreated"
+    TRIAL_STOPPED = "TrialStopped"
+    TRIAL_PROMOTED = "TrialPromoted"
+    TRIAL_RESUMED = "TrialResumed"
 
 
 class DiagnosticSeverity(StrEnum):
@@ -161,3 +197,176 @@ class Condition(ApiModel):
         ge=0,
         description="The metadata.generation the condition was computed from.",
     )
+
+
+# ---- setting conditions -------------------------------------------------------------------------------------
+# One per type; `lastTransitionTime` moves only when status does. `kubectl wait`, dashboards and alerts read
+# it as "since when is this so"; rewriting it on every reconcile would make every status patch a change and
+# every condition look brand new. Times are cut to whole seconds because that is what the apiserver keeps
+# (metav1.Time): a status read back must compare equal to the one written, or the I/O side would patch
+# forever.
+
+# The order conditions are written in, so that the same state always serializes the same way.
+TRAININGJOB_CONDITION_ORDER: Final = tuple(TrainingJobConditionType)
+
+
+def to_api_time(moment: datetime) -> datetime:
+    """`moment` at the apiserver's precision (whole seconds); it must be timezone-aware."""
+    if moment.tzinfo is None:
+        raise ValueError(f"{moment!r} has no timezone; pass an aware datetime (e.g. datetime.now(UTC))")
+    return moment.replace(microsecond=0)
+
+
+def find_condition(conditions: Iterable[Condition], type_: str) -> Condition | None:
+    """The condition of `type_`, or None."""
+    return next((condition for condition in conditions if condition.type == type_), None)
+
+
+def is_condition_true(conditions: Iterable[Condition], type_: str) -> bool:
+    """Whether a condition of `type_` exists with status True."""
+    condition = find_condition(conditions, type_)
+    return condition is not None and condition.status == ConditionStatus.TRUE
+
+
+def make_condition(
+    previous: Condition | None,
+    type_: str,
+    status: ConditionStatus,
+    reason: str,
+    message: str,
+    now: datetime,
+    observed_generation: int | None = None,
+) -> Condition:
+    """A condition of `type_`; it keeps `previous`'s lastTransitionTime when the status is unchanged."""
+    unchanged = previous is not None and previous.status == status and previous.last_transition_time is not None
+    transition = previous.last_transition_time if unchanged and previous is not None else to_api_time(now)
+    return Condition(
+        type=type_,
+        status=status,
+        reason=reason,
+        message=message,
+        last_transition_time=transition,
+        observed_generation=observed_generation,
+    )
+
+
+def set_condition(
+    conditions: Sequence[Condition],
+    type_: str,
+    status: ConditionStatus,
+    reason: str,
+    message: str,
+    now: datetime,
+    observed_generation: int | None = None,
+) -> list[Condition]:
+    """`conditions` with `type_` set (replaced in place, or appended); the others untouched."""
+    updated = make_condition(
+        find_condition(conditions, type_), type_, status, reason, message, now, observed_generation
+    )
+    out = [condition for condition in conditions if condition.type != type_]
+    position = next((i for i, condition in enumerate(conditions) if condition.type == type_), len(out))
+    out.insert(position, updated)
+    return out
+
+
+def merge_conditions(previous: Sequence[Condition], updates: Sequence[Condition], now: datetime) -> list[Condition]:
+    """`updates` (their lastTransitionTime ignored) applied over `previous`, transitions kept as above.
+
+    Conditions of types not in `updates` are kept as they were, so another writer's types survive.
+    """
+    out = list(previous)
+    for update in updates:
+        out = set_condition(
+            out,
+            update.type,
+            update.status,
+            update.reason or update.type,
+            update.message or "",
+            now,
+            update.observed_generation,
+        )
+    return out
+
+
+def ordered(conditions: Iterable[Condition], order: Sequence[str] = TRAININGJOB_CONDITION_ORDER) -> list[Condition]:
+    """Conditions in `order`, unknown types after them by name: a stable list for stable patches."""
+    rank = {type_: i for i, type_ in enumerate(order)}
+    return sorted(conditions, key=lambda condition: (rank.get(condition.type, len(rank)), condition.type))
+
+
+ConditionOutcome = tuple[bool, str, str]
+"""(holds, reason, message): what one condition function decides (`status/job_conditions.py`,
+`sweep/sweep_conditions.py`); `condition_from` makes the condition of it."""
+
+CONDITION_MESSAGE_MAX_CHARS: Final = 32768
+"""`Condition.message`'s limit (the CRD's maxLength): a longer message would make the status unwritable."""
+
+
+def condition_from(
+    previous: Sequence[Condition],
+    type_: str,
+    holds: bool,
+    reason: str,
+    message: str,
+    now: datetime,
+    observed_generation: int | None = None,
+) -> Condition:
+    """The condition `type_` (True when `holds`), transition time kept from `previous` as above."""
+    status = ConditionStatus.TRUE if holds else ConditionStatus.FALSE
+    return make_condition(
+        find_condition(previous, type_),
+        type_,
+        status,
+        reason,
+        message[:CONDITION_MESSAGE_MAX_CHARS],
+        now,
+        observed_generation,
+    )
+
+
+class _StatusWithConditions(Protocol):
+    phase: Any
+    conditions: list[Condition]
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self: ...
+
+
+StatusT = TypeVar("StatusT", bound=_StatusWithConditions)
+
+
+def with_invalid_spec(
+    status: StatusT,
+    problems: Sequence[str],
+    now: datetime,
+    observed_generation: int | None,
+    order: Sequence[str],
+    pending: str,
+) -> StatusT:
+    """`status` with InvalidSpec True listing every problem (both kinds share the type name), everything
+    else kept (a phase only where there was none: `pending`). Not terminal: fixing the spec (a new
+    generation, an event of its own) lets the object proceed."""
+    invalid = condition_from(
+        status.conditions,
+        TrainingJobConditionType.INVALID_SPEC,
+        True,
+        Reason.SPEC_INVALID,
+        "; ".join(problems) or "the spec is invalid",
+        now,
+        observed_generation,
+    )
+    conditions = ordered([c for c in status.conditions if c.type != invalid.type] + [invalid], order)
+    update = {"observed_generation": observed_generation, "phase": status.phase or pending, "conditions": conditions}
+    return status.model_copy(update=update)
+
+
+# ---- Events ---------------------------------------------------------------------------------------------------
+
+EventType = Literal["Normal", "Warning"]
+
+
+class StatusEvent(NamedTuple):
+    """One Kubernetes Event to post on the object whose status changed (or about what was done to it)."""
+
+    type: EventType
+    reason: str
+    message: str

@@ -22,9 +22,9 @@ from pydantic import BaseModel
 from trainsmart.api.common import GROUP, VERSION
 from trainsmart.api.resources import SWEEP_KIND, SWEEP_PLURAL, TRAININGJOB_KIND, TRAININGJOB_PLURAL
 from trainsmart.api.schema import structural_schema
-from trainsmart.api.sweep import HyperparamSweepSpec
+from trainsmart.api.sweep_spec import HyperparamSweepSpec
 from trainsmart.api.sweep_status import HyperparamSweepStatus
-from trainsmart.api.trainingjob import TrainingJobSpec
+from trainsmart.api.trainingjob_spec import TrainingJobSpec
 from trainsmart.api.trainingjob_status import TrainingJobStatus
 
 CATEGORY: Final = "trainsmart"

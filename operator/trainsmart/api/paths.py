@@ -16,7 +16,7 @@ from typing import Any, Final, Literal
 
 from pydantic import BaseModel
 
-from trainsmart.api.trainingjob import TrainingJobSpec
+from trainsmart.api.trainingjob_spec import TrainingJobSpec
 
 LeafKind = Literal["int", "float", "bool", "str", "any"]
 # Fields a sweep controls itself (it suspends and resumes its trials); a parameter may not set them.

@@ -11,9 +11,9 @@ from typing import Any, Final, Literal
 from pydantic import Field
 
 from trainsmart.api.common import ApiModel
-from trainsmart.api.sweep import HyperparamSweepSpec
+from trainsmart.api.sweep_spec import HyperparamSweepSpec
 from trainsmart.api.sweep_status import HyperparamSweepStatus
-from trainsmart.api.trainingjob import TrainingJobSpec
+from trainsmart.api.trainingjob_spec import TrainingJobSpec
 from trainsmart.api.trainingjob_status import TrainingJobStatus
 
 TRAININGJOB_KIND: Final = "TrainingJob"

@@ -12,7 +12,7 @@ from pydantic import AwareDatetime, Field
 
 from trainsmart.api.common import ApiModel, DnsName, ScalarValue, list_map
 from trainsmart.api.conditions import CONDITIONS_MAX_ITEMS, Condition, SweepPhase, TrialPhase
-from trainsmart.api.sweep import MAX_TRIALS_LIMIT
+from trainsmart.api.sweep_spec import MAX_TRIALS_LIMIT
 
 TRIAL_TABLE_MAX_ITEMS: Final = MAX_TRIALS_LIMIT
 

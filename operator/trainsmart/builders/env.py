@@ -24,14 +24,14 @@ import json
 from typing import Any, Final
 
 from trainsmart.api import TrainingJob
-from trainsmart.builders.common import (
+from trainsmart.names import (
     JOB_NAME_LABEL,
+    REPORT_TOKEN_KEY,
     job_name,
     job_namespace,
     master_address,
     report_secret_name,
 )
-from trainsmart.builders.secret import REPORT_TOKEN_KEY
 from trainsmart.settings import OperatorSettings
 from trainsmart_trainer import contract
 

@@ -28,21 +28,20 @@ from typing import Any, Final
 
 from trainsmart.api import TrainingJob
 from trainsmart.api.common import GPU_RESOURCE, TRAINER_CONTAINER_NAME
-from trainsmart.builders.common import (
+from trainsmart.builders.env import trainer_env
+from trainsmart.builders.metadata import child_metadata, quantity
+from trainsmart.builders.service import RENDEZVOUS_PORT_NAME
+from trainsmart.names import (
     ATTEMPT_LABEL,
     KUEUE_POD_GROUP_COUNT_ANNOTATION,
     KUEUE_POD_GROUP_LABEL,
     KUEUE_QUEUE_LABEL,
     REPLICA_INDEX_LABEL,
     checkpoint_claim_name,
-    child_metadata,
     job_name,
     pod_name,
-    quantity,
     service_name,
 )
-from trainsmart.builders.env import trainer_env
-from trainsmart.builders.service import RENDEZVOUS_PORT_NAME
 from trainsmart.settings import OperatorSettings
 from trainsmart_trainer import contract
 

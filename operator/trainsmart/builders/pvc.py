@@ -13,7 +13,8 @@ from __future__ import annotations
 from typing import Any
 
 from trainsmart.api import TrainingJob
-from trainsmart.builders.common import checkpoint_claim_name, child_metadata, job_name, quantity
+from trainsmart.builders.metadata import child_metadata, quantity
+from trainsmart.names import checkpoint_claim_name, job_name
 
 
 def checkpoint_access_modes(replicas: int) -> list[str]:

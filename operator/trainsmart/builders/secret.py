@@ -9,13 +9,11 @@ watch it.
 from __future__ import annotations
 
 import base64
-from typing import Any, Final
+from typing import Any
 
 from trainsmart.api import TrainingJob
-from trainsmart.builders.common import child_metadata, job_name, report_secret_name
-
-REPORT_TOKEN_KEY: Final = "token"  # noqa: S105 - the key's name, not a secret
-"""The data key holding the token; pods read it through a secretKeyRef."""
+from trainsmart.builders.metadata import child_metadata
+from trainsmart.names import REPORT_TOKEN_KEY, job_name, report_secret_name
 
 
 def build_report_token_secret(job: TrainingJob, token: str) -> dict[str, Any]:

@@ -10,7 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from trainsmart.api import TrainingJob
-from trainsmart.builders.common import child_metadata, job_name, selector_labels, service_name
+from trainsmart.builders.metadata import child_metadata
+from trainsmart.names import job_name, selector_labels, service_name
 from trainsmart.settings import OperatorSettings
 
 RENDEZVOUS_PORT_NAME = "rendezvous"

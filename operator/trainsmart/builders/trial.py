@@ -21,58 +21,26 @@ import json
 from collections.abc import Mapping
 from typing import Any, Final
 
-from trainsmart.admission.rules import trial_name
 from trainsmart.api import API_VERSION, SWEEP_KIND, HyperparamSweep, apply_parameters
-from trainsmart.api.common import RESERVED_LABEL_PREFIX
-from trainsmart.api.sweep import Goal
-from trainsmart.builders.common import MANAGED_BY_LABEL, MANAGED_BY_VALUE
+from trainsmart.api.common import Scalar
+from trainsmart.builders.metadata import controller_reference
+from trainsmart.names import (
+    OBJECTIVE_GOAL_ANNOTATION,
+    OBJECTIVE_METRIC_ANNOTATION,
+    PARAMETERS_ANNOTATION,
+    STOPPED_ANNOTATION,
+    STOPPED_MESSAGE_ANNOTATION,
+    sweep_name,
+    trial_labels,
+    trial_name,
+)
 
-Scalar = bool | int | float | str
-
-SWEEP_NAME_LABEL: Final = f"{RESERVED_LABEL_PREFIX}sweep-name"
-TRIAL_NUMBER_LABEL: Final = f"{RESERVED_LABEL_PREFIX}trial-number"
-PARAMETERS_ANNOTATION: Final = f"{RESERVED_LABEL_PREFIX}parameters"
-"""The trial's parameter values by parameter name, as a JSON object."""
-OBJECTIVE_METRIC_ANNOTATION: Final = f"{RESERVED_LABEL_PREFIX}objective-metric"
-"""The metric the trial's status history tracks (the sweep's objective), overriding the trainer's choice."""
-OBJECTIVE_GOAL_ANNOTATION: Final = f"{RESERVED_LABEL_PREFIX}objective-goal"
-"""maximize or minimize: the direction of the objective metric, for the trial's best values."""
-STOPPED_ANNOTATION: Final = f"{RESERVED_LABEL_PREFIX}stopped"
-"""Why the sweep stopped (suspended) the trial, e.g. EarlyStopped; absent while it may run."""
-STOPPED_MESSAGE_ANNOTATION: Final = f"{RESERVED_LABEL_PREFIX}stopped-message"
-"""The same in words (the early-stopping rule's reasoning), for the trial table and Events."""
 MESSAGE_MAX_CHARS: Final = 1024
-
-
-def sweep_name(sweep: HyperparamSweep) -> str:
-    name = sweep.metadata.get("name")
-    if not isinstance(name, str) or not name:
-        raise ValueError("the HyperparamSweep has no metadata.name")
-    return name
 
 
 def sweep_owner_reference(sweep: HyperparamSweep) -> dict[str, Any]:
     """The controller reference that ties a trial to its sweep (garbage collection, adoption guard)."""
-    uid = sweep.metadata.get("uid")
-    if not isinstance(uid, str) or not uid:
-        raise ValueError("the HyperparamSweep has no metadata.uid; owner references need the object as stored")
-    return {
-        "apiVersion": API_VERSION,
-        "kind": SWEEP_KIND,
-        "name": sweep_name(sweep),
-        "uid": uid,
-        "controller": True,
-        "blockOwnerDeletion": True,
-    }
-
-
-def trial_labels(sweep: str, number: int) -> dict[str, str]:
-    return {MANAGED_BY_LABEL: MANAGED_BY_VALUE, SWEEP_NAME_LABEL: sweep, TRIAL_NUMBER_LABEL: str(number)}
-
-
-def trial_selector(sweep: str) -> str:
-    """The label selector that lists every trial of a sweep."""
-    return f"{SWEEP_NAME_LABEL}={sweep}"
+    return controller_reference(SWEEP_KIND, sweep_name(sweep), sweep.metadata)
 
 
 def encode_parameters(parameters: Mapping[str, Scalar]) -> str:
@@ -119,7 +87,7 @@ def build_trial(sweep: HyperparamSweep, number: int, parameters: Mapping[str, Sc
             "annotations": {
                 PARAMETERS_ANNOTATION: encode_parameters({p.name: parameters[p.name] for p in spec.parameters}),
                 OBJECTIVE_METRIC_ANNOTATION: spec.objective.metric,
-                OBJECTIVE_GOAL_ANNOTATION: Goal(goal).value,
+                OBJECTIVE_GOAL_ANNOTATION: goal.value,
             },
             "ownerReferences": [sweep_owner_reference(sweep)],
         },

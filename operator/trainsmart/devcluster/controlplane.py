@@ -30,7 +30,7 @@ from types import TracebackType
 import yaml
 
 from trainsmart.devcluster.binaries import BinarySet, ensure_binaries
-from trainsmart.devcluster.pki import ControlPlanePKI, write_control_plane_pki
+from trainsmart.pki import ControlPlanePKI, write_control_plane_pki
 
 ADMIN_USER = "trainsmart-admin"
 # Restricted users hold no RBAC permissions until a test grants them some: this is how RBAC is tested

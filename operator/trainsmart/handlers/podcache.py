@@ -39,8 +39,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final, Literal
 
 from trainsmart.api.common import TRAINER_CONTAINER_NAME
-from trainsmart.builders import JOB_NAME_LABEL
-from trainsmart.reports import JobKey
+from trainsmart.names import JOB_NAME_LABEL
+from trainsmart.report_endpoint import JobKey
 
 PodLister = Callable[[str, str | None], Awaitable[list[dict[str, Any]]]]
 """(namespace, job name or None for every job) -> the replica pods, as API dicts."""

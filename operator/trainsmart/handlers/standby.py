@@ -18,18 +18,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
-import kopf
-from kubernetes import client
-
-from trainsmart.kube import FIELD_MANAGER, MERGE_PATCH, new_api_client
+from trainsmart.kube import Kube
+from trainsmart.names import ACTIVE_LABEL
+from trainsmart.options import ActiveLabelOptions
 
 log = logging.getLogger(__name__)
 
-ACTIVE_LABEL: Final = "trainsmart.dev/peering-active"
 CHECK_INTERVAL_S: Final = 5.0
 
 
@@ -57,20 +54,6 @@ def is_active(peers: Mapping[str, Any], priority: int, now: datetime) -> bool:
     return rivals == [priority]
 
 
-@dataclass(frozen=True)
-class PeeringRef:
-    """Where this replica's peers are: a ClusterKopfPeering, or the KopfPeering in `namespace`."""
-
-    name: str
-    namespace: str | None = None
-
-
-@dataclass(frozen=True)
-class OwnPod:
-    namespace: str
-    name: str
-
-
 async def keep_active_label(
     read_peers: Callable[[], Awaitable[Mapping[str, Any]]],
     set_label: Callable[[bool], Awaitable[None]],
@@ -94,45 +77,22 @@ async def keep_active_label(
 
 
 class ActivePodLabeller:
-    """The I/O side: reads the peering object and patches our own pod's label, with its own API client."""
+    """Keeps `ACTIVE_LABEL` on our own pod in step with the peering object, through the operator's `Kube`
+    (the one module that writes to the API). Started and stopped by the operator runtime."""
 
-    def __init__(self, peering: PeeringRef, pod: OwnPod, priority: int, kubeconfig: str | None = None) -> None:
-        self.peering, self.pod, self.priority = peering, pod, priority
-        self.api = new_api_client(kubeconfig)
+    def __init__(self, kube: Kube, options: ActiveLabelOptions) -> None:
+        self.kube = kube
+        self.options = options
         self.task: asyncio.Task[None] | None = None
 
     async def read_peers(self) -> Mapping[str, Any]:
-        objects = client.CustomObjectsApi(self.api)
-        if self.peering.namespace is None:
-            body = await asyncio.to_thread(
-                objects.get_cluster_custom_object, "kopf.dev", "v1", "clusterkopfpeerings", self.peering.name
-            )
-        else:
-            body = await asyncio.to_thread(
-                objects.get_namespaced_custom_object,
-                "kopf.dev",
-                "v1",
-                self.peering.namespace,
-                "kopfpeerings",
-                self.peering.name,
-            )
-        status = body.get("status") if isinstance(body, Mapping) else None
-        return status if isinstance(status, Mapping) else {}
+        return await self.kube.read_peering_status(self.options.peering)
 
     async def set_label(self, active: bool) -> None:
-        patch = {"metadata": {"labels": {ACTIVE_LABEL: "true" if active else None}}}
-        core = client.CoreV1Api(self.api)
-        await asyncio.to_thread(
-            core.patch_namespaced_pod,
-            self.pod.name,
-            self.pod.namespace,
-            patch,
-            field_manager=FIELD_MANAGER,
-            _content_type=MERGE_PATCH,
-        )
+        await self.kube.set_pod_label(self.options.pod, ACTIVE_LABEL, "true" if active else None)
 
     def start(self) -> None:
-        self.task = asyncio.create_task(keep_active_label(self.read_peers, self.set_label, self.priority))
+        self.task = asyncio.create_task(keep_active_label(self.read_peers, self.set_label, self.options.priority))
 
     async def stop(self) -> None:
         """Stop the loop and drop the label, so reports stop coming here before the process ends."""
@@ -143,28 +103,3 @@ class ActivePodLabeller:
             await self.set_label(False)
         except Exception as error:  # the pod may be gone already
             log.warning("could not remove the %s label: %s", ACTIVE_LABEL, error)
-        self.api.close()
-
-
-def enable_active_pod_label(
-    peering: PeeringRef,
-    pod: OwnPod,
-    priority: int,
-    *,
-    kubeconfig: str | None = None,
-    registry: kopf.OperatorRegistry | None = None,
-) -> None:
-    """Register Kopf startup/cleanup handlers that keep our pod's `ACTIVE_LABEL` up to date."""
-    holder: dict[str, ActivePodLabeller] = {}
-
-    @kopf.on.startup(id="trainsmart-active-label", registry=registry)
-    async def _start(**_: Any) -> None:
-        labeller = ActivePodLabeller(peering, pod, priority, kubeconfig)
-        labeller.start()
-        holder["labeller"] = labeller
-
-    @kopf.on.cleanup(id="trainsmart-active-label", registry=registry)
-    async def _stop(**_: Any) -> None:
-        labeller = holder.pop("labeller", None)
-        if labeller is not None:
-            await labeller.stop()

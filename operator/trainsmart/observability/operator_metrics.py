@@ -28,7 +28,7 @@ REJECTION_REASONS: Final = {
     404: "unknown_job",
     413: "too_large",
 }
-"""The report endpoint's refusals by HTTP status (reports.py), as a bounded `reason` label."""
+"""The report endpoint's refusals by HTTP status (report_endpoint.py), as a bounded `reason` label."""
 
 
 class OperatorMetrics:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from trainsmart.api import SWEEP_KIND, TrainingJobPhase
-from trainsmart.builders.trial import SWEEP_NAME_LABEL, TRIAL_NUMBER_LABEL
+from trainsmart.names import SWEEP_NAME_LABEL, TRIAL_NUMBER_LABEL
 
 SPLITS: Final = ("train", "val", "test")
 """The `split` label values of the loss and accuracy gauges (a fixed set: label values stay bounded)."""

@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 from typing import Any, Final
 
 from trainsmart.api import CleanPodPolicy, TrainingJob, TrainingJobPhase, TrainingJobStatus
-from trainsmart.builders.common import job_name, pod_name
+from trainsmart.names import job_name, pod_name
 from trainsmart.status.podview import PodView, view_pods
 
 FINISHED_PHASES: Final = frozenset({TrainingJobPhase.SUCCEEDED, TrainingJobPhase.FAILED})

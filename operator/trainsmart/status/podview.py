@@ -18,7 +18,7 @@ from enum import StrEnum
 from typing import Any, Final
 
 from trainsmart.api.common import GPU_RESOURCE, TRAINER_CONTAINER_NAME
-from trainsmart.builders.common import ATTEMPT_LABEL, JOB_NAME_LABEL, REPLICA_INDEX_LABEL, pod_name
+from trainsmart.names import ATTEMPT_LABEL, JOB_NAME_LABEL, REPLICA_INDEX_LABEL, pod_name
 
 MESSAGE_MAX_CHARS: Final = 512
 RAW_MESSAGE_MAX_CHARS: Final = 4097
@@ -60,7 +60,7 @@ class PodView:
     gpus: int = 0
     termination_message: str = ""
     """The trainer's termination message as written (cut after RAW_MESSAGE_MAX_CHARS), for folding its
-    final result into status (`status/termination.py`); `message` is only its readable part."""
+    final result into status (`status/termination_fold.py`); `message` is only its readable part."""
 
     @property
     def finished(self) -> bool:

@@ -13,7 +13,7 @@ fail once backoffLimit is used up) > pending / running.
 Failure policy: any replica failing restarts all of them, since DDP cannot rejoin one rank. Pods that are
 being deleted never count as failures: the operator deleted them (restart, suspend) or someone did, and
 a rank killed by SIGTERM exits with the trainer's TERMINATED code anyway.
-Success policy: the job succeeds when every replica's trainer exited with success (0 or EARLY_STOPPED).
+Success policy: the job succeeds when every replica's trainer exited with success (0 or Reason.EARLY_STOPPED).
 """
 
 from __future__ import annotations
@@ -24,9 +24,8 @@ from datetime import datetime, timedelta
 
 from trainsmart.api import Reason, TrainingJob, TrainingJobConditionType, TrainingJobPhase, TrainingJobStatus
 from trainsmart.api.common import TRAINER_CONTAINER_NAME
-from trainsmart.builders.common import job_name, pod_name
-from trainsmart.status import reasons
-from trainsmart.status.conditions import find_condition, is_condition_true
+from trainsmart.api.conditions import find_condition, is_condition_true
+from trainsmart.names import job_name, pod_name
 from trainsmart.status.exitcodes import ExitClass, classify_exit, describe_exit_code
 from trainsmart.status.podview import PodState, PodView
 
@@ -151,7 +150,7 @@ def decide(
             f"(not counted against backoffLimit: not a training failure)"
         )
         if views:
-            return Verdict(TrainingJobPhase.RESTARTING, restarts, reasons.PODS_DISRUPTED, message)
+            return Verdict(TrainingJobPhase.RESTARTING, restarts, Reason.PODS_DISRUPTED, message)
         # Nothing left to stop: recreate now. Waiting in Restarting for pod events that cannot come
         # would stall the job (and derive would not be a fixed point).
         pending = _pending_message(job, {})

@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
-from trainsmart.api.sweep import EarlyStoppingRule, Goal, SweepEarlyStopping
+from trainsmart.api.sweep_spec import EarlyStoppingRule, Goal, SweepEarlyStopping
 
 MEDIAN_MIN_OTHERS: Final = 2
 
@@ -78,14 +78,14 @@ def best_so_far(values: Sequence[float], epochs: int, goal: Goal) -> float:
     finite = [value for value in values[:epochs] if not math.isnan(value)]
     if not finite:
         return math.nan
-    return max(finite) if goal == Goal.MAXIMIZE else min(finite)
+    return goal.best(finite)
 
 
 def _badness(score: float, goal: Goal) -> float:
     """Sort key: lower is better whatever the goal; NaN is the worst."""
     if math.isnan(score):
         return math.inf
-    return -score if goal == Goal.MAXIMIZE else score
+    return goal.as_loss(score)
 
 
 def _judgeable(curve: TrialCurve, min_epochs: int, max_epochs: int) -> bool:

@@ -29,7 +29,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Final
 
 from trainsmart.api.search_space import Parameter
-from trainsmart.api.sweep import AlgorithmName, Goal, HyperparamSweepSpec, TpeSettings
+from trainsmart.api.sweep_spec import AlgorithmName, Goal, HyperparamSweepSpec, TpeSettings
 from trainsmart.sweep.grid import grid_points
 from trainsmart.sweep.space import Scalar, hyperopt_space, point_from_vals, vals_from_point, value_key
 
@@ -187,7 +187,7 @@ def _hyperopt_doc(point: TrialPoint, parameters: Sequence[Parameter], goal: Goal
         state, result = JOB_STATE_RUNNING, {"status": STATUS_RUNNING}
     elif point.outcome in (TrialOutcome.SUCCEEDED, TrialOutcome.EARLY_STOPPED) and _finite(point.value):
         assert point.value is not None
-        result = {"status": STATUS_OK, "loss": point.value if goal == Goal.MINIMIZE else -point.value}
+        result = {"status": STATUS_OK, "loss": goal.as_loss(point.value)}
     return {
         "state": state,
         "tid": point.number,

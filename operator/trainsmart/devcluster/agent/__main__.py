@@ -6,7 +6,7 @@ are released, and the exit code is 0. Container logs stay under `<state-dir>/log
 
 GPU nodes carry the `nvidia.com/gpu=present:NoSchedule` taint, so pods need the matching toleration;
 `--cpu-nodes` adds untainted nodes without GPUs for everything else. Images are ignored: commands run on
-the host's filesystem (see `pods.py` for the limits of the simulation).
+the host's filesystem (see `pod_worker.py` for the limits of the simulation).
 """
 
 from __future__ import annotations

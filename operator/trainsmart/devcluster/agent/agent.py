@@ -39,7 +39,8 @@ from trainsmart.devcluster.agent.kubeio import (
     pod_log_paths,
 )
 from trainsmart.devcluster.agent.nodes import NodeConfig, NodeRegistrar
-from trainsmart.devcluster.agent.pods import PodRuntime, PodWorker, WorkerSettings
+from trainsmart.devcluster.agent.pod_runtime_contract import PodRuntime
+from trainsmart.devcluster.agent.pod_worker import PodWorker, WorkerSettings
 from trainsmart.devcluster.agent.provisioner import VolumeProvisioner
 
 log = logging.getLogger(__name__)
@@ -199,7 +200,7 @@ class NodeAgent:
         DELETED event we missed), before new pods are dispatched, so that a new pod bound to a gone pod's
         GPUs waits for them instead of failing admission; finished workers are forgotten."""
         with self._lock:
-            self._pods = {p["metadata"]["uid"]: p for p in pods}
+            _replace_all(self._pods, pods)
             missing = [w for uid, w in self._workers.items() if uid not in self._pods]
         self._dns_dirty.set()
         for worker in missing:
@@ -211,12 +212,7 @@ class NodeAgent:
                 del self._workers[uid]
 
     def _pod_event(self, kind: str, pod: dict[str, Any]) -> None:
-        with self._lock:
-            if kind == "DELETED":
-                self._pods.pop(pod["metadata"]["uid"], None)
-            else:
-                self._pods[pod["metadata"]["uid"]] = pod
-        self._dns_dirty.set()
+        self._remember(self._pods, kind, pod)
         self._dispatch(pod, deleted=kind == "DELETED")
 
     def _dispatch(self, pod: dict[str, Any], deleted: bool) -> None:
@@ -247,15 +243,20 @@ class NodeAgent:
 
     def _services_listed(self, services: list[dict[str, Any]]) -> None:
         with self._lock:
-            self._services = {s["metadata"]["uid"]: s for s in services}
+            _replace_all(self._services, services)
         self._dns_dirty.set()
 
     def _service_event(self, kind: str, service: dict[str, Any]) -> None:
+        self._remember(self._services, kind, service)
+
+    def _remember(self, seen: dict[str, dict[str, Any]], kind: str, obj: dict[str, Any]) -> None:
+        """Keep the last seen pods and Services by UID (cluster DNS is built from them), then ask for a
+        hosts-file refresh."""
         with self._lock:
             if kind == "DELETED":
-                self._services.pop(service["metadata"]["uid"], None)
+                seen.pop(obj["metadata"]["uid"], None)
             else:
-                self._services[service["metadata"]["uid"]] = service
+                seen[obj["metadata"]["uid"]] = obj
         self._dns_dirty.set()
 
     def _dns_loop(self) -> None:
@@ -274,9 +275,15 @@ class NodeAgent:
                 log.exception("refreshing the pods' hosts files failed")
 
 
+def _replace_all(seen: dict[str, dict[str, Any]], objs: list[dict[str, Any]]) -> None:
+    """A relist replaces what was seen, in place: `_remember` may hold the same dict."""
+    seen.clear()
+    seen.update((obj["metadata"]["uid"], obj) for obj in objs)
+
+
 def build_default_runtime(state_dir: Path, api: client.ApiClient) -> PodRuntime:
     """The real sandbox: a network namespace per pod on a bridge, volumes at their mount paths, hosts-file
     DNS; host networking where that is impossible (not root). `NodeAgent.start()` starts it."""
-    from trainsmart.devcluster.agent.sandbox_runtime import build_sandbox_runtime
+    from trainsmart.devcluster.agent.sandbox.runtime_impl import build_sandbox_runtime
 
     return build_sandbox_runtime(state_dir, api)

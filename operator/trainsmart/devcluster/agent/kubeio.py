@@ -1,6 +1,6 @@
 """The node agent's I/O besides node registration: the writes a kubelet makes about a pod (status, the
 final delete, Events), list+watch, the pid journal and the container log files in the state dir. Kept
-apart from `agent.py` (wiring) and `pods.py` (decisions); everything here is thin.
+apart from `agent.py` (wiring) and `pod_worker.py` (decisions); everything here is thin.
 
 Requests go through the generated client with `_preload_content=False` and plain JSON dicts: the agent
 reads and writes whole objects as the kubelet's status manager does, and skipping the client's model

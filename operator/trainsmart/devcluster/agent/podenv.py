@@ -201,6 +201,25 @@ class _Sources:
             self._secrets[name] = self._source.secret(self._ns, name)
         return self._secrets[name]
 
+    def env_from(self, ref: Mapping[str, Any]) -> dict[str, str]:
+        """One `envFrom` entry's keys and values: empty for an optional source that is missing (the
+        kubelet skips it) or an entry naming neither kind; a missing required one is an error."""
+        if ref.get("configMapRef"):
+            noun, source_ref = "configmap", ref["configMapRef"]
+            cm = self.config_map(source_ref["name"])
+            items = None if cm is None else dict(cm.data)
+        elif ref.get("secretRef"):
+            noun, source_ref = "secret", ref["secretRef"]
+            secret = self.secret(source_ref["name"])
+            items = None if secret is None else {k: _decode(v) for k, v in secret.items()}
+        else:
+            return {}
+        if items is None:
+            if source_ref.get("optional"):
+                return {}
+            raise EnvResolutionError(f'{noun} "{source_ref["name"]}" not found')
+        return items
+
 
 def resolve_env(
     pod: Mapping[str, Any],
@@ -220,24 +239,7 @@ def resolve_env(
 
     for ref in container.get("envFrom") or []:
         prefix = ref.get("prefix") or ""
-        if ref.get("configMapRef"):
-            cm_ref = ref["configMapRef"]
-            cm = sources.config_map(cm_ref["name"])
-            if cm is None:
-                if cm_ref.get("optional"):
-                    continue
-                raise EnvResolutionError(f'configmap "{cm_ref["name"]}" not found')
-            items: dict[str, str] = dict(cm.data)
-        elif ref.get("secretRef"):
-            s_ref = ref["secretRef"]
-            secret = sources.secret(s_ref["name"])
-            if secret is None:
-                if s_ref.get("optional"):
-                    continue
-                raise EnvResolutionError(f'secret "{s_ref["name"]}" not found')
-            items = {k: _decode(v) for k, v in secret.items()}
-        else:
-            continue
+        items = sources.env_from(ref)
         for key in sorted(items):
             if _ENV_NAME.match(prefix + key):
                 env[prefix + key] = items[key]

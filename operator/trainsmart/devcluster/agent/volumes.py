@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from trainsmart.devcluster.agent.pod_runtime_contract import Mount
 from trainsmart.devcluster.agent.podenv import (
     ConfigMapData,
     EnvResolutionError,
@@ -40,7 +41,6 @@ from trainsmart.devcluster.agent.podenv import (
     field_ref_value,
     resource_field_value,
 )
-from trainsmart.devcluster.agent.runtime import Mount
 
 READ_ONLY_KINDS = frozenset({"configMap", "secret", "downwardAPI", "projected"})
 DEFAULT_TOKEN_SECONDS = 3600

@@ -1,0 +1,298 @@
+"""The HyperparamSweep spec: a search space, a trial template (a TrainingJob spec) and the rules that end it.
+
+The cross-field checks run every parameter's edge values through the trial template, so a sweep that
+would create invalid trials (a dropout of 1.5, a float for an integer field, a misspelt path) is refused
+at admission, naming the parameter, rather than failing trial after trial.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from enum import StrEnum
+from typing import Any, Final, Self
+
+from pydantic import Field, ValidationError, model_validator
+
+from trainsmart.api.common import ApiModel, MetricName, format_validation_error, list_map
+from trainsmart.api.paths import apply_parameters, resolve_path
+from trainsmart.api.search_space import Parameter, ParameterType
+from trainsmart.api.trainingjob_spec import TrainingJobSpec
+from trainsmart_trainer.contract import ObjectiveDirection
+
+MAX_TRIALS_LIMIT: Final = 1000
+MAX_PARAMETERS: Final = 64
+# Beyond this a grid is almost certainly a mistake (a randint over 0..1e6): refuse it rather than plan it.
+MAX_GRID_POINTS: Final = 1_000_000
+DURATION_PATTERN: Final = r"^([0-9]+(\.[0-9]+)?(h|m|s))+$"
+_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(h|m|s)")
+_UNIT_SECONDS: Final = {"h": 3600.0, "m": 60.0, "s": 1.0}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a duration such as `90m`, `1h30m` or `45s` (Go's syntax, units h, m and s)."""
+    if not re.fullmatch(DURATION_PATTERN, text):
+        raise ValueError(f"{text!r} is not a duration; write e.g. 45m, 6h or 1h30m")
+    return sum(float(number) * _UNIT_SECONDS[unit] for number, unit in _DURATION_PART.findall(text))
+
+
+Goal = ObjectiveDirection
+"""Which direction of the objective metric is better: the contract's one encoding, shared with the trainer."""
+
+
+class Objective(ApiModel):
+    """What the sweep optimizes."""
+
+    metric: MetricName = Field(description="Metric the trainer reports, e.g. val_accuracy or val_loss.")
+    goal: Goal = Field(description="maximize or minimize.")
+    target: float | None = Field(
+        default=None, description="Stop the sweep (GoalReached) once a trial reaches this value."
+    )
+
+    def is_better(self, candidate: float, incumbent: float) -> bool:
+        """Whether `candidate` beats `incumbent` under this goal."""
+        return self.goal.is_better(candidate, incumbent)
+
+
+class AlgorithmName(StrEnum):
+    """Search algorithms: exhaustive grid, or hyperopt's random, TPE and annealing."""
+
+    GRID = "grid"
+    RANDOM = "random"
+    TPE = "tpe"
+    ANNEAL = "anneal"
+
+
+class TpeSettings(ApiModel):
+    """Tree-structured Parzen Estimator settings (hyperopt's tpe.suggest)."""
+
+    startup_trials: int = Field(
+        default=10, ge=1, le=MAX_TRIALS_LIMIT, description="Random trials before TPE starts modelling."
+    )
+    gamma: float = Field(default=0.25, gt=0, lt=1, description="Share of finished trials TPE treats as the good ones.")
+    ei_candidates: int = Field(
+        default=24, ge=1, le=10_000, description="Candidates sampled per suggestion to maximize expected improvement."
+    )
+
+
+class Algorithm(ApiModel):
+    """How the next trials' parameters are chosen."""
+
+    name: AlgorithmName = Field(default=AlgorithmName.TPE, description="grid, random, tpe or anneal.")
+    seed: int | None = Field(
+        default=None,
+        ge=0,
+        le=2**32 - 1,
+        description="Random seed. Unset: derived from the sweep's metadata.uid (stable across operator "
+        "restarts, different per sweep); status.seed shows the one in use.",
+    )
+    tpe: TpeSettings | None = Field(default=None, description="TPE settings (name tpe only).")
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if self.tpe is not None and self.name != AlgorithmName.TPE:
+            raise ValueError(f"tpe settings apply only to name tpe; remove tpe or set name: tpe (is {self.name})")
+        return self
+
+
+class Budget(ApiModel):
+    """Limits that end the sweep (BudgetExhausted) however many trials are left."""
+
+    max_duration: str | None = Field(
+        default=None,
+        pattern=DURATION_PATTERN,
+        description="Wall-clock limit from the sweep's start, as a duration: 45m, 6h, 1h30m.",
+    )
+    max_gpu_hours: float | None = Field(
+        default=None, gt=0, description="Limit on GPU time summed over all trials, in GPU-hours."
+    )
+
+    @property
+    def max_duration_seconds(self) -> float | None:
+        """maxDuration in seconds."""
+        return None if self.max_duration is None else parse_duration(self.max_duration)
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if self.max_duration is not None and parse_duration(self.max_duration) <= 0:
+            raise ValueError(f"maxDuration must be > 0, got {self.max_duration!r}")
+        return self
+
+
+class EarlyStoppingRule(StrEnum):
+    """How unpromising trials are stopped."""
+
+    NONE = "none"
+    MEDIAN = "median"
+    ASHA = "asha"
+
+
+class SweepEarlyStopping(ApiModel):
+    """Stop unpromising trials early (gracefully: they checkpoint first and end as EarlyStopped)."""
+
+    rule: EarlyStoppingRule = Field(
+        default=EarlyStoppingRule.NONE,
+        description="none; median (stop a trial worse than the median of others at the same epoch); asha "
+        "(asynchronous successive halving).",
+    )
+    min_epochs: int = Field(default=1, ge=1, description="No trial is stopped before this many epochs.")
+    reduction_factor: int = Field(
+        default=3, ge=2, le=10, description="asha: 1 in reductionFactor trials is promoted at each rung."
+    )
+    resume_promoted: bool | None = Field(
+        default=None,
+        description="asha: continue a promoted trial from its checkpoint instead of retraining it. Needs "
+        "trialTemplate.checkpoint. Unset: true when the template has a checkpoint.",
+    )
+
+
+class RetentionPolicy(StrEnum):
+    """What happens to finished trials' TrainingJobs (their results stay in status.trials either way)."""
+
+    KEEP_ALL = "keepAll"
+    KEEP_BEST = "keepBest"
+    DELETE_FINISHED = "deleteFinished"
+
+
+class TrialRetention(ApiModel):
+    """Which finished trial TrainingJobs to keep; running trials are never deleted."""
+
+    policy: RetentionPolicy = Field(
+        default=RetentionPolicy.KEEP_ALL,
+        description="keepAll; keepBest (the `count` best finished trials, delete other finished ones); "
+        "deleteFinished (delete each trial once its result is recorded in status).",
+    )
+    count: int | None = Field(default=None, ge=1, le=MAX_TRIALS_LIMIT, description="keepBest: how many.")
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if (self.policy == RetentionPolicy.KEEP_BEST) != (self.count is not None):
+            raise ValueError("count is required with policy keepBest and applies to it only")
+        return self
+
+
+class HyperparamSweepSpec(ApiModel):
+    """The desired search: trials are TrainingJobs made from trialTemplate with the parameters set."""
+
+    objective: Objective = Field(description="The metric to optimize and its direction.")
+    algorithm: Algorithm = Field(default_factory=Algorithm, description="How parameters are chosen.")
+    parameters: list[Parameter] = Field(
+        min_length=1,
+        max_length=MAX_PARAMETERS,
+        description="The search space, one entry per hyperparameter; names are unique.",
+        json_schema_extra=list_map("name"),
+    )
+    trial_template: TrainingJobSpec = Field(description="The TrainingJob spec each trial starts from.")
+    max_trials: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_TRIALS_LIMIT,
+        description="Trials to run at most. Required except for grid, which defaults to the grid's size.",
+    )
+    parallel_trials: int = Field(default=1, ge=1, le=100, description="Trials running at the same time.")
+    max_failed_trials: int | None = Field(
+        default=None, ge=0, description="Fail the sweep after this many failed trials. Unset: no limit."
+    )
+    budget: Budget | None = Field(default=None, description="Time and GPU limits. Unset: none.")
+    early_stopping: SweepEarlyStopping = Field(
+        default_factory=SweepEarlyStopping, description="Stopping unpromising trials."
+    )
+    trial_retention: TrialRetention = Field(
+        default_factory=TrialRetention, description="Which finished trial TrainingJobs to keep."
+    )
+    suspend: bool = Field(
+        default=False, description="true suspends every running trial and starts no new ones; false resumes."
+    )
+
+    def grid_size(self) -> int | None:
+        """Points in the full grid (the product over parameters), or None if some parameter has no grid."""
+        sizes = [parameter.grid_size() for parameter in self.parameters]
+        return None if None in sizes else math.prod(size for size in sizes if size is not None)
+
+    def planned_trials(self) -> int:
+        """Trials the sweep runs at most: maxTrials, capped by the grid's size for grid search."""
+        grid = self.grid_size() if self.algorithm.name == AlgorithmName.GRID else None
+        candidates = [value for value in (self.max_trials, grid) if value is not None]
+        return min(candidates) if candidates else 0
+
+    def resumes_promoted(self) -> bool:
+        """Whether promoted ASHA trials resume from their checkpoint."""
+        explicit = self.early_stopping.resume_promoted
+        return explicit if explicit is not None else self.trial_template.checkpoint is not None
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        self._check_names()
+        self._check_algorithm()
+        template = self.trial_template.to_api()
+        for index, parameter in enumerate(self.parameters):
+            self._check_parameter_fits_template(index, parameter, template)
+        if self.max_trials is not None and self.parallel_trials > self.max_trials:
+            raise ValueError(f"parallelTrials ({self.parallel_trials}) exceeds maxTrials ({self.max_trials}); lower it")
+        if self.early_stopping.resume_promoted and self.trial_template.checkpoint is None:
+            raise ValueError(
+                "earlyStopping.resumePromoted needs trialTemplate.checkpoint; add one or set resumePromoted: false"
+            )
+        if self.trial_template.suspend:
+            raise ValueError("trialTemplate.suspend must be false; suspend the sweep with spec.suspend instead")
+        if self.trial_template.checkpoint is not None and self.trial_template.checkpoint.claim_name is not None:
+            # Every trial would save to (and resume from) the same directory: a new trial would start from
+            # another trial's weights.
+            raise ValueError(
+                "trialTemplate.checkpoint.claimName would give every trial the same checkpoint directory; use "
+                "trialTemplate.checkpoint.size (one claim per trial)"
+            )
+        if self.trial_template.run_policy.ttl_seconds_after_finished is not None:
+            # A trial deleted the moment it finishes may be gone before the sweep reads its result.
+            raise ValueError(
+                "trialTemplate.runPolicy.ttlSecondsAfterFinished is not allowed: a trial must stay until the sweep "
+                "has recorded its result; use trialRetention to delete finished trials"
+            )
+        return self
+
+    def _check_names(self) -> None:
+        for attribute in ("name", "path"):
+            seen: set[str] = set()
+            for index, parameter in enumerate(self.parameters):
+                value = getattr(parameter, attribute)
+                if value in seen:
+                    raise ValueError(f"parameters[{index}].{attribute} {value!r} is used by another parameter")
+                seen.add(value)
+
+    def _check_algorithm(self) -> None:
+        grid = self.algorithm.name == AlgorithmName.GRID
+        if not grid and self.max_trials is None:
+            raise ValueError(f"maxTrials is required for algorithm {self.algorithm.name}; only grid has a natural end")
+        for index, parameter in enumerate(self.parameters):
+            if parameter.step is not None and not grid:
+                raise ValueError(
+                    f"parameters[{index}].step is used by grid search only; remove it or set algorithm.name: grid"
+                )
+            if grid and parameter.grid_size() is None:
+                raise ValueError(
+                    f"parameters[{index}] ({parameter.name}): has no finite grid; use choice or randint, add q, or "
+                    "add step to a uniform/loguniform parameter"
+                )
+        size = self.grid_size()
+        if grid and size is not None and size > MAX_GRID_POINTS:
+            raise ValueError(f"the grid has {size} points (more than {MAX_GRID_POINTS}); coarsen the parameters")
+
+    def _check_parameter_fits_template(self, index: int, parameter: Parameter, template: dict[str, Any]) -> None:
+        where = f"parameters[{index}] ({parameter.name})"
+        try:
+            kind = resolve_path(parameter.path)
+        except ValueError as exc:
+            raise ValueError(f"{where}: {exc}") from None
+        continuous = parameter.type != ParameterType.CHOICE
+        if kind == "int" and not parameter.yields_integers():
+            raise ValueError(
+                f"{where}: {parameter.path} is an integer; use randint, choice of integers, or an integer q"
+            )
+        if kind in ("bool", "str") and continuous:
+            raise ValueError(f"{where}: {parameter.path} takes a {kind}; use type choice")
+        for value in parameter.representative_values():
+            try:
+                apply_parameters(template, {parameter.path: value})
+            except ValidationError as exc:
+                problem = format_validation_error(exc, prefix="trialTemplate")[0]
+                raise ValueError(f"{where}: the value {value!r} makes an invalid trial: {problem}") from None

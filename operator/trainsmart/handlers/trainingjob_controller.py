@@ -1,0 +1,283 @@
+"""The TrainingJob controller's I/O side: read -> parse -> derive -> plan -> patch status -> act.
+
+One reconcile is a function of what is stored *now* plus the reports received since the last one, so it
+is level-based and safe to repeat: a half-finished plan is completed by the next run. "What is stored":
+the job read afresh (a GET), and its pods from the `PodCache` (the watched state, listed before it is
+trusted; see `handlers/podcache.py`). One exception to the GET: a job the operator has never written
+status to (just applied) starts from its ADDED event's body, the object as stored at that
+resourceVersion. That takes a round-trip off the path from `kubectl apply` to the pods, and it is safe
+where a stale body would not be: nothing of the job exists yet that a stale view could get wrong, and the
+status patch carries the body's resourceVersion as a precondition (a conflict means "derive again from
+a fresh read"). A job with status is always read afresh, so an event body that is already stale (the
+job deleted meanwhile, its DELETED event still queued) cannot make the operator recreate its pods.
+
+Order: the status is patched (only when it changed) before the plan is carried out whenever the plan
+deletes anything: a restart is counted in status before any pod is deleted, so it is counted exactly once
+even if the operator dies in between. A plan that deletes nothing and creates only pods of the attempt
+the stored status already records (a new job's replicas, a recreated replica, a resume) is carried out
+first and the status patched after it: if the patch then fails, or the operator dies before it, the pods
+it created are ones the stored status already accounts for, and the next run derives again with them
+present. That takes the patch off the path from `kubectl apply` to the pods (and out of the apiserver's
+way while it creates them). Events are posted after the patch succeeded, so a retried reconcile does not
+announce twice.
+
+Triggers (see `queue.WorkQueue`): every watch event of a job, every event of a pod labelled with a job
+name, every accepted report and the plan's `requeue_after`. Events that only echo the operator's own
+status patch are recognised by their resourceVersion and ignored, or every patch would cause another
+reconcile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from typing import Any, Final
+
+import pydantic
+
+from trainsmart.api import TRAININGJOB_PLURAL, TrainingJob, TrainingJobStatus, format_validation_error
+from trainsmart.api.conditions import StatusEvent
+from trainsmart.builders import (
+    build_checkpoint_pvc,
+    build_headless_service,
+    build_report_token_secret,
+    build_worker_pod,
+)
+from trainsmart.handlers.controller_core import RESYNC_S, ControllerCore, utc_now
+from trainsmart.handlers.podcache import PodCache
+from trainsmart.kube import Kube, StatusConflictError
+from trainsmart.names import name_problems
+from trainsmart.report_endpoint import JobKey, ReportInbox, TokenVerifier
+from trainsmart.settings import OperatorSettings
+from trainsmart.status import (
+    Plan,
+    derive_trainingjob_status,
+    diagnostic_events,
+    invalid_spec_status,
+    plan_trainingjob,
+    status_events,
+)
+
+log = logging.getLogger(__name__)
+
+NAME_TAKEN_RETRY_S: Final = 2.0
+"""A replica name still held by a pod of another object: look again soon, it is usually terminating."""
+
+
+def parse_job(body: Mapping[str, Any]) -> TrainingJob | list[str]:
+    """The parsed job, or the problems that make its spec unusable (one line each, with the field path)."""
+    try:
+        job = TrainingJob.model_validate({**body, "status": None})
+    except pydantic.ValidationError as error:
+        return format_validation_error(error, prefix="")
+    name = str((body.get("metadata") or {}).get("name", ""))
+    return name_problems(name, job.spec.replicas) or job
+
+
+def may_act_before_writing_status(previous: TrainingJobStatus | None, status: TrainingJobStatus, plan: Plan) -> bool:
+    """True when `plan` may be carried out before the status patch: it deletes nothing (no pod, not the
+    job), so the restart-counted-before-delete invariant is untouched, and the pods it creates are of the
+    attempt the *stored* status already records."""
+    stored_attempt = previous.restarts if previous is not None else 0
+    return not plan.delete and not plan.delete_job and plan.attempt == stored_attempt == status.restarts
+
+
+def owned_pods(pods: Sequence[Mapping[str, Any]], uid: str) -> list[Mapping[str, Any]]:
+    """The pods whose controller is this job: a job re-created under the same name must not inherit the
+    previous one's terminating pods as failures."""
+    return [
+        pod
+        for pod in pods
+        if any(
+            ref.get("uid") == uid and ref.get("controller")
+            for ref in (pod.get("metadata") or {}).get("ownerReferences") or []
+        )
+    ]
+
+
+class TrainingJobController:
+    """Reconciles TrainingJobs; shared by the Kopf handlers and the report endpoint through the Kopf memo."""
+
+    def __init__(
+        self,
+        kube: Kube,
+        settings: OperatorSettings,
+        inbox: ReportInbox,
+        tokens: TokenVerifier,
+        *,
+        clock: Callable[[], datetime] = utc_now,
+        pods: PodCache | None = None,
+    ) -> None:
+        self.kube = kube
+        self.core = ControllerCore(kube, TRAININGJOB_PLURAL, TrainingJobStatus, clock=clock, on_gone=self.forget)
+        self.pods = pods if pods is not None else PodCache(kube.list_job_pods, refresh_after=RESYNC_S)
+        self.settings = settings
+        self.inbox = inbox
+        self.tokens = tokens
+        self.clock = clock
+        self._accounted_until: dict[JobKey, datetime] = {}
+        # job -> uid of the incarnation whose Service/Secret/PVC exist (a re-created job gets a new uid).
+        self._children_ensured: dict[JobKey, str] = {}
+        # job -> the body of its ADDED event while the job has no status yet (dropped once used).
+        self._fresh: dict[JobKey, Mapping[str, Any]] = {}
+
+    # ---- triggers (called by the Kopf handlers) ------------------------------------------------------------
+
+    def is_own_echo(self, key: JobKey, body: Mapping[str, Any]) -> bool:
+        """True for the watch event of the operator's own last status patch (nothing new to react to)."""
+        return self.core.is_own_echo(key, body)
+
+    def offer(self, key: JobKey, body: Mapping[str, Any]) -> None:
+        """The job as its newest watch event carried it. Without status (just applied), the next reconcile
+        starts from it instead of a GET; kept without managedFields (often most of a body, never read)."""
+        if body.get("status"):
+            self._fresh.pop(key, None)
+            return
+        meta = body.get("metadata") or {}
+        self._fresh[key] = {**body, "metadata": {k: v for k, v in meta.items() if k != "managedFields"}}
+
+    def forget(self, key: JobKey) -> None:
+        """Drop what is remembered about a deleted job."""
+        self._fresh.pop(key, None)
+        self.pods.forget(key)
+        self.inbox.forget(key)
+        self.tokens.forget(key)
+        self._accounted_until.pop(key, None)
+        self.core.forget(key)
+        self._children_ensured.pop(key, None)
+
+    # ---- the reconcile -------------------------------------------------------------------------------------
+
+    async def reconcile(self, key: JobKey) -> float | None:
+        """One reconcile of `key`; returns seconds until the next one is due (None: on the next event)."""
+        body = self._fresh.pop(key, None)
+        if body is None:
+            body = await self.core.read(key)
+        if body is None:
+            return None  # gone: `forget` ran
+        meta = body.get("metadata") or {}
+        if meta.get("deletionTimestamp"):
+            return None  # going away; its children follow by owner reference
+        previous = self.core.previous_status(body)
+        parsed = parse_job(body)
+        if isinstance(parsed, list):
+            now = self.clock()
+            delay = await self.core.reconcile_invalid(
+                key, body, previous, parsed, invalid_spec_status, status_events, now=now
+            )
+            if delay is None:
+                self._accounted_until[key] = now  # the time under an invalid spec is not billed later
+            return delay
+        job = parsed
+        uid = str(meta.get("uid", ""))
+        pods = owned_pods(await self.pods.pods(key), uid)
+        reports = self.inbox.take(key)
+        now = self.clock()
+        status = derive_trainingjob_status(
+            job, pods, previous, reports, now, gpu_accounted_until=self._accounted_until.get(key)
+        )
+        plan = plan_trainingjob(job, pods, status, now)
+        taken: bool | None = None
+        try:
+            if may_act_before_writing_status(previous, status, plan):
+                # The plan first: its pod creates are what the user waits for.
+                taken = await self._act(key, job, body, pods, plan)
+            events = await self._write_status(key, body, previous, status, now)
+        except StatusConflictError:
+            log.info("%s changed while reconciling; deriving again", key)
+            self.inbox.put_back(key, reports)
+            return 0.0
+        except BaseException:
+            self.inbox.put_back(key, reports)
+            raise
+        if events is None:
+            return None
+        if taken is None:
+            taken = await self._act(key, job, body, pods, plan)
+        await self.core.post_events(body, events)
+        if taken:
+            return NAME_TAKEN_RETRY_S
+        if plan.requeue_after is not None:
+            return min(plan.requeue_after, RESYNC_S) if not plan.terminal else plan.requeue_after
+        return None if plan.terminal else RESYNC_S
+
+    async def _write_status(
+        self,
+        key: JobKey,
+        body: Mapping[str, Any],
+        previous: TrainingJobStatus | None,
+        status: TrainingJobStatus,
+        now: datetime,
+    ) -> list[StatusEvent] | None:
+        """Patch the status if it changed; returns the Events that announce its transitions (None when the
+        job is gone). StatusConflictError propagates: the caller requeues, and the next run derives from the
+        newer object. The caller posts the Events after acting, so they never delay the pods."""
+        written = await self.core.write_status(key, body, previous, status)
+        if written is None:
+            return None  # gone: `forget` ran
+        self._accounted_until[key] = now
+        if not written:
+            return []
+        return status_events(previous, status) + diagnostic_events(previous, status)
+
+    async def _act(
+        self, key: JobKey, job: TrainingJob, body: Mapping[str, Any], pods: Sequence[Mapping[str, Any]], plan: Plan
+    ) -> bool:
+        """Carry out `plan`; True when a replica name was still taken by a foreign pod.
+
+        Everything in a plan is independent (it never creates a name it deletes), so the replicas (a gang
+        is wanted anyway), the deletions and the checkpoint PVC (which the scheduler waits for) go out
+        concurrently; the report-token Secret and the headless Service follow, out of the apiserver's way
+        while it creates the pods. A pod may so exist a moment before its Secret: the kubelet (and the
+        local node agent, `devcluster/agent/pod_worker.py` with `podenv.py`) resolves a container's env only
+        once the pod is scheduled and its sandbox is up, and retries a missing Secret with back-off.
+        What the API answers is recorded in the pod cache at once."""
+        uid = str((body.get("metadata") or {}).get("uid", ""))
+        ensure = plan.ensure_children and bool(plan.create or self._children_ensured.get(key) != uid)
+        uids = {str(pod["metadata"]["name"]): pod["metadata"].get("uid") for pod in pods}
+        claim = build_checkpoint_pvc(job) if ensure else None
+        results = await asyncio.gather(
+            *(self._create_replica(key, job, index, plan.attempt) for index in plan.create),
+            *(self._delete_replica(key, name, uids.get(name)) for name in plan.delete),
+            *([self.kube.create_if_absent(claim)] if claim is not None else []),
+        )
+        if ensure:
+            await asyncio.gather(*(self.kube.create_if_absent(child) for child in self._named_children(job)))
+            self._children_ensured[key] = uid
+        taken = not all(results[: len(plan.create)])
+        if plan.delete_job:
+            log.info("%s: ttlSecondsAfterFinished has passed; deleting the job", key)
+            await self.kube.delete_trainingjob(key.namespace, key.name, uid)
+            self.forget(key)
+        return taken
+
+    async def _create_replica(self, key: JobKey, job: TrainingJob, index: int, attempt: int) -> bool:
+        """False when the name is taken (by a pod the cache did not show: it lists the job again)."""
+        created = await self.kube.create_if_absent(build_worker_pod(job, index, attempt, self.settings))
+        if created is None:
+            self.pods.invalidate(key)
+            return False
+        self.pods.record_created(created)
+        return True
+
+    async def _delete_replica(self, key: JobKey, name: str, uid: str | None) -> bool:
+        left = await self.kube.delete_pod(key.namespace, name, uid)
+        if left is None:
+            self.pods.invalidate(key)  # already gone, or another pod holds the name: look again
+        elif left:
+            self.pods.record_deleting(left)
+        elif uid:
+            self.pods.record_gone(key, name, uid)
+        return True
+
+    def _named_children(self, job: TrainingJob) -> list[dict[str, Any]]:
+        """The report-token Secret (when reports are on) and the headless Service."""
+        children = [build_headless_service(job, self.settings)]
+        if self.settings.report_url is not None:
+            # Generated here and sent only to the API: never logged, never kept beyond this call. When
+            # the Secret exists already, creation fails with AlreadyExists and its token stays.
+            children.append(build_report_token_secret(job, secrets.token_urlsafe(32)))
+        return children

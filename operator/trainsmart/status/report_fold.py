@@ -1,0 +1,244 @@
+"""Folding the trainer's reports into the TrainingJob status: progress, metrics, history, checkpoint, findings.
+
+Folding is idempotent (folding a report twice equals folding it once): history is keyed by epoch, the
+latest values are overwritten, best values are a min/max, diagnostics keep the newest finding of each
+type. That is what lets the I/O side re-derive status from the same inputs without growing it. Every list
+is bounded by the status model's limits, newest kept: status lives in etcd and is re-sent on every watch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Final
+
+from trainsmart.api import DiagnosticSeverity, TrainingJobStatus
+from trainsmart.api.trainingjob_status import (
+    DIAGNOSTICS_MAX_ITEMS,
+    HISTORY_MAX_ITEMS,
+    METRICS_MAX_PROPERTIES,
+    CheckpointStatus,
+    Diagnostic,
+    HistoryPoint,
+    MetricsStatus,
+    Progress,
+)
+from trainsmart_trainer.contract import FinalResult, ObjectiveDirection, ReportKind, TrainerReport
+
+Goal = ObjectiveDirection
+
+DEFAULT_OBJECTIVE: Final = "val_loss"
+# Substrings of metric names whose direction is known; metrics matching none (learning_rate, grad_norm, a
+# custom score) have no "best": guessing a direction would show a meaningless number as the best one.
+_LOWER_IS_BETTER: Final = ("loss", "error", "mse", "mae", "rmse", "perplexity", "seconds", "time")
+_HIGHER_IS_BETTER: Final = (
+    "accuracy",
+    "acc",
+    "f1",
+    "auc",
+    "precision",
+    "recall",
+    "r2",
+    "ndcg",
+    "hit",
+    "map",
+    "iou",
+    "dice",
+    "per_second",
+    "throughput",
+)
+HEADLINE_MAX_CHARS: Final = 128
+
+
+def as_aware(moment: datetime) -> datetime:
+    """A report time with a timezone: the wire format allows naive times, which are taken as UTC."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def metric_goal(name: str, overrides: Mapping[str, Goal] | None = None) -> Goal | None:
+    """Whether lower or higher values of metric `name` are better, or None when it cannot be told."""
+    if overrides and name in overrides:
+        return overrides[name]
+    lowered = name.lower()
+    if any(part in lowered for part in _HIGHER_IS_BETTER):
+        return ObjectiveDirection.MAXIMIZE
+    if any(part in lowered for part in _LOWER_IS_BETTER):
+        return ObjectiveDirection.MINIMIZE
+    return None
+
+
+def _better(goal: Goal, new: float, old: float | None) -> bool:
+    return old is None or goal.is_better(new, old)
+
+
+def _bounded_latest(latest: dict[str, float], newest: Mapping[str, float]) -> dict[str, float]:
+    """At most METRICS_MAX_PROPERTIES entries: the newest report's names first, then the rest by name."""
+    if len(latest) <= METRICS_MAX_PROPERTIES:
+        return latest
+    keep = sorted(newest)[:METRICS_MAX_PROPERTIES]
+    keep += sorted(name for name in latest if name not in newest)[: METRICS_MAX_PROPERTIES - len(keep)]
+    return {name: latest[name] for name in sorted(keep)}
+
+
+def _fold_metrics(
+    metrics: MetricsStatus,
+    values: Mapping[str, float],
+    reported_objective: str,
+    epoch_point: int | None,
+    goals: Mapping[str, Goal] | None,
+    objective_override: str | None = None,
+) -> MetricsStatus:
+    """`epoch_point`: the completed epoch whose objective value joins the history (epoch reports only)."""
+    latest = _bounded_latest({**metrics.latest, **values}, values)
+    best = dict(metrics.best)
+    for name, value in values.items():
+        goal = metric_goal(name, goals)
+        room = name in best or len(best) < METRICS_MAX_PROPERTIES
+        if goal is not None and room and _better(goal, value, best.get(name)):
+            best[name] = value
+    # A sweep's trial tracks the sweep's objective, whatever the trainer's early-stopping metric is.
+    objective = objective_override or reported_objective or metrics.objective or DEFAULT_OBJECTIVE
+    history = list(metrics.history)
+    if epoch_point is not None and objective in values:
+        history = [point for point in history if point.epoch != epoch_point]
+        history.append(HistoryPoint(epoch=epoch_point, value=values[objective]))
+        history = sorted(history, key=lambda point: point.epoch)[-HISTORY_MAX_ITEMS:]
+    headline = metrics.headline
+    if objective in latest:
+        headline = f"{objective}={latest[objective]:.4g}"[:HEADLINE_MAX_CHARS]
+    return MetricsStatus(
+        latest=latest,
+        best=dict(sorted(best.items())),
+        objective=objective,
+        headline=headline,
+        history=history,
+    )
+
+
+def _progress(report: TrainerReport) -> Progress:
+    epoch = report.final.epochs_completed if report.final is not None else report.epoch
+    percent = min(100.0, round(100.0 * epoch / report.total_epochs, 2))
+    return Progress(
+        epoch=epoch,
+        total_epochs=report.total_epochs,
+        percent=percent,
+        samples_per_second=report.samples_per_second,
+        eta_seconds=0.0 if report.kind == ReportKind.FINAL else report.eta_seconds,
+    )
+
+
+def _fold_diagnostics(current: list[Diagnostic], report: TrainerReport) -> list[Diagnostic]:
+    """The newest finding of each type, most recent last, at most DIAGNOSTICS_MAX_ITEMS."""
+    out = list(current)
+    for finding in report.diagnostics:
+        out = [item for item in out if item.type != finding.type.value]
+        out.append(
+            Diagnostic(
+                type=finding.type.value,
+                severity=DiagnosticSeverity(finding.severity.value),
+                message=finding.message,
+                suggestion=finding.suggestion or None,
+            )
+        )
+    return out[-DIAGNOSTICS_MAX_ITEMS:]
+
+
+def fold_report(
+    status: TrainingJobStatus,
+    report: TrainerReport,
+    now: datetime,
+    *,
+    goals: Mapping[str, Goal] | None = None,
+    objective: str | None = None,
+) -> TrainingJobStatus:
+    """`status` with one report folded in; `goals` overrides metric directions (e.g. early stopping's mode),
+    `objective` the metric the history tracks (a sweep trial's objective; None: the trainer's).
+
+    A checkpoint time is the trainer's clock, capped at `now`: a pod with a clock running ahead would
+    otherwise stamp a future time that makes every later (real) checkpoint look older and never show.
+    """
+    values = dict(report.metrics)
+    if report.final is not None:
+        values = {**values, **report.final.metrics}
+    epoch_point = report.epoch if report.kind == ReportKind.EPOCH else None
+    metrics = _fold_metrics(
+        status.metrics or MetricsStatus(), values, report.objective_metric, epoch_point, goals, objective
+    )
+    checkpoint = status.checkpoint
+    if report.checkpoint is not None:
+        previous_time = checkpoint.time if checkpoint is not None else None
+        saved = min(as_aware(report.checkpoint.time), now).replace(microsecond=0)
+        if previous_time is None or saved >= previous_time:
+            checkpoint = CheckpointStatus(latest_epoch=report.checkpoint.epoch, path=report.checkpoint.path, time=saved)
+    return status.model_copy(
+        update={
+            "progress": _progress(report),
+            "metrics": metrics,
+            "checkpoint": checkpoint,
+            "diagnostics": _fold_diagnostics(list(status.diagnostics), report),
+        }
+    )
+
+
+def fold_final_result(
+    status: TrainingJobStatus,
+    final: FinalResult,
+    *,
+    total_epochs: int | None = None,
+    goals: Mapping[str, Goal] | None = None,
+    objective: str | None = None,
+) -> TrainingJobStatus:
+    """`status` with a final result that did not come as a report (the trainer's termination message)
+    folded in as the final report would have been; `total_epochs` is used when status has none yet.
+
+    Never regresses: a result with fewer completed epochs than status shows is older than what status
+    holds and changes nothing. Idempotent like `fold_report`; progress keeps its throughput. The result's
+    best objective value is an observed value, so it competes for `best` whatever the metric's direction;
+    its objective history fills only epochs the history lacks, and only when it tracks the same metric.
+    """
+    progress = status.progress
+    if progress is not None and progress.epoch > final.epochs_completed:
+        return status
+    metrics = _fold_metrics(
+        status.metrics or MetricsStatus(), dict(final.metrics), final.objective_metric, None, goals, objective
+    )
+    if final.objective_history and metrics.objective == final.objective_metric:
+        # Only epochs status lacks: a point an epoch report already set stays as it is.
+        known = {point.epoch for point in metrics.history}
+        added = [HistoryPoint(epoch=p.epoch, value=p.value) for p in final.objective_history if p.epoch not in known]
+        if added:
+            history = sorted([*metrics.history, *added], key=lambda point: point.epoch)[-HISTORY_MAX_ITEMS:]
+            metrics = metrics.model_copy(update={"history": history})
+    name, value = final.objective_metric, final.best_value
+    goal = metric_goal(name, goals) if name else None
+    room = name in metrics.best or len(metrics.best) < METRICS_MAX_PROPERTIES
+    if goal is not None and value is not None and room and _better(goal, value, metrics.best.get(name)):
+        metrics = metrics.model_copy(update={"best": dict(sorted({**metrics.best, name: value}.items()))})
+    total = (progress.total_epochs if progress is not None else None) or total_epochs
+    epoch = final.epochs_completed
+    if total is not None:
+        percent = min(100.0, round(100.0 * epoch / total, 2))
+    else:
+        percent = progress.percent if progress is not None else 0.0
+    folded_progress = Progress(
+        epoch=epoch,
+        total_epochs=total,
+        percent=percent,
+        samples_per_second=progress.samples_per_second if progress is not None else None,
+        eta_seconds=0.0,
+    )
+    return status.model_copy(update={"progress": folded_progress, "metrics": metrics})
+
+
+def fold_reports(
+    status: TrainingJobStatus,
+    reports: Sequence[TrainerReport],
+    now: datetime,
+    *,
+    goals: Mapping[str, Goal] | None = None,
+    objective: str | None = None,
+) -> TrainingJobStatus:
+    """Fold reports oldest first (by the trainer's time, then step), whatever order they arrived in."""
+    for report in sorted(reports, key=lambda item: (as_aware(item.time), item.step)):
+        status = fold_report(status, report, now, goals=goals, objective=objective)
+    return status
