@@ -8,6 +8,7 @@ Pins:
 - a missing Secret key keeps the container waiting with CreateContainerConfigError;
 - two pods both bind port 29500 and talk over TCP by `<hostname>.<subdomain>` through their headless
   Service;
+- the pods' gateway (the bridge) keeps one MAC while pods come and go;
 - a claim's directory outlives its pod: a second pod reads what the first one wrote.
 """
 
@@ -23,12 +24,14 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from support.waiting import wait_for
+from trainsmart.devcluster.agent.sandbox.pod_network import bridge_mac
 from trainsmart.devcluster.agent.volumes import claim_dir
 
 if TYPE_CHECKING:
     from tests.e2e.conftest import RunningAgent
 
 pytestmark = pytest.mark.e2e
+DEFAULT_BRIDGE = "tsbr0"  # the agent's default, which the session agent uses
 
 GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
 
@@ -219,6 +222,19 @@ def test_two_pods_bind_the_same_port_and_talk_by_dns_name(
     assert (server.status.phase, client_pod.status.phase) == ("Succeeded", "Succeeded"), server_log + client_log
     assert f"hello from rank-0 at {server.status.pod_ip}" in client_log
     assert f"served {client_pod.status.pod_ip}" in server_log
+
+
+def test_the_gateway_keeps_one_mac_while_pods_come_and_go(
+    core: client.CoreV1Api, namespace: str, node_agent: RunningAgent
+) -> None:
+    """A bridge without its own address takes its lowest port's MAC; pods that cached the old one lost
+    the gateway (the operator's report endpoint) until their ARP entry expired."""
+    for name in ("mac-a", "mac-b"):
+        core.create_namespaced_pod(namespace, python_pod(name, "print('ok')"))
+        assert finished(core, namespace, name).status.phase == "Succeeded"
+    bridge = Path("/sys/class/net") / DEFAULT_BRIDGE
+    assert (bridge / "address").read_text().strip() == bridge_mac(DEFAULT_BRIDGE)
+    assert (bridge / "addr_assign_type").read_text().strip() == "3"  # NET_ADDR_SET: never follows a port
 
 
 def test_a_claim_outlives_its_pod(core: client.CoreV1Api, namespace: str, node_agent: RunningAgent, claim: str) -> None:

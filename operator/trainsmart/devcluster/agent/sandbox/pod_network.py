@@ -101,12 +101,25 @@ def allocate_ip(network: PodNetwork, allocated: Iterable[str], last: str | None)
     raise NetworkSetupError(f"pod CIDR {network.cidr} has no free address left")
 
 
+def bridge_mac(bridge: str) -> str:
+    """A fixed, locally administered unicast MAC for `bridge` (derived from its name).
+
+    Why: a Linux bridge without an address of its own takes the lowest MAC among its ports, so it changes
+    whenever a pod's veth with a lower MAC comes or goes. Pods that resolved the gateway before such a
+    change keep sending to the old MAC until their ARP entry expires: their reports to the operator time
+    out for many seconds while other pods' get through. An address set explicitly never changes."""
+    digest = hashlib.sha256(bridge.encode()).digest()
+    return ":".join(f"{octet:02x}" for octet in (0x02, *digest[:5]))
+
+
 def bridge_up_commands(bridge: str, network: PodNetwork, *, exists: bool) -> list[str]:
-    """`ip -batch` lines that create (or repair, after a crash) the bridge with the gateway address."""
+    """`ip -batch` lines that create (or repair, after a crash) the bridge with the gateway address and
+    a MAC address that never changes (`bridge_mac`)."""
     create = [] if exists else [f"link add {bridge} type bridge"]
     return [
         *create,
         f"addr replace {network.gateway}/{network.prefixlen} dev {bridge}",
+        f"link set {bridge} address {bridge_mac(bridge)}",
         f"link set {bridge} up",
     ]
 

@@ -2,8 +2,9 @@
 
 Pins: names are deterministic per pod UID and fit Linux's 15-byte interface names; the IPAM hands out
 round-robin after the last address, skips the gateway and taken addresses, wraps, and says when the
-CIDR is full; the batch lines create the pod end inside the namespace; routes that overlap the pod
-CIDR on other devices are reported (default routes and our own bridge are not).
+CIDR is full; the batch lines create the pod end inside the namespace; the bridge gets a fixed MAC (a
+bridge without one takes its lowest port's, so the gateway's MAC moved when pods came and went); routes
+that overlap the pod CIDR on other devices are reported (default routes and our own bridge are not).
 """
 
 from __future__ import annotations
@@ -65,6 +66,16 @@ def test_batch_lines() -> None:
     assert "route add default via 10.244.0.1" in inside
     assert inside[0] == "link set lo up"
     assert sn.bridge_up_commands("tsbr0", net, exists=True)[0].startswith("addr replace 10.244.0.1/16")
+
+
+def test_the_bridge_gets_a_fixed_mac_so_the_gateway_never_moves_under_a_pod() -> None:
+    net = sn.PodNetwork.parse("10.244.0.0/16")
+    mac = sn.bridge_mac("tsbr0")
+    assert mac == sn.bridge_mac("tsbr0") != sn.bridge_mac("tsbr1")
+    first = int(mac.split(":")[0], 16)
+    assert len(mac.split(":")) == 6 and first & 0x02 and not first & 0x01  # locally administered, unicast
+    for exists in (False, True):  # created, and repaired after a crash
+        assert f"link set tsbr0 address {mac}" in sn.bridge_up_commands("tsbr0", net, exists=exists)
 
 
 ROUTES = """Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT
