@@ -41,7 +41,7 @@ demo: k8s ## local GPU cluster + operator + a 2-replica DDP TrainingJob and a TP
 lint: $(STAMP) ## ruff + mypy --strict, the layer contracts (import-linter), hadolint on the Dockerfiles
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy operator/trainsmart trainer_image/trainsmart_trainer
+	$(BIN)/mypy operator/trainsmart trainer_image/trainsmart_trainer client/trainsmart_client
 	$(BIN)/lint-imports --no-cache
 	$(BIN)/hadolint $(wildcard Dockerfile) trainer_image/Dockerfile
 

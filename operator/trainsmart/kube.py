@@ -205,14 +205,15 @@ class Kube:
     # ---- writes ------------------------------------------------------------------------------------------
 
     async def create_if_absent(self, manifest: Mapping[str, Any]) -> dict[str, Any] | None:
-        """Create a namespaced core object (Pod, Service, Secret, PVC); returns it as stored (a dict), or
-        None when the name already exists."""
+        """Create a namespaced core object (Pod, Service, Secret, ConfigMap, PVC); returns it as stored (a
+        dict), or None when the name already exists."""
         kind = manifest["kind"]
         namespace = manifest["metadata"]["namespace"]
         create = {
             "Pod": self.core.create_namespaced_pod,
             "Service": self.core.create_namespaced_service,
             "Secret": self.core.create_namespaced_secret,
+            "ConfigMap": self.core.create_namespaced_config_map,
             "PersistentVolumeClaim": self.core.create_namespaced_persistent_volume_claim,
         }[kind]
         try:

@@ -106,6 +106,11 @@ def checkpoint_claim_name(name: str) -> str:
     return f"{name}-checkpoints"
 
 
+def client_configmap_name(name: str) -> str:
+    """The ConfigMap that carries the metrics wrapper (the client zipapp) into a job's pods."""
+    return f"{name}-trainsmart-client"
+
+
 def master_address(name: str, namespace: str) -> str:
     """Replica 0's DNS name through the headless Service; resolvable before readiness."""
     return f"{pod_name(name, 0)}.{service_name(name)}.{namespace}.svc"

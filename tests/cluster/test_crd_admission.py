@@ -8,7 +8,11 @@ Pins:
 - empty strings and zero values are ordinary values, not nulls (an env var set to "", an empty arg, 0 GPUs);
 - unknown fields are pruned, not stored (the models and the webhook are what reject typos);
 - the status subresource accepts what the status models serialize, and spec writes cannot touch it;
-- descriptions reach the published OpenAPI (what `kubectl explain` reads) and printer columns are served.
+- descriptions reach the published OpenAPI (what `kubectl explain` reads) and printer columns are served;
+- a sweep with list choice values and a path-less parameter used by placeholders is stored as written (the
+  lists kept, not pruned), passes the webhook's rules as stored, and a trial table and bestTrial with list
+  values round-trip through the status subresource; a placeholder naming no parameter, in a stored sweep,
+  is refused by the same rules at its field path.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
+from trainsmart.admission.rules import validate_sweep
 from trainsmart.api import (
     GROUP,
     SWEEP_PLURAL,
@@ -263,3 +268,55 @@ def test_printer_columns_are_served(api_client: client.ApiClient, namespace: str
     assert names[:8] == ["Name", "Phase", "Replicas", "GPUs", "Progress", "Metric", "Restarts", "Age"]
     (row,) = table["rows"]
     assert row["cells"][:4] == ["cols", None, 3, 0]
+
+
+LIST_SWEEP_SPEC: dict[str, Any] = {
+    "objective": {"metric": "val_accuracy", "goal": "maximize"},
+    "algorithm": {"name": "grid"},
+    "parameters": [
+        {
+            "name": "sizes",
+            "path": "trainer.config.model.hiddenSizes",
+            "type": "choice",
+            "values": [[32], [64, 64], [128, 64, 32]],
+        },
+        {"name": "opt", "type": "choice", "values": [{"name": "sgd", "momentum": 0.9}, {"name": "adam"}]},
+    ],
+    "trialTemplate": {
+        "trainer": {"args": ["--optimizer=${params.opt}"], "config": {"model": {"name": "mlp"}, "epochs": 2}}
+    },
+}
+
+
+def test_list_choices_are_stored_as_written_and_pass_the_rules(api_client: client.ApiClient, namespace: str) -> None:
+    stored = create(api_client, namespace, SWEEP_PLURAL, body("HyperparamSweep", "lists", LIST_SWEEP_SPEC))
+    assert stored["spec"]["parameters"][0]["values"] == [[32], [64, 64], [128, 64, 32]]
+    assert stored["spec"]["parameters"][1]["values"] == [{"name": "sgd", "momentum": 0.9}, {"name": "adam"}]
+    assert "path" not in stored["spec"]["parameters"][1]
+    assert validate_sweep(stored) == []
+    assert HyperparamSweep.model_validate(stored).spec.grid_size() == 6
+    objects = client.CustomObjectsApi(api_client)
+    parameters = {"sizes": [128, 64, 32], "opt": {"name": "adam"}}
+    status = HyperparamSweepStatus.model_validate(
+        {
+            "phase": "Running",
+            "bestTrial": {"name": "lists-0", "parameters": parameters, "metricValue": 0.9},
+            "trials": [{"name": "lists-0", "number": 0, "phase": "Succeeded", "parameters": parameters}],
+        }
+    )
+    written = objects.patch_namespaced_custom_object_status(
+        GROUP, VERSION, namespace, SWEEP_PLURAL, "lists", {"status": status.to_api()}
+    )
+    assert written["status"]["bestTrial"]["parameters"] == parameters
+    assert HyperparamSweepStatus.model_validate(written["status"]) == status
+
+
+def test_a_placeholder_naming_no_parameter_is_refused_at_its_field(
+    api_client: client.ApiClient, namespace: str
+) -> None:
+    spec = json.loads(json.dumps(LIST_SWEEP_SPEC))
+    spec["trialTemplate"]["trainer"]["args"] = ["--optimizer=${params.opt}", "--sizes", "${params.size}"]
+    stored = create(api_client, namespace, SWEEP_PLURAL, body("HyperparamSweep", "typo", spec))
+    assert [str(problem) for problem in validate_sweep(stored)] == [
+        "spec.trialTemplate.trainer.args[2]: ${params.size} names no parameter; parameters are sizes, opt"
+    ]

@@ -26,7 +26,12 @@ pytestmark = [pytest.mark.cluster, pytest.mark.usefixtures("trainsmart_crds")]
 EXAMPLES = REPO / "examples"
 # examples/argocd/*.yaml are Argo CD Applications, whose CRD this cluster does not have (see
 # tests/unit/delivery/test_argocd_examples.py); the folder of jobs one of them syncs is applied like every example.
-FILES = sorted(EXAMPLES.glob("*.yaml")) + sorted(EXAMPLES.glob("argocd/jobs/*.yaml"))
+# examples/custom/: your own code (a script, its TrainingJob and sweep), checked like the rest.
+FILES = (
+    sorted(EXAMPLES.glob("*.yaml"))
+    + sorted(EXAMPLES.glob("argocd/jobs/*.yaml"))
+    + sorted(EXAMPLES.glob("custom/*.yaml"))
+)
 PLURALS = {"TrainingJob": TRAININGJOB_PLURAL, "HyperparamSweep": SWEEP_PLURAL}
 
 

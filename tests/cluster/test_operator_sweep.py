@@ -8,7 +8,11 @@ Pins:
 - spec.suspend on the sweep suspends its trials (spec.suspend, no `stopped` reason) and Suspended shows;
   resuming releases them;
 - a spec the models refuse (slipping past a missing webhook) gets InvalidSpec with the field, one Warning
-  Event, no trials and no further status writes.
+  Event, no trials and no further status writes;
+- a sweep over a custom command: the trial the operator creates has its `${params.*}` placeholders
+  substituted (a list choice as compact JSON) and the list set at its path, and the trial's pod, as the
+  real apiserver stored it, has `TRAINSMART_PARAM_*`, `TRAINSMART_PARAMS_FILE`, the parameters
+  annotation and the downwardAPI volume that projects it.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from support.kubeapi import condition, create_sweep, get_sweep, trials, warning_events
+from support.kubeapi import condition, create_sweep, get_sweep, job_pods, trials, warning_events
 from support.waiting import wait_for
 from trainsmart.api import GROUP, SWEEP_PLURAL, VERSION
 from trainsmart.devcluster.operator_process import OperatorProcess
@@ -118,3 +122,41 @@ def test_invalid_sweep_gets_invalid_spec_and_no_trials(
     time.sleep(3)
     assert get_sweep(api_client, namespace, "bad")["metadata"]["resourceVersion"] == version
     assert trials(api_client, namespace, "bad") == []
+
+
+CUSTOM_SPEC: dict[str, Any] = {
+    "objective": {"metric": "val_loss", "goal": "minimize"},
+    "algorithm": {"name": "grid"},
+    "parallelTrials": 1,
+    "parameters": [
+        {"name": "lr", "type": "choice", "values": [0.01]},
+        {"name": "sizes", "path": "trainer.config.model.hiddenSizes", "type": "choice", "values": [[128, 64, 32]]},
+    ],
+    "trialTemplate": {
+        "trainer": {
+            "command": ["python", "train.py"],
+            "args": ["--lr=${params.lr}", "--sizes", "${params.sizes}"],
+            "env": [{"name": "LR", "value": "${params.lr}"}],
+            "config": {"model": {"name": "mlp"}, "epochs": 1},
+        }
+    },
+}
+
+
+def test_trials_of_a_custom_command_get_their_parameters(
+    api_client: client.ApiClient, namespace: str, cluster_operator: OperatorProcess
+) -> None:
+    create_sweep(api_client, namespace, "custom", CUSTOM_SPEC)
+    (trial,) = wait_for(lambda: trials(api_client, namespace, "custom"), 30, "the trial")
+    trainer = trial["spec"]["trainer"]
+    assert trainer["args"] == ["--lr=0.01", "--sizes", "[128,64,32]"]
+    assert trainer["env"] == [{"name": "LR", "value": "0.01"}]
+    assert trainer["config"]["model"]["hiddenSizes"] == [128, 64, 32]
+    (pod,) = wait_for(lambda: job_pods(api_client, namespace, "custom-0"), 30, "the trial's pod")
+    env = {var.name: var.value for var in pod.spec.containers[0].env}
+    assert env["TRAINSMART_PARAM_LR"] == "0.01"
+    assert env["TRAINSMART_PARAM_SIZES"] == "[128,64,32]"
+    assert env["TRAINSMART_PARAMS_FILE"] == "/etc/trainsmart/params/params.json"
+    assert json.loads(pod.metadata.annotations[PARAMETERS_ANNOTATION]) == {"lr": 0.01, "sizes": [128, 64, 32]}
+    (volume,) = [volume for volume in pod.spec.volumes if volume.downward_api is not None]
+    assert volume.downward_api.items[0].field_ref.field_path == f"metadata.annotations['{PARAMETERS_ANNOTATION}']"

@@ -97,6 +97,11 @@ JOB_NAME: Final = "TRAINSMART_JOB_NAME"
 """Name of the TrainingJob this pod belongs to; part of every report's identity."""
 JOB_NAMESPACE: Final = "TRAINSMART_NAMESPACE"
 """Namespace of the TrainingJob; part of every report's identity."""
+PARAM_ENV_PREFIX: Final = "TRAINSMART_PARAM_"
+"""A sweep trial's pods get one variable per parameter, `TRAINSMART_PARAM_<NAME>` (see `param_env_name`),
+holding the text a `${params.NAME}` placeholder becomes (strings as they are, everything else as JSON)."""
+PARAMS_FILE: Final = "TRAINSMART_PARAMS_FILE"
+"""Path of a JSON file with all of a sweep trial's parameters by name, values as JSON types."""
 SIMULATED_GPUS: Final = "TRAINSMART_SIMULATED_GPUS"
 """Set to "1" when the node agent of the local cluster only pretends to have GPUs: the trainer runs on the CPU
 and says so in its first log line and first report instead of failing for lack of CUDA."""
@@ -104,6 +109,12 @@ NVIDIA_VISIBLE_DEVICES: Final = "NVIDIA_VISIBLE_DEVICES"
 """Set by the NVIDIA device plugin to the GPUs a container was given (indices or GPU-/MIG- UUIDs). Such a
 value with no usable CUDA fails fast; `all`, `void`, `none` and empty are not a request (CUDA base images
 set `all` for every container, GPU or not)."""
+
+
+def param_env_name(name: str) -> str:
+    """`TRAINSMART_PARAM_<NAME>` for parameter `name`: upper-cased, anything but ASCII letters and digits as `_`."""
+    return PARAM_ENV_PREFIX + "".join(c if c.isascii() and c.isalnum() else "_" for c in name.upper())
+
 
 SIMULATED_GPUS_ON: Final = "1"
 DEFAULT_TERMINATION_LOG: Final = "/dev/termination-log"

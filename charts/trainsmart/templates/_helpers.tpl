@@ -113,6 +113,11 @@ app.kubernetes.io/part-of: trainsmart
 - apiGroups: [""]
   resources: [services, persistentvolumeclaims]
   verbs: [create]
+# The metrics wrapper's ConfigMap of a job with spec.trainer.metrics: created if absent (immutable, it
+# goes with its job by owner reference, so never read, updated or deleted).
+- apiGroups: [""]
+  resources: [configmaps]
+  verbs: [create]
 # Events on jobs and sweeps (ours and Kopf's): posted, never updated.
 - apiGroups: [""]
   resources: [events]

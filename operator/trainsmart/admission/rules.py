@@ -5,7 +5,10 @@ path a user would type (`spec.trainer.config.dataset`). These functions add what
 
 * the object's name, which becomes the Service name and the prefix of every pod hostname
   (`<job>-<index>`, and `<sweep>-<trial>-<index>` for sweep trials), so it must fit a DNS label;
-* the environment names the operator and torchrun reserve in the trainer container;
+* the environment names the operator and torchrun reserve in the trainer container (and the
+  `TRAINSMART_PARAM_*` family a sweep trial's parameters use);
+* a sweep's `${params.NAME}` placeholders: each must name a parameter, and each parameter must reach the
+  trial somewhere (a `path` or a placeholder), or it would be searched for no effect;
 * on updates, which fields may still change given the stored status.
 
 Immutability, decided here once for the webhook and the docs:
@@ -42,7 +45,8 @@ from typing import Any, Final, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from trainsmart.api import HyperparamSweepSpec, TrainingJobPhase, TrainingJobSpec, format_validation_error
-from trainsmart.builders.env import RESERVED_ENV_NAMES
+from trainsmart.api.placeholders import PlaceholderError, placeholder_names, placeholder_sites
+from trainsmart.builders.env import is_reserved_env_name
 from trainsmart.names import DNS_LABEL_MAX, name_problems, pod_name, trial_name
 
 STARTED_PHASES: Final = frozenset(
@@ -101,6 +105,8 @@ def validate_sweep(
         problems += _sweep_name_problems(name, max(trials, 1), replicas)
     env = _mapping(raw_template.get("trainer")).get("env")
     problems += _reserved_env_problems(env, "spec.trialTemplate.trainer.env")
+    if spec is not None:
+        problems += _placeholder_problems(spec)
     if old is not None and _sweep_has_trials(_mapping(status)):
         old_raw = _mapping(old.get("spec"))
         new_raw = _mapping(new.get("spec"))
@@ -204,12 +210,41 @@ def _reserved_env_problems(env: Any, path: str) -> list[Problem]:
     problems = []
     for index, var in enumerate(env):
         name = _mapping(var).get("name")
-        if isinstance(name, str) and name in RESERVED_ENV_NAMES:
+        if isinstance(name, str) and is_reserved_env_name(name):
             problems.append(
                 Problem(
                     f"{path}[{index}].name",
                     f"{name} is reserved: the operator sets it for every replica (distributed layout, config, "
                     "checkpoints, report endpoint); remove it or use another name",
+                )
+            )
+    return problems
+
+
+def _placeholder_problems(spec: HyperparamSweepSpec) -> list[Problem]:
+    """Placeholders that are malformed or name no parameter, and parameters that reach nothing."""
+    names = [parameter.name for parameter in spec.parameters]
+    listed = ", ".join(names)
+    problems: list[Problem] = []
+    used: set[str] = set()
+    for site, text in placeholder_sites(spec.trial_template.to_api()):
+        path = f"spec.trialTemplate.{site}"
+        try:
+            found = placeholder_names(text)
+        except PlaceholderError as exc:
+            problems.append(Problem(path, str(exc)))
+            continue
+        used.update(found)
+        for name in dict.fromkeys(found):
+            if name not in names:
+                problems.append(Problem(path, f"${{params.{name}}} names no parameter; parameters are {listed}"))
+    for index, parameter in enumerate(spec.parameters):
+        if parameter.path is None and parameter.name not in used:
+            problems.append(
+                Problem(
+                    f"spec.parameters[{index}] ({parameter.name})",
+                    f"reaches nothing: it has no path and no ${{params.{parameter.name}}} in "
+                    "trialTemplate.trainer.command, args or env values; add a path or a placeholder",
                 )
             )
     return problems

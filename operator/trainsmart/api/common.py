@@ -67,12 +67,17 @@ FreeFormObject = Annotated[
 ]
 
 Scalar = bool | int | float | str
-"""A hyperparameter value (number, string or boolean): the one spelling every sweep module uses."""
+"""A number, string or boolean."""
 
-# A scalar of any JSON type in the API. Structural schemas cannot say "one of these types", so the CRD
-# leaves the node untyped and the model checks the type.
-ScalarValue = Annotated[
-    Scalar,
+ParameterValue = bool | int | float | str | list[Any] | dict[str, Any]
+"""A hyperparameter value: a scalar, or a list or object of JSON values (a choice among `[32]` and `[64, 64]`
+for a list field such as `model.hiddenSizes`). The one spelling every sweep module uses."""
+
+# A parameter value of any JSON type in the API. Structural schemas cannot say "one of these types", so the
+# CRD leaves the node untyped (the apiserver then keeps lists and objects as written) and the model checks
+# the type.
+ParameterValueField = Annotated[
+    ParameterValue,
     WithJsonSchema({"x-kubernetes-preserve-unknown-fields": True}),
 ]
 

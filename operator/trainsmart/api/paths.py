@@ -18,7 +18,7 @@ from pydantic import BaseModel
 
 from trainsmart.api.trainingjob_spec import TrainingJobSpec
 
-LeafKind = Literal["int", "float", "bool", "str", "any"]
+LeafKind = Literal["int", "float", "bool", "str", "list", "object", "any"]
 # Fields a sweep controls itself (it suspends and resumes its trials); a parameter may not set them.
 UNSWEEPABLE: Final = frozenset({"suspend"})
 
@@ -31,10 +31,24 @@ def _unwrap_optional(annotation: Any) -> Any:
     return annotation
 
 
-def _leaf_kind(annotation: Any) -> LeafKind:
-    annotation = _unwrap_optional(annotation)
+def _strip_annotated(annotation: Any) -> Any:
     if typing.get_origin(annotation) is typing.Annotated:
-        annotation = typing.get_args(annotation)[0]
+        return typing.get_args(annotation)[0]
+    return annotation
+
+
+def _bare(annotation: Any) -> Any:
+    """The type under Optional and Annotated (in either order)."""
+    return _strip_annotated(_unwrap_optional(_strip_annotated(annotation)))
+
+
+def _is_model(annotation: Any) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
+
+
+def _leaf_kind(annotation: Any) -> LeafKind:
+    annotation = _bare(annotation)
+    origin = typing.get_origin(annotation)
     if annotation is bool:
         return "bool"
     if annotation is int:
@@ -43,6 +57,10 @@ def _leaf_kind(annotation: Any) -> LeafKind:
         return "float"
     if annotation is str or (isinstance(annotation, type) and issubclass(annotation, Enum | str)):
         return "str"
+    if origin is list:
+        return "list"
+    if origin is dict or _is_model(annotation):
+        return "object"
     return "any"
 
 
@@ -58,7 +76,10 @@ def resolve_path(path: str, model: type[BaseModel] = TrainingJobSpec) -> LeafKin
     """The kind of value at `path` in `model`, or ValueError naming the first segment that does not exist.
 
     A map field (`resources.requests`, `nodeSelector`) takes the rest of the path as its key, so keys with
-    dots (`nodeSelector.nvidia.com/gpu.product`) work. Free-form objects accept any remaining path.
+    dots (`nodeSelector.nvidia.com/gpu.product`) work. A number indexes a list
+    (`trainer.config.model.hiddenSizes.0`); whether the entry exists depends on the template, which
+    `with_path` checks. A path may also end at a whole list, map or object (kind `list` or `object`), which
+    a choice among lists or objects then replaces.
     """
     segments = path.split(".")
     if not all(segments):
@@ -67,31 +88,27 @@ def resolve_path(path: str, model: type[BaseModel] = TrainingJobSpec) -> LeafKin
         raise ValueError(f"path {path!r} is controlled by the sweep itself and cannot be a parameter")
     current: Any = model
     for index, segment in enumerate(segments):
-        current = _unwrap_optional(current)
-        if isinstance(current, type) and issubclass(current, BaseModel):
+        current = _bare(current)
+        if _is_model(current):
             current = _field_by_alias(current, segment)
             continue
-        origin = typing.get_origin(_strip_annotated(current))
+        origin = typing.get_origin(current)
         if origin is dict:
-            value_type = typing.get_args(_strip_annotated(current))[1]
+            value_type = typing.get_args(current)[1]
             if value_type is Any:
                 raise ValueError(f"path {path!r} goes into a free-form object, which a sweep cannot set")
             return _leaf_kind(value_type)
         if origin is list:
-            raise ValueError(f"path {path!r} goes into a list at {'.'.join(segments[:index])}; lists cannot be set")
+            if not segment.isdigit():
+                where = ".".join(segments[:index])
+                raise ValueError(
+                    f"path {path!r} goes into a list at {where}; index it with a number ({where}.0), or set the "
+                    "whole list with list values"
+                )
+            current = typing.get_args(current)[0]
+            continue
         raise ValueError(f"path {path!r} continues past the value at {'.'.join(segments[:index])}")
-    leaf = _strip_annotated(_unwrap_optional(current))
-    if isinstance(leaf, type) and issubclass(leaf, BaseModel):
-        raise ValueError(f"path {path!r} names an object; name one of its fields")
-    if typing.get_origin(leaf) in (dict, list):
-        raise ValueError(f"path {path!r} names a whole map or list; name a single value inside a map instead")
     return _leaf_kind(current)
-
-
-def _strip_annotated(annotation: Any) -> Any:
-    if typing.get_origin(annotation) is typing.Annotated:
-        return typing.get_args(annotation)[0]
-    return annotation
 
 
 def with_path(
@@ -99,29 +116,44 @@ def with_path(
 ) -> dict[str, Any]:
     """A copy of the camelCase spec dict `data` with `value` at `path`, creating objects on the way.
 
-    Only the dicts along the path are copied (the rest is shared with `data`, which is never modified),
-    so making many trials from one template costs little more than validating them.
+    Only the dicts and lists along the path are copied (the rest is shared with `data`, which is never
+    modified), so making many trials from one template costs little more than validating them. A list
+    index must name an entry the template has: ValueError otherwise (a sweep does not invent list entries).
     """
     resolve_path(path, model)  # the same rules as admission, including where map keys begin
-    segments = path.split(".")
-    root = dict(data)
-    current, annotation = root, _unwrap_optional(model)
-    for index, segment in enumerate(segments[:-1]):
-        child = dict(current.get(segment) or {})
-        current[segment] = child
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            annotation = _unwrap_optional(_field_by_alias(annotation, segment))
-            if typing.get_origin(_strip_annotated(annotation)) is dict:
-                child[".".join(segments[index + 1 :])] = value
-                return root
-        current = child
-    current[segments[-1]] = value
-    return root
+    result = _set(data, path.split("."), value, model, [])
+    assert isinstance(result, dict)
+    return result
 
 
-def apply_parameters(
-    template: TrainingJobSpec | Mapping[str, Any], values: Mapping[str, bool | int | float | str]
-) -> TrainingJobSpec:
+def _set(node: Any, segments: list[str], value: Any, annotation: Any, walked: list[str]) -> Any:
+    """`node` (of type `annotation`) with `value` at `segments`, copying what it changes."""
+    if not segments:
+        return value
+    head, rest = segments[0], segments[1:]
+    annotation = _bare(annotation)
+    if _is_model(annotation):
+        copied = dict(node) if isinstance(node, Mapping) else {}
+        copied[head] = _set(copied.get(head), rest, value, _field_by_alias(annotation, head), [*walked, head])
+        return copied
+    if typing.get_origin(annotation) is dict:
+        copied = dict(node) if isinstance(node, Mapping) else {}
+        copied[".".join(segments)] = value
+        return copied
+    items = list(node) if isinstance(node, list) else []
+    entry = int(head)
+    if entry >= len(items):
+        where = ".".join(walked)
+        has = f"has {len(items)} entries" if node is not None else "does not set it"
+        raise ValueError(
+            f"{where} has no entry {entry}: the trialTemplate {has}; set {where} in the trialTemplate (a "
+            "sweep replaces entries, it does not add them), or give the parameter whole lists as values"
+        )
+    items[entry] = _set(items[entry], rest, value, typing.get_args(annotation)[0], [*walked, head])
+    return items
+
+
+def apply_parameters(template: TrainingJobSpec | Mapping[str, Any], values: Mapping[str, Any]) -> TrainingJobSpec:
     """A trial spec: the template with each `path -> value` set, validated like any TrainingJob spec.
 
     The template may be given already dumped (`template.to_api()`), which saves re-dumping it when many

@@ -7,13 +7,14 @@ our own; it needs a finite set per parameter, which `grid_size` decides without 
 
 from __future__ import annotations
 
+import json
 import math
 from enum import StrEnum
 from typing import Final, Self
 
 from pydantic import Field, model_validator
 
-from trainsmart.api.common import ApiModel, ScalarValue
+from trainsmart.api.common import ApiModel, ParameterValue, ParameterValueField
 
 PARAMETER_NAME_PATTERN: Final = r"^[A-Za-z_][A-Za-z0-9_]*$"
 MAX_CHOICES: Final = 1000
@@ -56,18 +57,26 @@ INTEGER_TYPES: Final = frozenset({ParameterType.RANDINT})
 
 
 class Parameter(ApiModel):
-    """A hyperparameter to search: where it goes in the trial spec and the distribution it is drawn from."""
+    """A hyperparameter to search: where it goes in the trial spec and the distribution it is drawn from.
+
+    Every trial's pods get every parameter (environment and a JSON file); `path` and `${params.NAME}`
+    placeholders in the template's command, args and env values say where else it goes. One of the two is
+    required (admission refuses a parameter that reaches nothing: it would be searched for no effect).
+    """
 
     name: str = Field(
         pattern=PARAMETER_NAME_PATTERN,
         max_length=63,
         description="Short name, used in the trial table and as the key in bestTrial.parameters.",
     )
-    path: str = Field(
+    path: str | None = Field(
+        default=None,
         min_length=1,
         max_length=256,
         description="Where the value goes in trialTemplate, as dotted camelCase field names, e.g. "
-        "trainer.config.learningRate or resources.requests.cpu.",
+        "trainer.config.learningRate or resources.requests.cpu; a number indexes a list "
+        "(trainer.config.model.hiddenSizes.0). Unset: the value reaches the trial only through "
+        "${params.NAME} placeholders in trainer.command, trainer.args and trainer.env values.",
     )
     type: ParameterType = Field(
         description="Distribution: uniform, loguniform, quniform, qloguniform (need min, max; q-types also "
@@ -78,11 +87,12 @@ class Parameter(ApiModel):
     q: float | None = Field(default=None, gt=0, description="Quantization step of quniform/qloguniform.")
     mu: float | None = Field(default=None, description="Mean of normal, or of the log for lognormal.")
     sigma: float | None = Field(default=None, gt=0, description="Standard deviation of normal/lognormal.")
-    values: list[ScalarValue] | None = Field(
+    values: list[ParameterValueField] | None = Field(
         default=None,
         min_length=1,
         max_length=MAX_CHOICES,
-        description="The options of a choice parameter: numbers, strings or booleans.",
+        description="The options of a choice parameter: numbers, strings, booleans, or lists and objects "
+        "(e.g. [32], [64, 64] for trainer.config.model.hiddenSizes).",
     )
     step: float | None = Field(
         default=None,
@@ -122,8 +132,9 @@ class Parameter(ApiModel):
                 raise ValueError(f"step ({self.step:g}) is larger than max - min ({high - low:g}); lower it")
 
     @staticmethod
-    def _check_values(values: list[bool | int | float | str]) -> None:
-        keys = [(type(value).__name__, value) for value in values]
+    def _check_values(values: list[ParameterValue]) -> None:
+        # JSON text tells 2 from 2.0 and "2" as the type-and-value pairs did, and also compares lists.
+        keys = [json.dumps(value, sort_keys=True) for value in values]
         if len(set(keys)) != len(keys):
             raise ValueError("values contains duplicates; list each option once")
 
@@ -145,7 +156,7 @@ class Parameter(ApiModel):
             return math.floor(math.log(high / low) / math.log(self.step) + _STEP_EPSILON) + 1
         return None
 
-    def representative_values(self) -> list[bool | int | float | str]:
+    def representative_values(self) -> list[ParameterValue]:
         """Values at the edges of the distribution, to check the trial spec accepts them at admission."""
         if self.values is not None:
             return list(self.values)

@@ -18,7 +18,7 @@ from trainsmart.api.common import ApiModel, MetricName, format_validation_error,
 from trainsmart.api.paths import apply_parameters, resolve_path
 from trainsmart.api.search_space import Parameter, ParameterType
 from trainsmart.api.trainingjob_spec import TrainingJobSpec
-from trainsmart_trainer.contract import ObjectiveDirection
+from trainsmart_trainer.contract import ObjectiveDirection, param_env_name
 
 MAX_TRIALS_LIMIT: Final = 1000
 MAX_PARAMETERS: Final = 64
@@ -257,7 +257,18 @@ class HyperparamSweepSpec(ApiModel):
                 value = getattr(parameter, attribute)
                 if value in seen:
                     raise ValueError(f"parameters[{index}].{attribute} {value!r} is used by another parameter")
-                seen.add(value)
+                if value is not None:
+                    seen.add(value)
+        # Every parameter is also an environment variable in the trial's pods; `lr` and `LR` would share one.
+        variables: dict[str, str] = {}
+        for index, parameter in enumerate(self.parameters):
+            variable = param_env_name(parameter.name)
+            if variable in variables:
+                raise ValueError(
+                    f"parameters[{index}].name {parameter.name!r} gives the same environment variable {variable} as "
+                    f"parameter {variables[variable]!r}; rename one"
+                )
+            variables[variable] = parameter.name
 
     def _check_algorithm(self) -> None:
         grid = self.algorithm.name == AlgorithmName.GRID
@@ -278,21 +289,33 @@ class HyperparamSweepSpec(ApiModel):
             raise ValueError(f"the grid has {size} points (more than {MAX_GRID_POINTS}); coarsen the parameters")
 
     def _check_parameter_fits_template(self, index: int, parameter: Parameter, template: dict[str, Any]) -> None:
+        path = parameter.path
+        if path is None:
+            return  # placeholders only: any text fits a command line (admission checks the names)
         where = f"parameters[{index}] ({parameter.name})"
         try:
-            kind = resolve_path(parameter.path)
+            kind = resolve_path(path)
         except ValueError as exc:
             raise ValueError(f"{where}: {exc}") from None
         continuous = parameter.type != ParameterType.CHOICE
         if kind == "int" and not parameter.yields_integers():
-            raise ValueError(
-                f"{where}: {parameter.path} is an integer; use randint, choice of integers, or an integer q"
-            )
+            raise ValueError(f"{where}: {path} is an integer; use randint, choice of integers, or an integer q")
         if kind in ("bool", "str") and continuous:
-            raise ValueError(f"{where}: {parameter.path} takes a {kind}; use type choice")
+            raise ValueError(f"{where}: {path} takes a {kind}; use type choice")
+        if kind in ("list", "object") and continuous:
+            article = "a" if kind == "list" else "an"
+            raise ValueError(f"{where}: path {path!r} names {article} {kind}; use type choice with {kind} values")
+        if kind == "list" and any(not isinstance(value, list) for value in parameter.values or ()):
+            # The first thing a user tries for "hidden width over 32, 64, 128": say both ways that work.
+            raise ValueError(
+                f"{where}: {path} is a list, so each value must be a list (values: [[32], [64], [128]]); to vary "
+                f"one entry of the template's list, use path {path}.0 with plain values"
+            )
         for value in parameter.representative_values():
             try:
-                apply_parameters(template, {parameter.path: value})
+                apply_parameters(template, {path: value})
             except ValidationError as exc:
                 problem = format_validation_error(exc, prefix="trialTemplate")[0]
                 raise ValueError(f"{where}: the value {value!r} makes an invalid trial: {problem}") from None
+            except ValueError as exc:  # a list index the template does not have
+                raise ValueError(f"{where}: {exc}") from None

@@ -10,7 +10,7 @@ from typing import Final
 
 from pydantic import AwareDatetime, Field
 
-from trainsmart.api.common import ApiModel, DnsName, ScalarValue, list_map
+from trainsmart.api.common import ApiModel, DnsName, ParameterValueField, list_map
 from trainsmart.api.conditions import CONDITIONS_MAX_ITEMS, Condition, SweepPhase, TrialPhase
 from trainsmart.api.sweep_spec import MAX_TRIALS_LIMIT
 
@@ -42,7 +42,9 @@ class BestTrial(ApiModel):
     """The best trial so far under the objective's goal."""
 
     name: DnsName = Field(description="The trial's TrainingJob name.")
-    parameters: dict[str, ScalarValue] = Field(default_factory=dict, description="Its parameter values, by name.")
+    parameters: dict[str, ParameterValueField] = Field(
+        default_factory=dict, description="Its parameter values, by name."
+    )
     metric_value: float = Field(description="Its objective value.")
     epoch: int | None = Field(default=None, ge=0, description="The epoch that value was reached at.")
 
@@ -53,7 +55,7 @@ class TrialRecord(ApiModel):
     name: DnsName = Field(description="The trial's TrainingJob name.")
     number: int = Field(ge=0, description="Creation order, from 0.")
     phase: TrialPhase = Field(description="Pending, Running, Restarting, Succeeded, Failed, Suspended or EarlyStopped.")
-    parameters: dict[str, ScalarValue] = Field(default_factory=dict, description="Parameter values, by name.")
+    parameters: dict[str, ParameterValueField] = Field(default_factory=dict, description="Parameter values, by name.")
     metric_value: float | None = Field(default=None, description="Best objective value the trial reported.")
     epochs: int | None = Field(default=None, ge=0, description="Epochs the trial completed.")
     gpu_seconds: float = Field(default=0.0, ge=0, description="GPU time the trial consumed.")

@@ -7,6 +7,7 @@ every message names the field and says how to fix it.
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from typing import Annotated, Final, Self
 
@@ -58,6 +59,73 @@ class ImagePullPolicy(StrEnum):
     NEVER = "Never"
 
 
+class MetricsFormat(StrEnum):
+    """How the metric lines in a custom command's output are written."""
+
+    JSON = "json"
+    KEY_VALUE = "keyValue"
+    REGEX = "regex"
+
+
+class TrainerMetrics(ApiModel):
+    """Where a custom command's metrics appear, so the operator can read them with no change to the code.
+
+    The operator then runs the command under its metrics wrapper (`python3 <client>.pyz wrap ... --
+    <command> <args>`), which passes the output through unchanged, forwards signals, keeps the exit code,
+    and reports what it parses from rank 0 exactly as the packaged trainer would. The image needs a
+    `python3` >= 3.8 on PATH for that (docs/your-code.md).
+    """
+
+    format: MetricsFormat | None = Field(
+        default=None,
+        description="How metric lines in the command's output look: json (one object per line, e.g. "
+        '{"epoch": 3, "val_accuracy": 0.91}), keyValue (key=value pairs, e.g. epoch=3 loss=0.21) or regex '
+        "(the named groups of pattern). Other lines pass through untouched. Unset: output is not parsed "
+        "(set tensorboardDir instead).",
+    )
+    pattern: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=1024,
+        description="With format regex only (and required there): a Python regular expression whose named "
+        r"groups are the metrics, e.g. 'epoch (?P<epoch>\d+) .*val_acc=(?P<val_accuracy>[0-9.]+)'.",
+    )
+    epoch_key: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=256,
+        description="The key (json, keyValue), named group (regex) or TensorBoard step that counts epochs. "
+        "Unset: epoch.",
+    )
+    tensorboard_dir: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=4096,
+        description="A directory the command writes TensorBoard event files to; its scalars are reported by "
+        "tag. Relative paths are resolved from the container's working directory.",
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if self.format is None and self.tensorboard_dir is None:
+            raise ValueError("set format (metric lines in the output), tensorboardDir (event files), or both")
+        if self.format != MetricsFormat.REGEX:
+            if self.pattern is not None:
+                raise ValueError("pattern applies only with format: regex; remove it or set format: regex")
+            return self
+        if self.pattern is None:
+            raise ValueError(r"format regex needs pattern: a regular expression with named groups, e.g. (?P<loss>\S+)")
+        try:
+            groups = re.compile(self.pattern).groupindex
+        except re.error as error:
+            raise ValueError(f"pattern does not compile: {error}") from None
+        if not groups:
+            raise ValueError(r"pattern has no named groups; name each metric, e.g. (?P<val_loss>[0-9.eE+-]+)")
+        if self.epoch_key is not None and self.epoch_key not in groups:
+            raise ValueError(f"epochKey {self.epoch_key!r} is not a named group of pattern ({sorted(groups)})")
+        return self
+
+
 class TrainerSpec(ApiModel):
     """What runs in each replica: the packaged trainer (configured by `config`) or your own command."""
 
@@ -86,12 +154,25 @@ class TrainerSpec(ApiModel):
         description="Configuration of the packaged trainer (model, dataset, hyperparameters). Unset: "
         "its defaults. Passed to the trainer whatever the command, for custom trainers to read.",
     )
+    metrics: TrainerMetrics | None = Field(
+        default=None,
+        description="Where your command's metrics appear (output lines or TensorBoard files), so status, "
+        "sweeps and Prometheus get them with no change to your code. Only with command: the packaged "
+        "trainer reports by itself. Unset: no wrapper; report with the trainsmart_client library instead.",
+    )
 
     @model_validator(mode="after")
     def _unique_env(self) -> Self:
         duplicates = find_duplicates(var.name for var in self.env)
         if duplicates:
             raise ValueError(f"env names {duplicates} appear more than once; keep one of each")
+        if self.metrics is not None and self.command is None:
+            # Refused rather than ignored: wrapping the packaged trainer would report every epoch twice,
+            # and a silently ignored block would leave the user wondering where their parser went.
+            raise ValueError(
+                "metrics reads the output of your own command; the packaged trainer (no command) reports its "
+                "metrics itself: remove metrics or set command"
+            )
         return self
 
     def effective_config(self) -> TrainerConfig:

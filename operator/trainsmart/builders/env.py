@@ -24,6 +24,8 @@ import json
 from typing import Any, Final
 
 from trainsmart.api import TrainingJob
+from trainsmart.builders.metrics_wrapper import client_env
+from trainsmart.builders.trial_params import parameter_env
 from trainsmart.names import (
     JOB_NAME_LABEL,
     REPORT_TOKEN_KEY,
@@ -55,12 +57,20 @@ OPERATOR_ENV_NAMES: Final = frozenset(
         contract.METRICS_PORT,
         contract.JOB_NAME,
         contract.JOB_NAMESPACE,
+        contract.PARAMS_FILE,
     }
 )
-"""Every variable the operator may set (some only for some jobs)."""
+"""Every variable the operator may set (some only for some jobs); sweep trials also get `TRAINSMART_PARAM_*`."""
 
 RESERVED_ENV_NAMES: Final = OPERATOR_ENV_NAMES | {contract.LOCAL_RANK, contract.TORCHELASTIC_RUN_ID}
 """Names `spec.trainer.env` may not use: the operator's, plus the launcher's worker markers."""
+RESERVED_ENV_PREFIXES: Final = (contract.PARAM_ENV_PREFIX,)
+"""Prefixes `spec.trainer.env` may not use either: a sweep trial's per-parameter variables."""
+
+
+def is_reserved_env_name(name: str) -> bool:
+    """Whether `spec.trainer.env` may not define `name` (it would shadow the operator's value)."""
+    return name in RESERVED_ENV_NAMES or name.startswith(RESERVED_ENV_PREFIXES)
 
 
 def _literal(name: str, value: str | int) -> dict[str, Any]:
@@ -123,9 +133,10 @@ def contract_env(job: TrainingJob, index: int, settings: OperatorSettings) -> li
 
 def user_env(job: TrainingJob) -> list[dict[str, Any]]:
     """`spec.trainer.env` as written, minus entries that would redefine a reserved name."""
-    return [var.to_api() for var in job.spec.trainer.env if var.name not in RESERVED_ENV_NAMES]
+    return [var.to_api() for var in job.spec.trainer.env if not is_reserved_env_name(var.name)]
 
 
 def trainer_env(job: TrainingJob, index: int, settings: OperatorSettings) -> list[dict[str, Any]]:
-    """The whole env list of the trainer container: the contract first, then the user's additions."""
-    return contract_env(job, index, settings) + user_env(job)
+    """The whole env list of the trainer container: the contract first, then the metrics wrapper's
+    PYTHONPATH (only with spec.trainer.metrics), a sweep trial's parameters, then the user's additions."""
+    return contract_env(job, index, settings) + client_env(job) + parameter_env(job) + user_env(job)

@@ -30,7 +30,9 @@ from trainsmart.api import TrainingJob
 from trainsmart.api.common import GPU_RESOURCE, TRAINER_CONTAINER_NAME
 from trainsmart.builders.env import trainer_env
 from trainsmart.builders.metadata import child_metadata, quantity
+from trainsmart.builders.metrics_wrapper import client_mount, client_volume, wrapped_command
 from trainsmart.builders.service import RENDEZVOUS_PORT_NAME
+from trainsmart.builders.trial_params import parameter_pod_annotations, parameter_volume
 from trainsmart.names import (
     ATTEMPT_LABEL,
     KUEUE_POD_GROUP_COUNT_ANNOTATION,
@@ -127,6 +129,12 @@ def _volumes(job: TrainingJob, settings: OperatorSettings) -> tuple[list[dict[st
         claim = checkpoint.claim_name or checkpoint_claim_name(job_name(job))
         volumes.append({"name": CHECKPOINT_VOLUME, "persistentVolumeClaim": {"claimName": claim}})
         mounts.append({"name": CHECKPOINT_VOLUME, "mountPath": checkpoint.mount_path})
+    if job.spec.trainer.metrics is not None:
+        volumes.append(client_volume(job))
+        mounts.append(client_mount())
+    params_volumes, params_mounts = parameter_volume(job)  # sweep trials only: builders/trial_params.py
+    volumes += params_volumes
+    mounts += params_mounts
     volumes += [volume.to_api() for volume in job.spec.volumes]
     mounts += [mount.to_api() for mount in job.spec.volume_mounts]
     return volumes, mounts
@@ -142,12 +150,16 @@ def _ports(settings: OperatorSettings) -> list[dict[str, Any]]:
 def trainer_container(
     job: TrainingJob, index: int, settings: OperatorSettings, mounts: list[dict[str, Any]]
 ) -> dict[str, Any]:
-    """The `trainer` container: image/command default to the packaged trainer from the settings."""
+    """The `trainer` container: image/command default to the packaged trainer from the settings; with
+    `spec.trainer.metrics` the command runs under the metrics wrapper (`builders/metrics_wrapper.py`)."""
     trainer = job.spec.trainer
+    command = list(trainer.command or settings.trainer_command)
+    if trainer.metrics is not None:
+        command = wrapped_command(trainer.metrics, command)
     container: dict[str, Any] = {
         "name": TRAINER_CONTAINER_NAME,
         "image": trainer.image or settings.trainer_image,
-        "command": list(trainer.command or settings.trainer_command),
+        "command": command,
     }
     if trainer.args:
         container["args"] = list(trainer.args)
@@ -189,7 +201,7 @@ def build_worker_pod(job: TrainingJob, index: int, attempt: int, settings: Opera
     name = job_name(job)
     template = spec.template
     metadata = child_metadata(job, pod_name(name, index), pod_labels(job, index, attempt))
-    annotations = pod_annotations(job)
+    annotations = {**pod_annotations(job), **parameter_pod_annotations(job)}
     if annotations:
         metadata["annotations"] = annotations
     volumes, mounts = _volumes(job, settings)

@@ -1,5 +1,10 @@
 """A sweep's trial: a TrainingJob made from the sweep's trialTemplate with one point of the search space set.
 
+A point reaches the trial three ways: at the parameters' `path`s, through `${params.NAME}` placeholders in
+the template's trainer command, args and env values (substituted here, `api/placeholders.py` has the
+grammar), and, for every parameter, as environment variables and a JSON file in its pods, which the pod
+builder derives from the parameters annotation (`builders/trial_params.py`).
+
 Everything the sweep needs to account for a trial is written onto the trial itself, so the sweep's
 history can be rebuilt from its children alone (an operator restart keeps nothing in memory):
 
@@ -22,7 +27,8 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from trainsmart.api import API_VERSION, SWEEP_KIND, HyperparamSweep, apply_parameters
-from trainsmart.api.common import Scalar
+from trainsmart.api.common import ParameterValue
+from trainsmart.api.placeholders import substitute_template
 from trainsmart.builders.metadata import controller_reference
 from trainsmart.names import (
     OBJECTIVE_GOAL_ANNOTATION,
@@ -43,26 +49,29 @@ def sweep_owner_reference(sweep: HyperparamSweep) -> dict[str, Any]:
     return controller_reference(SWEEP_KIND, sweep_name(sweep), sweep.metadata)
 
 
-def encode_parameters(parameters: Mapping[str, Scalar]) -> str:
+def encode_parameters(parameters: Mapping[str, ParameterValue]) -> str:
     """Parameters as the annotation stores them: compact JSON, keys sorted (the same point, the same text)."""
     return json.dumps(dict(parameters), sort_keys=True, separators=(",", ":"))
 
 
-def decode_parameters(text: object) -> dict[str, Scalar] | None:
-    """The parameters from an annotation value, or None when it is missing or not a JSON object of scalars."""
+def decode_parameters(text: object) -> dict[str, ParameterValue] | None:
+    """The parameters from an annotation value, or None when it is missing or not a JSON object of values."""
     if not isinstance(text, str):
         return None
     try:
         value = json.loads(text)
     except ValueError:
         return None
-    if not isinstance(value, dict) or not all(isinstance(v, bool | int | float | str) for v in value.values()):
+    if not isinstance(value, dict) or not all(
+        isinstance(v, bool | int | float | str | list | dict) for v in value.values()
+    ):
         return None
     return {str(key): item for key, item in value.items()}
 
 
-def build_trial(sweep: HyperparamSweep, number: int, parameters: Mapping[str, Scalar]) -> dict[str, Any]:
-    """The TrainingJob manifest of trial `number` with `parameters` (by parameter name) set at their paths.
+def build_trial(sweep: HyperparamSweep, number: int, parameters: Mapping[str, ParameterValue]) -> dict[str, Any]:
+    """The TrainingJob manifest of trial `number` with `parameters` (by parameter name) substituted for
+    their placeholders and set at their paths.
 
     The spec comes from `apply_parameters`, the same function admission checks every parameter with, so
     a value the webhook accepted for a path lands exactly where it said. Raises pydantic's ValidationError
@@ -70,8 +79,10 @@ def build_trial(sweep: HyperparamSweep, number: int, parameters: Mapping[str, Sc
     a normal distribution has no edges), and KeyError when a parameter has no value.
     """
     spec = sweep.spec
-    values = {parameter.path: parameters[parameter.name] for parameter in spec.parameters}
-    trial_spec = apply_parameters(spec.trial_template, values).to_api()
+    by_name = {parameter.name: parameters[parameter.name] for parameter in spec.parameters}
+    template = substitute_template(spec.trial_template.to_api(), by_name)
+    values = {parameter.path: by_name[parameter.name] for parameter in spec.parameters if parameter.path is not None}
+    trial_spec = apply_parameters(template, values).to_api()
     name = sweep_name(sweep)
     namespace = sweep.metadata.get("namespace")
     if not isinstance(namespace, str) or not namespace:
@@ -85,7 +96,7 @@ def build_trial(sweep: HyperparamSweep, number: int, parameters: Mapping[str, Sc
             "namespace": namespace,
             "labels": trial_labels(name, number),
             "annotations": {
-                PARAMETERS_ANNOTATION: encode_parameters({p.name: parameters[p.name] for p in spec.parameters}),
+                PARAMETERS_ANNOTATION: encode_parameters(by_name),
                 OBJECTIVE_METRIC_ANNOTATION: spec.objective.metric,
                 OBJECTIVE_GOAL_ANNOTATION: goal.value,
             },

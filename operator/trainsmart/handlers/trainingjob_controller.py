@@ -30,6 +30,7 @@ reconcile.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import secrets
 from collections.abc import Callable, Mapping, Sequence
@@ -46,6 +47,7 @@ from trainsmart.builders import (
     build_report_token_secret,
     build_worker_pod,
 )
+from trainsmart.builders.metrics_wrapper import build_client_configmap
 from trainsmart.handlers.controller_core import RESYNC_S, ControllerCore, utc_now
 from trainsmart.handlers.podcache import PodCache
 from trainsmart.kube import Kube, StatusConflictError
@@ -65,6 +67,15 @@ log = logging.getLogger(__name__)
 
 NAME_TAKEN_RETRY_S: Final = 2.0
 """A replica name still held by a pod of another object: look again soon, it is usually terminating."""
+
+
+@functools.cache
+def client_zipapp() -> bytes:
+    """The metrics wrapper's zipapp (the stdlib-only client package), built once per process: every job's
+    client ConfigMap then carries the same bytes, and the builder that wraps them stays pure."""
+    from trainsmart_client.bundle import build_zipapp  # only jobs with spec.trainer.metrics need it
+
+    return build_zipapp()
 
 
 def parse_job(body: Mapping[str, Any]) -> TrainingJob | list[str]:
@@ -274,8 +285,11 @@ class TrainingJobController:
         return True
 
     def _named_children(self, job: TrainingJob) -> list[dict[str, Any]]:
-        """The report-token Secret (when reports are on) and the headless Service."""
+        """The report-token Secret (when reports are on), the headless Service and, for a job with
+        spec.trainer.metrics, the ConfigMap carrying the metrics wrapper its pods mount."""
         children = [build_headless_service(job, self.settings)]
+        if job.spec.trainer.metrics is not None:
+            children.append(build_client_configmap(job, client_zipapp()))
         if self.settings.report_url is not None:
             # Generated here and sent only to the API: never logged, never kept beyond this call. When
             # the Secret exists already, creation fails with AlreadyExists and its token stays.

@@ -14,6 +14,10 @@ Precedence, first match wins:
    * any other code is retryable: a restart costs one unit of `backoffLimit`, failing a run for good on
      an unknown code that a restart would have fixed costs the whole run. List a custom trainer's
      permanent codes in `permanentExitCodes`.
+
+A container run under the metrics wrapper (`spec.trainer.metrics`) starts `python3` first, so "command not
+found" there most likely means the image has no python3: `explain_wrapped_exit` says so instead of the
+bare convention, since the user never wrote `python3` themselves and would not think of it.
 """
 
 from __future__ import annotations
@@ -34,6 +38,13 @@ SHELL_PERMANENT_CODES: Final = {
     127: "command not found",
 }
 START_FAILURE_REASONS: Final = frozenset({"StartError", "ContainerCannotRun"})
+COMMAND_NOT_FOUND: Final = 127
+WRAPPER_NEEDS_PYTHON: Final = (
+    "the metrics wrapper needs python3 >= 3.8 on PATH in the image (spec.trainer.metrics runs your command "
+    "under `python3 trainsmart-client.pyz wrap`): add python3 to the image, or remove spec.trainer.metrics "
+    "and report with the trainsmart_client library; if the image has python3, your command itself "
+    "(trainer.command[0]) was not found"
+)
 
 
 class ExitClass(StrEnum):
@@ -86,3 +97,12 @@ def classify_exit(code: int, run_policy: RunPolicy, reason: str = "") -> ExitVer
     if code == 1:
         return ExitVerdict(ExitClass.RETRYABLE, "an uncaught error")
     return ExitVerdict(ExitClass.RETRYABLE, "an exit code with no known meaning (counted against backoffLimit)")
+
+
+def explain_wrapped_exit(code: int, reason: str = "", message: str = "") -> str | None:
+    """Why a container run under the metrics wrapper failed to start, when the likely cause is a missing
+    python3: exit 127 (command not found, as shells and the local node agent report it), or a runtime start
+    failure that names python3 (containerd's `exec: "python3": executable file not found`). None otherwise."""
+    if code == COMMAND_NOT_FOUND or (reason in START_FAILURE_REASONS and "python3" in message):
+        return WRAPPER_NEEDS_PYTHON
+    return None

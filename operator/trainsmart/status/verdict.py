@@ -26,7 +26,7 @@ from trainsmart.api import Reason, TrainingJob, TrainingJobConditionType, Traini
 from trainsmart.api.common import TRAINER_CONTAINER_NAME
 from trainsmart.api.conditions import find_condition, is_condition_true
 from trainsmart.names import job_name, pod_name
-from trainsmart.status.exitcodes import ExitClass, classify_exit, describe_exit_code
+from trainsmart.status.exitcodes import ExitClass, classify_exit, describe_exit_code, explain_wrapped_exit
 from trainsmart.status.podview import PodState, PodView
 
 
@@ -58,7 +58,10 @@ def describe_failure(view: PodView, job: TrainingJob, diagnostic: str = "") -> s
         code = view.exit_code if view.exit_code is not None else 0
         where = "" if view.container == TRAINER_CONTAINER_NAME else f" in container {view.container}"
         verdict = classify_exit(code, job.spec.run_policy, view.reason)
-        text = f"{who} exited with code {describe_exit_code(code)}{where}: {verdict.why}"
+        why = verdict.why
+        if job.spec.trainer.metrics is not None and view.container == TRAINER_CONTAINER_NAME:
+            why = explain_wrapped_exit(code, view.reason, view.message) or why
+        text = f"{who} exited with code {describe_exit_code(code)}{where}: {why}"
     if view.message:
         text += f"; {view.message}"
     if diagnostic:

@@ -11,10 +11,10 @@ import itertools
 from collections.abc import Iterator, Sequence
 
 from trainsmart.api.search_space import Parameter, ParameterType
-from trainsmart.sweep.space import Scalar, quantized_range, tidy_float, tidy_number
+from trainsmart.sweep.space import ParameterValue, quantized_range, tidy_float, tidy_number
 
 
-def parameter_grid(parameter: Parameter) -> list[Scalar]:
+def parameter_grid(parameter: Parameter) -> list[ParameterValue]:
     """The values grid search tries for one parameter, in ascending order (choice: as listed).
 
     Raises ValueError for a parameter without a finite grid (admission refuses such grid sweeps already).
@@ -37,7 +37,7 @@ def parameter_grid(parameter: Parameter) -> list[Scalar]:
     return [tidy_float(low + parameter.step * index) for index in range(size)]
 
 
-def grid_points(parameters: Sequence[Parameter]) -> Iterator[dict[str, Scalar]]:
+def grid_points(parameters: Sequence[Parameter]) -> Iterator[dict[str, ParameterValue]]:
     """Every point of the grid, lazily, in enumeration order (the last parameter varies fastest)."""
     names = [parameter.name for parameter in parameters]
     axes = [parameter_grid(parameter) for parameter in parameters]

@@ -5,7 +5,8 @@ randint, an unclamped multiple of q for the q-types). Trials keep the values use
 the integer, the tidy multiple of q. The two conversions here are inverse to each other, so a history read
 back from child TrainingJobs becomes exactly the `vals` hyperopt drew.
 
-The space is flat (no nested choices), so every label is active in every trial. A value hyperopt cannot
+The space is flat (no nested choices), so every label is active in every trial. A choice's options may
+be lists or objects (`[64, 64]`): hyperopt only ever sees their index. A value hyperopt cannot
 represent (a choice option that is no longer listed, a number outside edited bounds, a parameter added after
 the trial ran) is left out of that trial's `vals`, which hyperopt reads as "parameter not used by this trial":
 TPE then models that parameter on the other trials only.
@@ -17,9 +18,23 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
+from trainsmart.api.common import ParameterValue, Scalar
 from trainsmart.api.search_space import Parameter, ParameterType
 
-Scalar = bool | int | float | str
+__all__ = [
+    "ParameterValue",
+    "Scalar",
+    "from_hyperopt",
+    "hyperopt_expression",
+    "hyperopt_space",
+    "point_from_vals",
+    "quantized_range",
+    "tidy_float",
+    "tidy_number",
+    "to_hyperopt",
+    "vals_from_point",
+    "value_key",
+]
 
 # Floats are compared and printed at this many significant digits: 0.1 * 3 must equal 0.3 from a user's YAML.
 SIGNIFICANT_DIGITS: Final = 12
@@ -36,16 +51,23 @@ def tidy_number(value: float) -> float | int:
     return int(tidy) if tidy.is_integer() else tidy
 
 
-def value_key(value: Scalar) -> tuple[str, Any]:
-    """A key under which equal values match whatever JSON did to them (2, 2.0 and 2.0000000000001 agree).
+def value_key(value: ParameterValue) -> tuple[str, Any]:
+    """A hashable key under which equal values match whatever JSON did to them (2, 2.0 and 2.0000000000001
+    agree, also inside lists and objects: `[64, 64]` read back as `[64.0, 64]` is the same point).
 
     The apiserver writes an integral float back as an integer, so numbers compare by value, not by type;
-    booleans and strings never equal a number.
+    booleans and strings never equal a number, and a list never equals an object.
     """
     if isinstance(value, bool):
         return ("bool", value)
     if isinstance(value, str):
         return ("str", value)
+    if isinstance(value, list):
+        return ("list", tuple(value_key(item) for item in value))
+    if isinstance(value, dict):
+        return ("object", tuple(sorted((str(key), value_key(item)) for key, item in value.items())))
+    if value is None:
+        return ("null", None)
     return ("number", tidy_float(float(value)))
 
 
@@ -91,7 +113,7 @@ def hyperopt_space(parameters: Sequence[Parameter]) -> dict[str, Any]:
     return {parameter.name: hyperopt_expression(parameter) for parameter in parameters}
 
 
-def from_hyperopt(parameter: Parameter, raw: Any) -> Scalar:
+def from_hyperopt(parameter: Parameter, raw: Any) -> ParameterValue:
     """The value a trial gets for hyperopt's draw `raw`, typed as the parameter promises."""
     match parameter.type:
         case ParameterType.CHOICE:
@@ -109,7 +131,7 @@ def from_hyperopt(parameter: Parameter, raw: Any) -> Scalar:
             return float(raw)
 
 
-def to_hyperopt(parameter: Parameter, value: Scalar) -> float | int | None:
+def to_hyperopt(parameter: Parameter, value: ParameterValue) -> float | int | None:
     """hyperopt's raw form of a trial's `value`, or None when the current space cannot hold it."""
     if parameter.type == ParameterType.CHOICE:
         wanted = value_key(value)
@@ -117,7 +139,7 @@ def to_hyperopt(parameter: Parameter, value: Scalar) -> float | int | None:
             if value_key(option) == wanted:
                 return index
         return None
-    if isinstance(value, bool | str):
+    if isinstance(value, bool | str | list | dict) or value is None:
         return None
     number = float(value)
     if not math.isfinite(number):
@@ -144,12 +166,12 @@ def _within(number: float, low: float, high: float, parameter: Parameter) -> boo
     return low - slack <= number <= high + slack
 
 
-def point_from_vals(parameters: Sequence[Parameter], vals: Mapping[str, Sequence[Any]]) -> dict[str, Scalar]:
+def point_from_vals(parameters: Sequence[Parameter], vals: Mapping[str, Sequence[Any]]) -> dict[str, ParameterValue]:
     """A trial's parameters from a hyperopt doc's `misc.vals` (each label holds one draw)."""
     return {parameter.name: from_hyperopt(parameter, vals[parameter.name][0]) for parameter in parameters}
 
 
-def vals_from_point(parameters: Sequence[Parameter], point: Mapping[str, Scalar]) -> dict[str, list[Any]]:
+def vals_from_point(parameters: Sequence[Parameter], point: Mapping[str, ParameterValue]) -> dict[str, list[Any]]:
     """hyperopt `vals` for a recorded trial; labels the space cannot hold get no value (see module doc)."""
     vals: dict[str, list[Any]] = {}
     for parameter in parameters:

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Final
 from trainsmart.api.search_space import Parameter
 from trainsmart.api.sweep_spec import AlgorithmName, Goal, HyperparamSweepSpec, TpeSettings
 from trainsmart.sweep.grid import grid_points
-from trainsmart.sweep.space import Scalar, hyperopt_space, point_from_vals, vals_from_point, value_key
+from trainsmart.sweep.space import ParameterValue, hyperopt_space, point_from_vals, vals_from_point, value_key
 
 if TYPE_CHECKING:
     from hyperopt import Domain, Trials
@@ -58,7 +58,7 @@ class TrialPoint:
     """One trial created so far: its number, parameters, outcome and objective value when known."""
 
     number: int
-    parameters: Mapping[str, Scalar]
+    parameters: Mapping[str, ParameterValue]
     outcome: TrialOutcome
     value: float | None = None  # best objective value reported, in the goal's direction
 
@@ -74,7 +74,9 @@ def next_trial_number(history: Sequence[TrialPoint]) -> int:
     return max((point.number for point in history), default=-1) + 1
 
 
-def suggest(spec: HyperparamSweepSpec, history: Sequence[TrialPoint], count: int, seed: int) -> list[dict[str, Scalar]]:
+def suggest(
+    spec: HyperparamSweepSpec, history: Sequence[TrialPoint], count: int, seed: int
+) -> list[dict[str, ParameterValue]]:
     """Parameters for the next `count` trials, numbered from `next_trial_number(history)` on.
 
     `history` holds every trial created so far, each number once, in any order. Grid search returns the next
@@ -92,14 +94,14 @@ def suggest(spec: HyperparamSweepSpec, history: Sequence[TrialPoint], count: int
 
 def _next_grid_points(
     parameters: Sequence[Parameter], history: Sequence[TrialPoint], count: int
-) -> list[dict[str, Scalar]]:
+) -> list[dict[str, ParameterValue]]:
     names = [parameter.name for parameter in parameters]
 
-    def key(point: Mapping[str, Scalar]) -> tuple[Any, ...]:
+    def key(point: Mapping[str, ParameterValue]) -> tuple[Any, ...]:
         return tuple(value_key(point[name]) if name in point else None for name in names)
 
     tried = {key(point.parameters) for point in history}
-    chosen: list[dict[str, Scalar]] = []
+    chosen: list[dict[str, ParameterValue]] = []
     for point in grid_points(parameters):
         if key(point) not in tried:
             chosen.append(point)
@@ -110,7 +112,7 @@ def _next_grid_points(
 
 def _hyperopt_points(
     spec: HyperparamSweepSpec, history: list[TrialPoint], count: int, seed: int
-) -> list[dict[str, Scalar]]:
+) -> list[dict[str, ParameterValue]]:
     from hyperopt import Trials
 
     parameters = spec.parameters
@@ -119,7 +121,7 @@ def _hyperopt_points(
     trials = Trials()
     trials.insert_trial_docs([_hyperopt_doc(point, parameters, spec.objective.goal) for point in history])
     trials.refresh()
-    chosen: list[dict[str, Scalar]] = []
+    chosen: list[dict[str, ParameterValue]] = []
     number = next_trial_number(history)
     for offset in range(count):
         (doc,) = draw([number + offset], domain, trials, trial_seed(seed, number + offset))

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from trainsmart.api import ConditionStatus, HyperparamSweepStatus, SweepConditionType
-from trainsmart.api.common import Scalar
+from trainsmart.api.common import ParameterValue
 from trainsmart.api.conditions import EventType, Reason, StatusEvent, find_condition
 from trainsmart.names import PARAMETERS_ANNOTATION
 from trainsmart.sweep.sweep_conditions import SWEEP_CONDITION_ORDER
@@ -59,5 +59,5 @@ def trial_resumed_event(action: TrialAction) -> StatusEvent | None:
     return None
 
 
-def invalid_trial_event(number: int, parameters: Mapping[str, Scalar], problem: str) -> StatusEvent:
+def invalid_trial_event(number: int, parameters: Mapping[str, ParameterValue], problem: str) -> StatusEvent:
     return StatusEvent("Warning", Reason.INVALID_TRIAL, f"trial {number} {dict(parameters)}: {problem}")

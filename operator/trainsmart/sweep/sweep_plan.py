@@ -27,7 +27,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from trainsmart.api import HyperparamSweep, HyperparamSweepStatus, RetentionPolicy, SweepPhase, TrialPhase
-from trainsmart.api.common import Scalar
+from trainsmart.api.common import ParameterValue
 from trainsmart.api.conditions import FINISHED_TRIAL_PHASES, Reason
 from trainsmart.api.sweep_spec import EarlyStoppingRule, Goal
 from trainsmart.sweep import suggest
@@ -40,7 +40,7 @@ from trainsmart.sweep.trial_table import TrialView, trial_history, view_trials
 @dataclass(frozen=True)
 class NewTrial:
     number: int
-    parameters: Mapping[str, Scalar]
+    parameters: Mapping[str, ParameterValue]
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from typing import Any, Final
 import pydantic
 
 from trainsmart.api import HyperparamSweep, TrainingJobPhase, TrialPhase, TrialRecord, format_validation_error
-from trainsmart.api.common import Scalar
+from trainsmart.api.common import ParameterValue
 from trainsmart.api.conditions import FINISHED_TRIAL_PHASES, Reason
 from trainsmart.api.sweep_spec import Goal
 from trainsmart.builders.trial import decode_parameters
@@ -54,7 +54,7 @@ class TrialView:
 
     name: str
     number: int
-    parameters: Mapping[str, Scalar]
+    parameters: Mapping[str, ParameterValue]
     phase: TrialPhase
     value: float | None = None
     value_epoch: int | None = None
@@ -285,7 +285,7 @@ def invalid_trial_message(error: Exception) -> str:
 
 
 def invalid_trial_record(
-    sweep: HyperparamSweep, number: int, parameters: Mapping[str, Scalar], problem: str, now: datetime
+    sweep: HyperparamSweep, number: int, parameters: Mapping[str, ParameterValue], problem: str, now: datetime
 ) -> TrialRecord:
     """The table row of trial `number` whose point made an invalid spec: Failed, and `deleted` because no
     TrainingJob exists, so later reconciles keep the row as it is (and count it as a failed trial)."""

@@ -26,7 +26,12 @@ from trainsmart.names import trial_name
 EXAMPLES = REPO / "examples"
 # examples/argocd/*.yaml are Argo CD Applications (their CRD is not ours; tests/unit/delivery/test_argocd_examples.py
 # checks them); the folder of jobs one of them syncs is plain trainsmart objects, checked like the rest.
-FILES = sorted(EXAMPLES.glob("*.yaml")) + sorted(EXAMPLES.glob("argocd/jobs/*.yaml"))
+# examples/custom/: your own code (a script, its TrainingJob and sweep), checked like the rest.
+FILES = (
+    sorted(EXAMPLES.glob("*.yaml"))
+    + sorted(EXAMPLES.glob("argocd/jobs/*.yaml"))
+    + sorted(EXAMPLES.glob("custom/*.yaml"))
+)
 
 
 def documents(path: Path) -> list[dict[str, Any]]:

@@ -264,12 +264,15 @@ def test_apply_parameters_validates_the_trial() -> None:
         ("trainer.image", "str"),
         ("resources.limits.memory", "any"),
         ("nodeSelector.kubernetes.io/arch", "str"),
-        ("trainer.config.model.hiddenSizes", None),
+        ("trainer.config.model.hiddenSizes", "list"),
+        ("trainer.config.model.hiddenSizes.0", "int"),
+        ("trainer.config.optimizer", "object"),
+        ("trainer.config.model.hiddenSizes.first", None),
     ],
 )
 def test_resolve_path_reports_the_kind_of_value(path: str, kind: str | None) -> None:
     if kind is None:
-        with pytest.raises(ValueError, match="whole map or list"):
+        with pytest.raises(ValueError, match="index it with a number"):
             resolve_path(path)
     else:
         assert resolve_path(path) == kind

@@ -9,7 +9,8 @@ Pins:
 - the operator pod meets the `restricted` Pod Security Standard and mounts only a bound token;
 - the Grafana dashboard ships, byte-equivalent JSON, in a ConfigMap with the sidecar's label;
 - the container's command line is one `trainsmart operator` accepts (no flag drift);
-- RBAC: no wildcards; Secrets are never listed, watched, updated or deleted; namespaced mode grants
+- RBAC: no wildcards; Secrets are never listed, watched, updated or deleted; ConfigMaps (the metrics
+  wrapper's) are only created, in the jobs' namespaces; namespaced mode grants
   nothing namespaced cluster-wide, and a Role per watched namespace (plus, in the release namespace,
   patch of pods: the operator labels its own pod);
 - reports go to a Service that selects only the acting replica's pod (its peering-active label);
@@ -219,6 +220,19 @@ def test_rbac_has_no_wildcards_and_never_lists_or_changes_secrets(values: dict[s
         assert "*" not in rule["verbs"] + rule["resources"] + rule["apiGroups"], rule
         if "secrets" in rule["resources"]:
             assert set(rule["verbs"]) <= {"get", "create"}, rule
+
+
+@pytest.mark.parametrize("values", [{}, NAMESPACED], ids=["cluster", "namespaced"])
+def test_rbac_only_creates_configmaps_in_the_jobs_namespaces(values: dict[str, str]) -> None:
+    objects = render(values)
+    kind = "Role" if values else "ClusterRole"
+    jobs = [role for role in pick(objects, kind) if role["metadata"]["name"].endswith("-jobs")]
+    assert jobs
+    for role in jobs:
+        verbs = {verb for rule in role["rules"] if "configmaps" in rule["resources"] for verb in rule["verbs"]}
+        assert verbs == {"create"}, role["metadata"]
+    others = [role for role in pick(objects, "ClusterRole") + pick(objects, "Role") if role not in jobs]
+    assert not [rule for role in others for rule in role["rules"] if "configmaps" in rule["resources"]]
 
 
 def test_namespaced_mode_grants_nothing_namespaced_cluster_wide() -> None:

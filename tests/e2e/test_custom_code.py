@@ -1,0 +1,135 @@
+"""Your own, unmodified training script end to end: metrics from its output, with no code change.
+
+The script is examples/custom/train_digits.py (plain PyTorch, prints one JSON line per epoch), applied
+through the examples that show it (examples/custom/*.yaml) as a user would: its ConfigMap from the file
+(`kubectl create configmap --from-file`), then the manifest, with only the simulated GPU nodes' taint
+tolerated and fewer epochs. The operator wraps the command in its metrics wrapper, which it mounts from a
+per-job ConfigMap.
+
+Pins:
+- a TrainingJob of the script shows live progress (an intermediate epoch of the total the lines name,
+  while Running), ends Succeeded with the last epoch's metrics in status, and runs under the wrapper
+  mounted from its immutable `<job>-trainsmart-client` ConfigMap, owned by the job;
+- a TPE sweep over it, the learning rate reaching the command line by `${params.lr}`, ends Succeeded with
+  bestTrial filled, every trial succeeded with the objective parsed from stdout (no NoMetric), and each
+  trial's command line carries its own parameter value.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client
+
+from support.kubeapi import condition, create_job, create_sweep, get_job, get_sweep, job_pods, status_of, trials
+from support.manifests import GPU_TOLERATIONS
+from support.paths import REPO
+from support.waiting import wait_for
+from trainsmart.names import client_configmap_name
+
+pytestmark = pytest.mark.e2e
+
+EXAMPLES = REPO / "examples" / "custom"
+SCRIPT = EXAMPLES / "train_digits.py"
+WRAP = ["python3", "/opt/trainsmart/client/trainsmart-client.pyz", "wrap"]
+
+
+def example_spec(file: str) -> dict[str, Any]:
+    (doc,) = [doc for doc in yaml.safe_load_all((EXAMPLES / file).read_text()) if doc]
+    return copy.deepcopy(doc["spec"])
+
+
+def create_script_configmap(api: client.ApiClient, namespace: str, spec: dict[str, Any]) -> None:
+    """What `kubectl create configmap <name> --from-file=examples/custom/train_digits.py` creates."""
+    (volume,) = [volume for volume in spec["volumes"] if "configMap" in volume]
+    body = {"metadata": {"name": volume["configMap"]["name"]}, "data": {SCRIPT.name: SCRIPT.read_text()}}
+    client.CoreV1Api(api).create_namespaced_config_map(namespace, body)
+
+
+def finished(status: dict[str, Any]) -> dict[str, Any] | None:
+    return status if status.get("phase") in ("Succeeded", "Failed") else None
+
+
+def set_args(trainer: dict[str, Any], **values: str) -> None:
+    """Replace `--name value` pairs of the example's args (and add the missing ones)."""
+    args = list(trainer["args"])
+    for name, value in values.items():
+        flag = f"--{name.replace('_', '-')}"
+        if flag in args:
+            args[args.index(flag) + 1] = value
+        else:
+            args += [flag, value]
+    trainer["args"] = args
+
+
+def test_the_unmodified_script_shows_live_progress_and_final_metrics(
+    operator_process: Any, api_client: client.ApiClient, namespace: str
+) -> None:
+    spec = example_spec("trainingjob-digits-script.yaml")
+    spec["tolerations"] = GPU_TOLERATIONS
+    set_args(spec["trainer"], epochs="3", batch_size="2")  # about half a second per epoch: progress shows
+    create_script_configmap(api_client, namespace, spec)
+    job = create_job(api_client, namespace, "script", spec)
+
+    def job_status() -> dict[str, Any]:
+        return status_of(get_job(api_client, namespace, "script"))
+
+    seen = wait_for(
+        lambda: (
+            (s := job_status()).get("phase") == "Running" and 0 < (s.get("progress") or {}).get("epoch", 0) < 3 and s
+        ),
+        45,
+        "an intermediate epoch of the script in status",
+        lambda: str(job_status()),
+    )
+    assert seen["progress"]["totalEpochs"] == 3
+    status = wait_for(lambda: finished(job_status()), 45, "the script's job to finish", lambda: str(job_status()))
+    assert status["phase"] == "Succeeded", condition(status, "Failed").get("message")
+    assert status["progress"]["epoch"] == 3 and status["progress"]["percent"] == 100
+    latest = status["metrics"]["latest"]
+    assert {"train_loss", "val_loss", "val_accuracy"} <= set(latest), latest
+    assert 0 < latest["val_accuracy"] <= 1
+
+    (pod,) = job_pods(api_client, namespace, "script")
+    trainer = next(c for c in pod.spec.containers if c.name == "trainer")
+    assert trainer.command == [*WRAP, "--format", "json", "--", *spec["trainer"]["command"]]
+    configmap = client.CoreV1Api(api_client).read_namespaced_config_map(client_configmap_name("script"), namespace)
+    assert configmap.immutable is True and configmap.binary_data
+    assert [ref.uid for ref in configmap.metadata.owner_references] == [job["metadata"]["uid"]]
+
+
+def test_a_tpe_sweep_over_the_script_gets_its_objective_from_stdout(
+    operator_process: Any, api_client: client.ApiClient, namespace: str
+) -> None:
+    spec = example_spec("sweep-digits-script.yaml")
+    spec.update(maxTrials=3, parallelTrials=2)
+    spec["algorithm"]["tpe"] = {"startupTrials": 2}
+    template = spec["trialTemplate"]
+    template["tolerations"] = GPU_TOLERATIONS
+    set_args(template["trainer"], epochs="2")
+    create_script_configmap(api_client, namespace, template)
+    create_sweep(api_client, namespace, "tune", spec)
+
+    def sweep_status() -> dict[str, Any]:
+        return status_of(get_sweep(api_client, namespace, "tune"))
+
+    def describe() -> str:
+        status = sweep_status()
+        rows = [f"{r['name']} {r['phase']} {r.get('reason')}: {r.get('message')}" for r in status.get("trials", [])]
+        return "\n".join([f"sweep {status.get('phase')} {status.get('conditions')}", *rows])
+
+    status = wait_for(lambda: finished(sweep_status()), 60, "the sweep over the script to finish", describe)
+    assert status["phase"] == "Succeeded", describe()
+    table = status["trials"]
+    assert len(table) == 3 and all(row["phase"] == "Succeeded" for row in table), describe()
+    assert not [row for row in table if row.get("reason") == "NoMetric"]
+    best = status["bestTrial"]
+    assert best["name"] in {row["name"] for row in table} and 0 < best["metricValue"] <= 1
+    assert best["metricValue"] == max(row["metricValue"] for row in table)
+    for job in trials(api_client, namespace, "tune"):
+        row = next(row for row in table if row["name"] == job["metadata"]["name"])
+        args = job["spec"]["trainer"]["args"]
+        assert float(args[args.index("--lr") + 1]) == pytest.approx(row["parameters"]["lr"])
