@@ -22,6 +22,8 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY operator ./operator
 COPY trainer_image/trainsmart_trainer ./trainer_image/trainsmart_trainer
+# The client: the zipapp the operator mounts into wrapped jobs is built from it.
+COPY client/trainsmart_client ./client/trainsmart_client
 # --only-binary: every dependency must come as a wheel, so no compiler is ever needed (or present).
 # The project itself is built from source by setuptools, which pip fetches into an isolated build env.
 # pip compiles bytecode as it installs. Its download cache is a build cache mount, never an image layer.

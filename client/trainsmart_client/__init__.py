@@ -33,6 +33,7 @@ __all__ = [
     "params",
     "progress",
     "report",
+    "report_checkpoint",
     "stop_requested",
 ]
 
@@ -67,6 +68,12 @@ def progress(
     """Where training is: `epoch` epochs completed of `total_epochs`, `step` optimizer steps of `total_steps`
     (the ETA in status comes from the step pace)."""
     _default().progress(epoch, total_epochs=total_epochs, step=step, total_steps=total_steps)
+
+
+def report_checkpoint(path: str | Path, epoch: int | None = None) -> None:
+    """Tell the operator a checkpoint was saved at `path` after `epoch` completed epochs (default: the
+    latest reported epoch); the job's status then names it."""
+    _default().report_checkpoint(str(path), epoch=epoch)
 
 
 def checkpoint_dir() -> Path | None:

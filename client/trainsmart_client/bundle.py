@@ -32,13 +32,16 @@ def _entry(name: str) -> zipfile.ZipInfo:
 
 
 def build_zipapp() -> bytes:
-    """A zipapp (`#!/usr/bin/env python3` line, a `__main__.py`, the package's .py files)."""
+    """A zipapp (`#!/usr/bin/env python3` line, a `__main__.py`, the package's .py files, subpackages such
+    as the framework callbacks included: they import their framework only when used)."""
     package_dir = Path(__file__).resolve().parent
     buffer = io.BytesIO()
     buffer.write(b"#!/usr/bin/env python3\n")
     with zipfile.ZipFile(buffer, "w") as archive:
         archive.writestr(_entry("__main__.py"), _MAIN)
-        for path in sorted(package_dir.glob("*.py")):
-            archive.writestr(_entry(f"{PACKAGE}/{path.name}"), path.read_bytes())
+        for path in sorted(package_dir.rglob("*.py")):
+            if "__pycache__" not in path.parts:
+                name = path.relative_to(package_dir).as_posix()
+                archive.writestr(_entry(f"{PACKAGE}/{name}"), path.read_bytes())
         archive.writestr(_entry(f"{PACKAGE}/py.typed"), b"")
     return buffer.getvalue()

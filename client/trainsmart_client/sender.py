@@ -7,12 +7,18 @@ exponential backoff. Two kinds of report are treated differently:
 * progress reports (metrics without an epoch) can come from every line a script prints, thousands per
   second: only the newest is kept, and one is sent at most every `progress_interval_s`, so a chatty script
   cannot flood the operator;
-* epoch, diagnostic and final reports are queued in order (bounded; the oldest non-final one goes first
-  when full, the final one never). A newer epoch report makes a pending progress report stale, which is
-  then dropped: sent afterwards, it would move the status's progress backwards.
+* epoch, diagnostic and final reports (and a progress report that must not be coalesced away, such as
+  the packaged trainer's first one, which names the device) are queued in order, bounded: when full, an
+  ordered progress report goes first, then the oldest epoch or diagnostic one, the final one never. A
+  newer ordered report makes a pending progress report stale, which is then dropped: sent afterwards, it
+  would move the status's progress backwards.
 
-`close` waits a bounded time for the queue to drain and gives up at once when the endpoint never answered
-during the run: a dead endpoint must not hold up the end of training.
+`close` waits a bounded time for the queue to drain. When the endpoint never answered during the run it
+gives the final report one try (the operator may just have come up) and drops everything else: a dead
+endpoint must not hold up the end of training, and the termination message still carries the outcome.
+
+This is the one implementation of the report protocol's transport on the trainer side: the packaged
+trainer, the client library and the wrapper all send through it.
 """
 
 from __future__ import annotations
@@ -33,6 +39,9 @@ log = logging.getLogger(__name__)
 DEFAULT_CAPACITY = 64
 DEFAULT_PROGRESS_INTERVAL_S = 5.0
 _RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+_FINAL = "final"
+_PROGRESS_ONLY = frozenset({"progress"})
+_NOT_FINAL = frozenset({"progress", "epoch", "diagnostic"})
 
 Report = Dict[str, Any]
 # post(url, body, headers, timeout) -> None; raises Rejected (drop the report) or anything else (retry).
@@ -63,6 +72,23 @@ def backoff_delay(attempt: int, initial: float, maximum: float) -> float:
     """Jittered so that many trainers do not retry in lockstep after an operator restart."""
     base: float = min(maximum, initial * 2 ** max(attempt - 1, 0))
     return base * (0.5 + random.random() / 2)  # noqa: S311 - jitter, not cryptography
+
+
+def enqueue(queue: deque[Report], report: Report, capacity: int) -> Report | None:
+    """Append `report`, evicting to stay within `capacity`; returns the evicted report, if any.
+
+    Eviction order: the oldest progress report (possibly `report` itself), else the oldest epoch or
+    diagnostic report. Final reports are never evicted, so only they can push the queue past capacity.
+    """
+    queue.append(report)
+    if len(queue) <= capacity:
+        return None
+    for evictable in (_PROGRESS_ONLY, _NOT_FINAL):
+        for index, queued in enumerate(queue):
+            if queued.get("kind") in evictable:
+                del queue[index]
+                return queued
+    return None
 
 
 class ReportSender:
@@ -97,6 +123,7 @@ class ReportSender:
         self._closing = False
         self._ever_succeeded = False
         self._abandoned = False
+        self._final_tried = False
         self._attempts = 0
         self.sent = 0
         self.dropped = 0
@@ -105,18 +132,13 @@ class ReportSender:
         self._thread.start()
 
     def submit(self, report: Report) -> None:
-        """Queue an epoch, diagnostic or final report, in order."""
+        """Queue a report in order: epoch, diagnostic, final, or a progress report that must arrive."""
         with self._cond:
             if self._progress is not None:
                 self._progress = None
                 self.dropped += 1
-            self._ordered.append(report)
-            if len(self._ordered) > self._capacity:
-                for index, queued in enumerate(self._ordered):
-                    if queued.get("kind") != "final":
-                        del self._ordered[index]
-                        self.dropped += 1
-                        break
+            if enqueue(self._ordered, report, self._capacity) is not None:
+                self.dropped += 1
             self._cond.notify_all()
 
     def submit_progress(self, report: Report) -> None:
@@ -154,13 +176,20 @@ class ReportSender:
         with self._cond:
             while True:
                 if self._closing and self._attempts and not self._ever_succeeded:
-                    # Never reached during the whole run: give up on everything instead of delaying the exit.
-                    self.dropped += len(self._ordered) + (self._progress is not None)
+                    # Never reached during the whole run: one try for the final report, nothing else, instead
+                    # of delaying the exit.
+                    finals = [queued for queued in self._ordered if queued.get("kind") == _FINAL][:1]
+                    if self._final_tried:
+                        finals = []
+                    self.dropped += len(self._ordered) - len(finals) + (self._progress is not None)
                     self._abandoned = True
-                    self._ordered.clear()
+                    self._ordered = deque(finals)
                     self._progress = None
-                    self._cond.notify_all()
-                    return None
+                    if not finals:
+                        self._cond.notify_all()
+                        return None
+                    self._final_tried = True
+                    return finals[0]
                 if self._ordered:
                     return self._ordered[0]
                 if self._progress is not None:
@@ -183,7 +212,7 @@ class ReportSender:
             with self._cond:
                 if outcome == "retry":
                     self._attempts += 1
-                    closing = self._closing
+                    closing, reached = self._closing, self._ever_succeeded
                 else:
                     self._attempts = 0
                     if self._ordered and self._ordered[0] is report:
@@ -198,7 +227,8 @@ class ReportSender:
                     self._cond.notify_all()
                     continue
             if closing:
-                time.sleep(min(self._backoff[0], 0.5))
+                if reached:  # a short pause between the last tries; never reached: `_next` gives up now
+                    time.sleep(min(self._backoff[0], 0.5))
             else:
                 # Only close() cuts a backoff short (to try the last reports); new reports do not.
                 with self._cond:

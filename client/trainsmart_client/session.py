@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from typing import Any, Mapping
 
 from trainsmart_client import wire
@@ -31,6 +32,7 @@ class Session:
         post: PostFunction | None = None,
         progress_interval_s: float | None = None,
         stop_flag: StopFlag | None = None,
+        objective_metric: str = "",
     ) -> None:
         self.environment = environment if environment is not None else read_job_environment()
         self.stop_flag = stop_flag if stop_flag is not None else StopFlag()
@@ -48,6 +50,10 @@ class Session:
         self.last_metrics: dict[str, float] = {}
         self._diagnosed: set[tuple[str, int]] = set()
         self.final_sent = False
+        self.objective_metric = (wire.metric_name(objective_metric) or "") if objective_metric else ""
+        """The metric sweeps and early stopping watch, when the caller named one (then in every report)."""
+        self._objective_history: deque[tuple[int, float]] = deque(maxlen=wire.FINAL_HISTORY_MAX_ITEMS)
+        self.last_checkpoint: dict[str, Any] | None = None
 
     # ---- gating ----------------------------------------------------------------------------------------
 
@@ -80,8 +86,26 @@ class Session:
             total_epochs=self.total_epochs or 0,
             step=self.step,
             metrics=metrics,
+            objective_metric=self.objective_metric,
             **extra,
         )
+
+    @property
+    def tracked_objective(self) -> str:
+        """The metric whose per-epoch values the final result carries: the named objective, else the one the
+        operator tracks by default (so its status history can be filled from the termination message)."""
+        return self.objective_metric or wire.DEFAULT_OBJECTIVE
+
+    def _remember_epoch_value(self, epoch: int, finite: Mapping[str, float]) -> None:
+        value = finite.get(self.tracked_objective)
+        if value is None:
+            return
+        history = self._objective_history
+        if history and history[-1][0] >= epoch:  # a repeated or rewound epoch (a restart) replaces the newer ones
+            kept = [point for point in history if point[0] < epoch]
+            history.clear()
+            history.extend(kept)
+        history.append((epoch, value))
 
     def _eta(self) -> float | None:
         """Seconds left, from this process's own pace (a resumed run's earlier epochs took unknown time)."""
@@ -108,11 +132,14 @@ class Session:
                 self.step = max(int(step), 0)
             finite, non_finite = wire.split_finite(metrics)
             self.last_metrics.update(finite)
+            if epoch is not None:
+                self._remember_epoch_value(self.epoch, finite)
             sender = self._sender_or_none()
             if sender is None:
                 return
             if final:
-                self._send_final(sender, exit_code=wire.EXIT_TERMINATED if self.stop_flag.is_set() else 0)
+                exit_code = wire.EXIT_TERMINATED if self.stop_flag.is_set() else 0
+                self._send_final(sender, self.final_result(exit_code))
             elif epoch is not None:
                 sender.submit(self._build(wire.EPOCH, finite))
             elif finite:
@@ -155,23 +182,45 @@ class Session:
         with self._lock:
             self.total_epochs = max(int(total_epochs), 1)
 
-    def _send_final(self, sender: ReportSender, *, exit_code: int, reason: str = "") -> None:
-        final = wire.build_final_result(
-            exit_code=exit_code,
-            epochs_completed=self.epoch,
-            metrics=self.last_metrics,
-            duration_seconds=time.monotonic() - self._started,
-            reason=reason,
-        )
-        sender.submit(self._build(wire.FINAL, self.last_metrics, final=final))
+    def report_checkpoint(self, path: str, epoch: int | None = None) -> None:
+        """A checkpoint was saved at `path` after `epoch` completed epochs (default: the current epoch): the
+        status shows it, and the final report names the newest one. Sent in order, never coalesced away."""
+        with self._lock:
+            saved_after = self.epoch if epoch is None else max(int(epoch), 0)
+            self.last_checkpoint = wire.checkpoint_info(str(path), saved_after)
+            sender = self._sender_or_none()
+            if sender is not None:
+                sender.submit(self._build(wire.PROGRESS, {}, checkpoint=self.last_checkpoint))
+
+    def final_result(self, exit_code: int, reason: str = "") -> dict[str, Any]:
+        """The contract's FinalResult of this run so far (camelCase): what the final report and the
+        termination message say. The objective is named when the caller named one or its values were seen."""
+        with self._lock:
+            history = list(self._objective_history)
+            return wire.build_final_result(
+                exit_code=exit_code,
+                epochs_completed=self.epoch,
+                metrics=self.last_metrics,
+                duration_seconds=time.monotonic() - self._started,
+                reason=reason,
+                objective_metric=self.objective_metric or (self.tracked_objective if history else ""),
+                objective_history=history,
+            )
+
+    def _send_final(self, sender: ReportSender, final: Mapping[str, Any]) -> None:
+        report = self._build(wire.FINAL, self.last_metrics, final=final, checkpoint=self.last_checkpoint)
+        sender.submit(report)
         self.final_sent = True
 
-    def report_exit(self, exit_code: int, reason: str = "") -> None:
-        """The final report for a run that ended with `exit_code` (the wrapper, when its command exits)."""
+    def report_exit(self, exit_code: int, reason: str = "") -> dict[str, Any]:
+        """The final report for a run that ended with `exit_code` (the wrapper, when its command exits);
+        returns the final result, also when this process does not report (for the termination message)."""
         with self._lock:
+            final = self.final_result(exit_code, reason)
             sender = self._sender_or_none()
             if sender is not None and not self.final_sent:
-                self._send_final(sender, exit_code=exit_code, reason=reason)
+                self._send_final(sender, final)
+            return final
 
     def finish(self, timeout_s: float = 10.0) -> bool:
         """Deliver what is queued within `timeout_s`; True when everything arrived (or nothing was to send)."""

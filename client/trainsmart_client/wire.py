@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import re
 from datetime import datetime, timezone
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 PROGRESS = "progress"
 EPOCH = "epoch"
@@ -23,6 +23,14 @@ MAX_METRICS = 64
 """The status keeps at most 64 metrics per job; more in one report would only be cut there."""
 MAX_NAME_CHARS = 128
 _NAME_BAD_CHARS = re.compile(r"[^A-Za-z0-9_./-]")
+
+FINAL_HISTORY_MAX_ITEMS = 64
+"""Objective values a final result carries (the newest epochs), as the contract's FinalResult allows."""
+DEFAULT_OBJECTIVE = "val_loss"
+"""The metric the operator tracks when nobody names one (its status's default objective)."""
+
+FAILED = "failed"
+"""The FinalResult status of a run that failed (any exit code but 0, 12, 13 and 143)."""
 
 EXIT_TERMINATED = 13
 EXIT_EARLY_STOPPED = 12
@@ -78,6 +86,8 @@ def build_report(
     diagnostics: list[dict[str, Any]] | None = None,
     final: Mapping[str, Any] | None = None,
     time: str | None = None,
+    objective_metric: str = "",
+    checkpoint: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """One report. `total_epochs` is raised to `epoch` (and to 1) when the script never said how many epochs
     it runs: the schema needs a total, and the status's percent must not pass 100."""
@@ -94,11 +104,20 @@ def build_report(
     }
     if eta_seconds is not None and math.isfinite(eta_seconds) and eta_seconds >= 0:
         report["etaSeconds"] = eta_seconds
+    if objective_metric:
+        report["objectiveMetric"] = objective_metric
     if diagnostics:
         report["diagnostics"] = diagnostics
+    if checkpoint is not None:
+        report["checkpoint"] = dict(checkpoint)
     if final is not None:
         report["final"] = dict(final)
     return report
+
+
+def checkpoint_info(path: str, epoch: int, time: str | None = None) -> dict[str, Any]:
+    """The report's `checkpoint`: where the state after `epoch` completed epochs was saved, and when."""
+    return {"path": str(path), "epoch": max(int(epoch), 0), "time": time or now_iso()}
 
 
 def non_finite_loss_diagnostic(name: str, value: float, epoch: int | None, step: int | None) -> dict[str, Any]:
@@ -127,7 +146,7 @@ def final_status(exit_code: int) -> str:
         return "early_stopped"
     if exit_code in (EXIT_TERMINATED, 128 + 15):
         return "terminated"
-    return "failed"
+    return FAILED
 
 
 def build_final_result(
@@ -137,8 +156,12 @@ def build_final_result(
     metrics: Mapping[str, float],
     duration_seconds: float,
     reason: str = "",
+    objective_metric: str = "",
+    objective_history: Sequence[tuple[int, float]] = (),
 ) -> dict[str, Any]:
-    """The `final` block: how the run ended and its last metrics (exit codes above 255 are clamped)."""
+    """The `final` block: how the run ended and its last metrics (exit codes above 255 are clamped).
+    `objective_history`: (epoch, value) of the objective after each epoch; the newest 64 are kept, as the
+    packaged trainer keeps them, so a status that missed those epoch reports can still fill its history."""
     result: dict[str, Any] = {
         "status": final_status(exit_code),
         "exitCode": min(max(int(exit_code), 0), 255),
@@ -148,4 +171,13 @@ def build_final_result(
     }
     if reason:
         result["reason"] = reason[:2048]
+    if objective_metric:
+        result["objectiveMetric"] = objective_metric
+        points = [
+            {"epoch": int(epoch), "value": float(value)}
+            for epoch, value in objective_history
+            if int(epoch) >= 1 and math.isfinite(value)
+        ]
+        if points:
+            result["objectiveHistory"] = points[-FINAL_HISTORY_MAX_ITEMS:]
     return result

@@ -48,6 +48,12 @@ def build_argument_parser() -> argparse.ArgumentParser:
         help="the key (or TensorBoard tag; `step` = the event step) whose whole values mark completed epochs",
     )
     wrap.add_argument("--total-epochs", type=int, help="how many epochs the command runs (for progress)")
+    wrap.add_argument(
+        "--objective",
+        default="",
+        help="the metric sweeps and early stopping watch (named in every report; its per-epoch values go into "
+        "the final result). Default: the operator's own default, val_loss",
+    )
     wrap.add_argument("command", nargs=argparse.REMAINDER, help="the command to run, after --")
     return parser
 
@@ -69,7 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as error:  # re.error is a ValueError
         print(f"trainsmart-client wrap: {error}", file=sys.stderr)
         return USAGE_ERROR
-    session = Session()
+    session = Session(objective_metric=args.objective)
     if args.total_epochs is not None:
         session.set_total_epochs(args.total_epochs)
     wrapper = Wrapper(

@@ -10,7 +10,11 @@ The wrapper stands between the container runtime and the user's command, so it m
   terminal's foreground process group: the terminal has already sent Ctrl-C to the child too;
 * buffering: a Python child gets PYTHONUNBUFFERED=1 (unless set), so its metric lines arrive when printed;
 * exit code: the child's, or 128+N when a signal N killed it (what a shell reports), 127/126 when the
-  command cannot be found/executed; then the run's final report (status from the exit code) is sent.
+  command cannot be found/executed; then the run's final report (status from the exit code) is sent;
+* termination message: on rank 0, the same final result is written to the container's termination log,
+  so the job still ends with its final metrics when no report reached the operator. Not when the command
+  failed: the file then stays empty and the pod's FallbackToLogsOnError policy puts the log tail (the
+  traceback) there, which says more than "exited with status 1" could.
 
 Reporting must never break the run: a parser or sender failure is logged, and the child and its output
 carry on.
@@ -31,9 +35,11 @@ from pathlib import Path
 from types import FrameType
 from typing import Sequence
 
+from trainsmart_client import wire
 from trainsmart_client.event_files import EventDirectoryWatcher, Scalar
 from trainsmart_client.line_parsers import LineParser, LineSplitter, ParsedLine, decode
 from trainsmart_client.session import Session
+from trainsmart_client.termination_log import write_termination_message
 
 log = logging.getLogger("trainsmart_client.wrap")
 
@@ -238,9 +244,19 @@ class Wrapper:
                 signal.signal(signum, handler)
         if follower is not None:
             follower.stop()
-        self.session.report_exit(status, reason)
-        self.session.finish(self.finish_timeout_s)
+        self._conclude(status, reason)
         return status
+
+    def _conclude(self, status: int, reason: str) -> None:
+        """Final report, termination message, then the bounded flush; none of it may change the exit status.
+        The message is written before the flush, which may wait on an endpoint that never answers."""
+        try:
+            final = self.session.report_exit(status, reason)
+            if self.session.environment.rank == 0 and final.get("status") != wire.FAILED:
+                write_termination_message(final)
+            self.session.finish(self.finish_timeout_s)
+        except Exception:
+            log.exception("reporting the end of the run failed")
 
     def _pump(self, child: subprocess.Popen[bytes]) -> None:
         """Copy the child's stdout to ours until it closes, or a little after the child exited."""

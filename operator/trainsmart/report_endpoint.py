@@ -71,8 +71,11 @@ class ReportInbox:
         return self._reports.pop(key, [])
 
     def put_back(self, key: JobKey, reports: list[TrainerReport]) -> None:
-        """Return reports whose status patch failed; folding is idempotent, so order and repeats are harmless."""
-        for report in reports:
+        """Return reports whose status patch failed, ahead of any that arrived since: folding is idempotent,
+        but the newest report's progress and latest metrics win, so arrival order must be kept (appended
+        after newer ones, an old epoch's progress would overwrite a later one's)."""
+        arrived_since = self._reports.pop(key, [])
+        for report in [*reports, *arrived_since]:
             self.put(key, report)
 
     def forget(self, key: JobKey) -> None:

@@ -12,7 +12,9 @@ Pins:
   mounted from its immutable `<job>-trainsmart-client` ConfigMap, owned by the job;
 - a TPE sweep over it, the learning rate reaching the command line by `${params.lr}`, ends Succeeded with
   bestTrial filled, every trial succeeded with the objective parsed from stdout (no NoMetric), and each
-  trial's command line carries its own parameter value.
+  trial's command line carries its own parameter value;
+- a trial's parameters reach the running process by all three routes (the `${params.NAME}` placeholder,
+  `TRAINSMART_PARAM_<NAME>`, the `TRAINSMART_PARAMS_FILE` file), a list-valued one as compact JSON.
 """
 
 from __future__ import annotations
@@ -70,7 +72,7 @@ def test_the_unmodified_script_shows_live_progress_and_final_metrics(
 ) -> None:
     spec = example_spec("trainingjob-digits-script.yaml")
     spec["tolerations"] = GPU_TOLERATIONS
-    set_args(spec["trainer"], epochs="3", batch_size="2")  # about half a second per epoch: progress shows
+    set_args(spec["trainer"], epochs="3", batch_size="1")  # about a second an epoch: progress shows, under load too
     create_script_configmap(api_client, namespace, spec)
     job = create_job(api_client, namespace, "script", spec)
 
@@ -133,3 +135,60 @@ def test_a_tpe_sweep_over_the_script_gets_its_objective_from_stdout(
         row = next(row for row in table if row["name"] == job["metadata"]["name"])
         args = job["spec"]["trainer"]["args"]
         assert float(args[args.index("--lr") + 1]) == pytest.approx(row["parameters"]["lr"])
+
+
+# Prints what the process received by each route as one metric line: the placeholder in its args, the
+# TRAINSMART_PARAM_* variable and the TRAINSMART_PARAMS_FILE file (a list-valued parameter as its width).
+PARAMETER_PROBE = """
+import json, os, sys
+from_file = json.load(open(os.environ["TRAINSMART_PARAMS_FILE"]))
+line = {
+    "epoch": 1,
+    "epochs": 1,
+    "arg_lr": float(sys.argv[1]),
+    "env_lr": float(os.environ["TRAINSMART_PARAM_LR"]),
+    "file_lr": float(from_file["lr"]),
+    "arg_width": float(json.loads(sys.argv[2])[0]),
+    "env_width": float(json.loads(os.environ["TRAINSMART_PARAM_SIZES"])[0]),
+    "file_width": float(from_file["sizes"][0]),
+    "val_loss": 0.5,
+}
+print(json.dumps(line), flush=True)
+"""
+
+
+def test_a_trials_parameters_reach_the_process_by_placeholder_environment_and_file(
+    operator_process: Any, api_client: client.ApiClient, namespace: str
+) -> None:
+    spec = {
+        "objective": {"metric": "val_loss", "goal": "minimize"},
+        "algorithm": {"name": "grid"},
+        "parameters": [
+            {"name": "lr", "type": "choice", "values": [0.25]},
+            {"name": "sizes", "type": "choice", "values": [[48, 16]]},
+        ],
+        "trialTemplate": {
+            "tolerations": GPU_TOLERATIONS,
+            "trainer": {
+                "command": ["python3", "-c", PARAMETER_PROBE],
+                "args": ["${params.lr}", "${params.sizes}"],
+                "metrics": {"format": "json"},
+            },
+        },
+    }
+    create_sweep(api_client, namespace, "probe", spec)
+
+    def sweep_status() -> dict[str, Any]:
+        return status_of(get_sweep(api_client, namespace, "probe"))
+
+    status = wait_for(lambda: finished(sweep_status()), 60, "the probe sweep to finish", lambda: str(sweep_status()))
+    assert status["phase"] == "Succeeded", status
+    (trial,) = trials(api_client, namespace, "probe")
+    assert trial["spec"]["trainer"]["args"] == ["0.25", "[48,16]"]
+    latest = trial["status"]["metrics"]["latest"]
+    assert {key: latest[key] for key in ("arg_lr", "env_lr", "file_lr")} == dict.fromkeys(
+        ("arg_lr", "env_lr", "file_lr"), 0.25
+    )
+    assert {key: latest[key] for key in ("arg_width", "env_width", "file_width")} == dict.fromkeys(
+        ("arg_width", "env_width", "file_width"), 48.0
+    )

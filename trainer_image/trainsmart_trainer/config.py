@@ -74,7 +74,7 @@ COMPATIBLE_MODELS: Final[dict[DatasetName, frozenset[ModelName]]] = {
 }
 
 _MODEL_OPTIONS: Final = {
-    ModelName.MLP.value: frozenset({"hidden_sizes"}),
+    ModelName.MLP.value: frozenset({"hidden_sizes", "hidden_width", "hidden_layers"}),
     ModelName.CNN.value: frozenset({"hidden_sizes"}),
     ModelName.RESNET.value: frozenset({"num_layers"}),
     ModelName.LSTM.value: frozenset({"hidden_sizes", "embedding_dim", "num_layers"}),
@@ -95,6 +95,19 @@ class ModelConfig(_ConfigModel):
         "of each recurrent layer (lstm; one entry is repeated numLayers times), or the MLP tower over the user "
         "and item embeddings (mf: neural collaborative filtering; unset: plain matrix factorisation).",
     )
+    hidden_width: int | None = Field(
+        default=None,
+        ge=1,
+        le=65536,
+        description="The width of every hidden layer (mlp), instead of hiddenSizes: a scalar a sweep can search "
+        "(`path: trainer.config.model.hiddenWidth`). hiddenLayers layers of it; one when hiddenLayers is unset.",
+    )
+    hidden_layers: int | None = Field(
+        default=None,
+        ge=1,
+        le=16,
+        description="How many hidden layers of hiddenWidth (mlp); needs hiddenWidth. Default 1.",
+    )
     embedding_dim: int | None = Field(
         default=None,
         ge=1,
@@ -114,6 +127,7 @@ class ModelConfig(_ConfigModel):
     @model_validator(mode="after")
     def _check_options(self) -> Self:
         _only_for(self, "model.name", _MODEL_OPTIONS, self.name.value)
+        self._check_width_depth()
         if self.num_heads and self.embedding_dim and self.embedding_dim % self.num_heads:
             raise ValueError(f"embeddingDim ({self.embedding_dim}) must be a multiple of numHeads ({self.num_heads})")
         sizes, layers = self.hidden_sizes or [], self.num_layers
@@ -123,6 +137,24 @@ class ModelConfig(_ConfigModel):
                 "or a single size to repeat"
             )
         return self
+
+    def _check_width_depth(self) -> None:
+        """The scalar pair and the list describe the same layers: both set, one would silently lose."""
+        scalar = [to_camel(name) for name in ("hidden_width", "hidden_layers") if getattr(self, name) is not None]
+        if scalar and self.hidden_sizes is not None:
+            raise ValueError(
+                f"{' and '.join(scalar)} and hiddenSizes both size the hidden layers; set either hiddenSizes "
+                "(one width per layer) or hiddenWidth with hiddenLayers (the same width repeated), not both"
+            )
+        if self.hidden_layers is not None and self.hidden_width is None:
+            raise ValueError("hiddenLayers needs hiddenWidth (the width of each of those layers); set it too")
+
+    def mlp_hidden_sizes(self) -> list[int] | None:
+        """The MLP's hidden widths from either form (None: the trainer's default), so the model builder
+        reads one list whichever way the user (or a sweep) sized the network."""
+        if self.hidden_width is not None:
+            return [self.hidden_width] * (self.hidden_layers or 1)
+        return list(self.hidden_sizes) if self.hidden_sizes is not None else None
 
 
 _DATASET_OPTIONS: Final = {

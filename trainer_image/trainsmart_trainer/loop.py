@@ -17,6 +17,7 @@ from collections.abc import Callable
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
+from trainsmart_client.sender import ReportSender
 from trainsmart_trainer import checkpoint, ddp, diagnostics, results
 from trainsmart_trainer.components import Components, PermanentError, RunOutcome, StopSignal, default_components
 from trainsmart_trainer.config import ClassWeightsMode, MixedPrecision, TrainerConfig
@@ -35,7 +36,7 @@ from trainsmart_trainer.epoch import EpochSampler, NonFiniteLossError, TrainPass
 from trainsmart_trainer.evaluate import EvalSplit, dataset_size, eval_split, evaluate_split, make_loader, train_metrics
 from trainsmart_trainer.objective import objective_direction, objective_metric, should_stop_early
 from trainsmart_trainer.promexport import TrainerMetrics
-from trainsmart_trainer.report import Reporter, ReportSender
+from trainsmart_trainer.report import Reporter
 from trainsmart_trainer.resume import resume_run, save_run_checkpoint
 from trainsmart_trainer.run_state import RunState
 from trainsmart_trainer.settings import RuntimeSettings
@@ -111,15 +112,16 @@ class TrainingRun:
     def _start_reporting(self) -> None:
         settings = self.settings
         if self.dist.is_main and settings.report_url:
-            sender = ReportSender(settings.report_url, settings.report_token, ca_file=settings.report_ca_file).start()
+            sender = ReportSender(settings.report_url, settings.report_token, ca_file=settings.report_ca_file)
             self.reporter.sender = sender
         if self.dist.local_rank == 0 and settings.metrics_port is not None:
             self.metrics_exporter = TrainerMetrics("", cuda=self.device.type == "cuda")
             self.metrics_port = self.metrics_exporter.serve(settings.metrics_port)
             self.metrics_exporter.set_epoch(0, self.config.epochs, 0)
-        # The first report says where training runs, before anything slow (data, model) can fail.
+        # The first report says where training runs, before anything slow (data, model) can fail; in order,
+        # so a quick first epoch report cannot make it stale.
         if self.dist.is_main:
-            self.reporter.send(ReportKind.PROGRESS)
+            self.reporter.send(ReportKind.PROGRESS, in_order=True)
 
     def _diagnose(self, findings: list[Diagnostic]) -> None:
         """Log and report new findings (rank 0 reports; every rank has the same findings)."""

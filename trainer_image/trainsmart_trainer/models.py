@@ -288,7 +288,7 @@ def build_model(config: TrainerConfig, data: DataBundle) -> nn.Module:
     options, dropout, name = config.model, config.dropout, config.model.name
     classes = data.num_classes or 1
     if name == ModelName.MLP:
-        mlp = MLP(math.prod(data.input_shape), options.hidden_sizes or MLP_HIDDEN, classes, dropout)
+        mlp = MLP(math.prod(data.input_shape), options.mlp_hidden_sizes() or MLP_HIDDEN, classes, dropout)
         if data.task == "regression":
             return Regressor(mlp, float(data.extras["target_mean"]), float(data.extras["target_std"]))
         return mlp

@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from trainsmart_client.termination_log import termination_message as client_termination_message
 from trainsmart_trainer import contract
 from trainsmart_trainer.checkpoint import atomic_write
 from trainsmart_trainer.contract import EpochValue, ExitCode, FinalResult, FinalStatus
@@ -79,24 +80,9 @@ def write_result_file(path: Path, document: dict[str, Any]) -> bool:
 
 
 def termination_message(result: FinalResult, limit: int = contract.TERMINATION_MESSAGE_MAX_BYTES) -> str:
-    """Compact JSON of the result within `limit` bytes: the objective history's oldest half is dropped
-    until it fits, then the metrics other than the objective, then the reason is cut, so the message
-    always stays parseable JSON instead of being truncated mid-string by the kubelet."""
-    fields = result.model_dump(mode="json", by_alias=True, exclude_none=True)
-    text = json.dumps(fields, separators=(",", ":"), sort_keys=True)
-    while len(text.encode()) > limit and fields.get("objectiveHistory"):
-        fields["objectiveHistory"] = fields["objectiveHistory"][len(fields["objectiveHistory"]) // 2 + 1 :]
-        text = json.dumps(fields, separators=(",", ":"), sort_keys=True)
-    if len(text.encode()) <= limit:
-        return text
-    fields["metrics"] = {
-        name: value for name, value in fields.get("metrics", {}).items() if name == result.objective_metric
-    }
-    text = json.dumps(fields, separators=(",", ":"), sort_keys=True)
-    while len(text.encode()) > limit and fields.get("reason"):
-        fields["reason"] = fields["reason"][: max(len(fields["reason"]) // 2, 0)]
-        text = json.dumps(fields, separators=(",", ":"), sort_keys=True)
-    return text
+    """Compact JSON of the result within `limit` bytes, trimmed so it stays parseable (the kubelet would cut
+    it mid-string): the client library's function, so the trainer and the wrapper write the same shape."""
+    return client_termination_message(result.model_dump(mode="json", by_alias=True, exclude_none=True), limit)
 
 
 def write_termination_message(path: Path | None, text: str) -> None:

@@ -22,6 +22,9 @@ from trainsmart.api.conditions import (
 # operator keeps the newest entries when a run has more epochs.
 HISTORY_MAX_ITEMS: Final = 500
 DIAGNOSTICS_MAX_ITEMS: Final = 20
+# Per-epoch training/validation losses kept for the operator's own curve diagnostics (divergence,
+# overfitting): they look back a few epochs, so a short window does; it is never the whole run.
+LOSS_CURVE_MAX_ITEMS: Final = 32
 METRICS_MAX_PROPERTIES: Final = 64
 
 
@@ -53,6 +56,16 @@ class HistoryPoint(ApiModel):
     value: float = Field(description="The objective metric's value.")
 
 
+class LossPoint(ApiModel):
+    """The training and validation loss at the end of one epoch, as far as the reports said."""
+
+    epoch: int = Field(ge=0, description="The epoch the losses were measured after.")
+    train: float | None = Field(default=None, description="Training loss (train_loss, training_loss or loss).")
+    validation: float | None = Field(
+        default=None, description="Validation loss (val_loss, validation_loss, valid_loss or eval_loss)."
+    )
+
+
 class MetricsStatus(ApiModel):
     """Latest and best metric values, and a bounded per-epoch history of the objective."""
 
@@ -81,6 +94,12 @@ class MetricsStatus(ApiModel):
         max_length=HISTORY_MAX_ITEMS,
         description=f"Objective value per epoch, oldest first; at most the newest {HISTORY_MAX_ITEMS}.",
     )
+    loss_curve: list[LossPoint] = Field(
+        default_factory=list,
+        max_length=LOSS_CURVE_MAX_ITEMS,
+        description="Training and validation loss per epoch, oldest first; the newest "
+        f"{LOSS_CURVE_MAX_ITEMS}, what the operator's curve diagnostics look at.",
+    )
 
 
 class CheckpointStatus(ApiModel):
@@ -98,6 +117,9 @@ class Diagnostic(ApiModel):
     severity: DiagnosticSeverity = Field(description="Info, Warning or Error.")
     message: str = Field(max_length=1024, description="What was observed.")
     suggestion: str | None = Field(default=None, max_length=1024, description="What to change to fix it.")
+    epoch: int | None = Field(
+        default=None, ge=0, description="The epoch the finding is about: the first one it was seen at."
+    )
 
 
 class TrainingJobStatus(ApiModel):

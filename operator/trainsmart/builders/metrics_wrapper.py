@@ -38,10 +38,13 @@ PYTHONPATH: Final = "PYTHONPATH"
 _FORMAT_FLAGS: Final = {MetricsFormat.JSON: "json", MetricsFormat.KEY_VALUE: "kv", MetricsFormat.REGEX: "regex"}
 
 
-def wrapper_flags(metrics: TrainerMetrics) -> list[str]:
+def wrapper_flags(metrics: TrainerMetrics, objective: str | None = None) -> list[str]:
     """The `wrap` options for `metrics`, in a fixed order (the same job gives the same pod). The wrapper
-    parses JSON lines unless told otherwise, so a block with only tensorboardDir says so explicitly."""
-    flags: list[str] = []
+    parses JSON lines unless told otherwise, so a block with only tensorboardDir says so explicitly.
+    `objective` (a sweep trial's objective metric) is the metric whose per-epoch values the final result
+    carries, so a trial whose reports were lost still has its objective history from the termination
+    message."""
+    flags: list[str] = [] if objective is None else ["--objective", objective]
     if metrics.format is None:
         flags.append("--no-stdout-metrics")
     else:
@@ -55,10 +58,10 @@ def wrapper_flags(metrics: TrainerMetrics) -> list[str]:
     return flags
 
 
-def wrapped_command(metrics: TrainerMetrics, command: list[str]) -> list[str]:
+def wrapped_command(metrics: TrainerMetrics, command: list[str], objective: str | None = None) -> list[str]:
     """The container command that runs `command` under the wrapper. The container's `args` stay as the
     user wrote them: they follow the command, so they land after the `--` that ends the wrapper's options."""
-    return [WRAPPER_INTERPRETER, CLIENT_ZIPAPP_PATH, "wrap", *wrapper_flags(metrics), "--", *command]
+    return [WRAPPER_INTERPRETER, CLIENT_ZIPAPP_PATH, "wrap", *wrapper_flags(metrics, objective), "--", *command]
 
 
 def client_volume(job: TrainingJob) -> dict[str, Any]:

@@ -38,6 +38,7 @@ from trainsmart.names import (
     KUEUE_POD_GROUP_COUNT_ANNOTATION,
     KUEUE_POD_GROUP_LABEL,
     KUEUE_QUEUE_LABEL,
+    OBJECTIVE_METRIC_ANNOTATION,
     REPLICA_INDEX_LABEL,
     checkpoint_claim_name,
     job_name,
@@ -155,7 +156,8 @@ def trainer_container(
     trainer = job.spec.trainer
     command = list(trainer.command or settings.trainer_command)
     if trainer.metrics is not None:
-        command = wrapped_command(trainer.metrics, command)
+        objective = (job.metadata.get("annotations") or {}).get(OBJECTIVE_METRIC_ANNOTATION)
+        command = wrapped_command(trainer.metrics, command, objective if isinstance(objective, str) else None)
     container: dict[str, Any] = {
         "name": TRAINER_CONTAINER_NAME,
         "image": trainer.image or settings.trainer_image,

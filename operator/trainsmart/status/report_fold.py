@@ -1,9 +1,13 @@
 """Folding the trainer's reports into the TrainingJob status: progress, metrics, history, checkpoint, findings.
 
-Folding is idempotent (folding a report twice equals folding it once): history is keyed by epoch, the
-latest values are overwritten, best values are a min/max, diagnostics keep the newest finding of each
-type. That is what lets the I/O side re-derive status from the same inputs without growing it. Every list
-is bounded by the status model's limits, newest kept: status lives in etcd and is re-sent on every watch.
+Folding is idempotent (folding a report twice equals folding it once): history and the loss curve are
+keyed by epoch, the latest values are overwritten, best values are a min/max, diagnostics keep one finding
+of each type (the newest episode's; one already there stays in place). That is what lets the I/O side
+re-derive status from the same inputs without growing it. Every list is bounded by the status model's
+limits, newest kept: status lives in etcd and is re-sent on every watch.
+
+Each epoch report also updates the loss curve and adds the operator's own findings from the curves
+(`curve_diagnostics`), merged with the trainer's so that one episode is one entry, whoever saw it first.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from trainsmart.api.trainingjob_status import (
     MetricsStatus,
     Progress,
 )
+from trainsmart.status.curve_diagnostics import curve_findings, episode_start, loss_point, record_losses
 from trainsmart_trainer.contract import FinalResult, ObjectiveDirection, ReportKind, TrainerReport
 
 Goal = ObjectiveDirection
@@ -106,12 +111,16 @@ def _fold_metrics(
     headline = metrics.headline
     if objective in latest:
         headline = f"{objective}={latest[objective]:.4g}"[:HEADLINE_MAX_CHARS]
+    loss_curve = list(metrics.loss_curve)
+    if epoch_point is not None and (point := loss_point(epoch_point, values)) is not None:
+        loss_curve = record_losses(loss_curve, point)
     return MetricsStatus(
         latest=latest,
         best=dict(sorted(best.items())),
         objective=objective,
         headline=headline,
         history=history,
+        loss_curve=loss_curve,
     )
 
 
@@ -127,20 +136,40 @@ def _progress(report: TrainerReport) -> Progress:
     )
 
 
-def _fold_diagnostics(current: list[Diagnostic], report: TrainerReport) -> list[Diagnostic]:
-    """The newest finding of each type, most recent last, at most DIAGNOSTICS_MAX_ITEMS."""
+def _merge_finding(current: list[Diagnostic], finding: Diagnostic, since: int | None) -> list[Diagnostic]:
+    """`current` with `finding` as the one entry of its type, most recent last, at most DIAGNOSTICS_MAX_ITEMS.
+
+    An identical entry stays where it is (folding twice changes nothing, not even which finding is the
+    newest). `since`: the first epoch of the finding's evidence; an entry of the same type about an epoch at
+    or after it is the same episode, already reported (by the trainer or by the operator), and is kept.
+    """
+    same = next((item for item in current if item.type == finding.type), None)
+    if same == finding:
+        return current
+    if same is not None and since is not None and same.epoch is not None and same.epoch >= since:
+        return current
+    return [*(item for item in current if item.type != finding.type), finding][-DIAGNOSTICS_MAX_ITEMS:]
+
+
+def _fold_diagnostics(
+    current: list[Diagnostic], report: TrainerReport, metrics: MetricsStatus, goals: Mapping[str, Goal] | None
+) -> list[Diagnostic]:
+    """The trainer's findings in the report, then, after an epoch report, those the curves show now."""
     out = list(current)
     for finding in report.diagnostics:
-        out = [item for item in out if item.type != finding.type.value]
-        out.append(
-            Diagnostic(
-                type=finding.type.value,
-                severity=DiagnosticSeverity(finding.severity.value),
-                message=finding.message,
-                suggestion=finding.suggestion or None,
-            )
+        folded = Diagnostic(
+            type=finding.type.value,
+            severity=DiagnosticSeverity(finding.severity.value),
+            message=finding.message,
+            suggestion=finding.suggestion or None,
+            epoch=finding.epoch,
         )
-    return out[-DIAGNOSTICS_MAX_ITEMS:]
+        out = _merge_finding(out, folded, episode_start(folded.type, finding.epoch))
+    if report.kind == ReportKind.EPOCH:
+        goal = metric_goal(metrics.objective, goals) if metrics.objective else None
+        for found in curve_findings(metrics.loss_curve, metrics.history, metrics.objective, goal):
+            out = _merge_finding(out, found.diagnostic, found.since)
+    return out
 
 
 def fold_report(
@@ -175,7 +204,7 @@ def fold_report(
             "progress": _progress(report),
             "metrics": metrics,
             "checkpoint": checkpoint,
-            "diagnostics": _fold_diagnostics(list(status.diagnostics), report),
+            "diagnostics": _fold_diagnostics(list(status.diagnostics), report, metrics, goals),
         }
     )
 

@@ -5,6 +5,8 @@ Pins:
 - defaults train an MLP on the built-in digits data;
 - options belonging to another model, dataset, optimizer or schedule are errors naming the option;
 - dataset/model pairs the trainer cannot run, and early stopping without validation data, are refused;
+- the MLP is sized by hiddenSizes or by the scalar pair hiddenWidth/hiddenLayers, never both, and
+  hiddenLayers alone is refused (a sweep over the width is one number at one path);
 - a config survives a dump/parse round trip (the operator passes it to pods as JSON).
 """
 
@@ -96,6 +98,19 @@ def test_a_rich_config_round_trips() -> None:
             {"model": {"hiddenSizes": [64, 0]}},
             "config.model.hiddenSizes[1]: Input should be",
         ),
+        (
+            {"model": {"hiddenSizes": [64], "hiddenWidth": 32}},
+            "config.model: hiddenWidth and hiddenSizes both size the hidden layers; set either hiddenSizes",
+        ),
+        (
+            {"model": {"hiddenSizes": [64], "hiddenWidth": 32, "hiddenLayers": 2}},
+            "config.model: hiddenWidth and hiddenLayers and hiddenSizes both size the hidden layers",
+        ),
+        ({"model": {"hiddenLayers": 2}}, "config.model: hiddenLayers needs hiddenWidth"),
+        ({"model": {"name": "cnn", "hiddenWidth": 32}}, "config.model: hiddenWidth applies only to model.name mlp"),
+        ({"model": {"hiddenWidth": 0}}, "config.model.hiddenWidth: Input should be greater than or equal to 1"),
+        ({"model": {"hiddenWidth": 32.5}}, "config.model.hiddenWidth: Input should be a valid integer"),
+        ({"model": {"hiddenWidth": 8, "hiddenLayers": 17}}, "config.model.hiddenLayers: Input should be less than"),
         ({"dropout": 1.0}, "config.dropout: Input should be less than 1"),
         ({"batchSize": 0}, "config.batchSize: Input should be greater than or equal to 1"),
         ({"learningRate": "fast"}, "config.learningRate: Input should be a valid number"),
@@ -124,3 +139,20 @@ def test_every_dataset_has_at_least_one_model() -> None:
     assert set(COMPATIBLE_MODELS) == set(DatasetName)
     assert all(COMPATIBLE_MODELS.values())
     assert set().union(*COMPATIBLE_MODELS.values()) == set(ModelName)
+
+
+@pytest.mark.parametrize(
+    ("model", "sizes"),
+    [
+        ({"hiddenWidth": 64}, [64]),
+        ({"hiddenWidth": 32, "hiddenLayers": 3}, [32, 32, 32]),
+        ({"hiddenWidth": 128.0}, [128]),  # what a quniform draw writes
+        ({"hiddenSizes": [16, 8]}, [16, 8]),
+        ({}, None),
+    ],
+)
+def test_the_mlp_is_sized_by_either_the_list_or_the_width_and_depth(model: dict[str, Any], sizes: Any) -> None:
+    config = TrainerConfig.model_validate({"model": model})
+    assert config.model.mlp_hidden_sizes() == sizes
+    dumped = config.model_dump(mode="json", by_alias=True, exclude_none=True)
+    assert TrainerConfig.model_validate(dumped) == config

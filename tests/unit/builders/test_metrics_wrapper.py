@@ -11,6 +11,8 @@ Pins:
   and owned by the job; the pod mounts it read-only at /opt/trainsmart/client under a reserved name;
 - PYTHONPATH is the zipapp unless the user's env sets PYTHONPATH, which is then kept as written, once;
 - the pod keeps the restricted security defaults (read-only root filesystem included);
+- a sweep trial's wrapper is told the sweep's objective (`--objective`, from the trial's annotation), so
+  the final result's per-epoch history is the objective's;
 - a job without metrics gets the pod it got before: its own command, no client volume, no PYTHONPATH.
 """
 
@@ -26,6 +28,7 @@ from support.models import make_job
 from trainsmart.api import TrainingJob
 from trainsmart.builders import build_worker_pod, owner_reference
 from trainsmart.builders.metrics_wrapper import CLIENT_ZIPAPP_PATH, build_client_configmap
+from trainsmart.names import OBJECTIVE_METRIC_ANNOTATION
 from trainsmart.settings import OperatorSettings
 from trainsmart_client.bundle import BUNDLE_FILE_NAME
 from trainsmart_client.wrap_command import build_argument_parser
@@ -152,3 +155,16 @@ def test_a_job_without_metrics_gets_its_own_command_and_no_client() -> None:
     wrapped = build_worker_pod(custom_job({"format": "json"}), 0, 0, SETTINGS)
     differing = {key for key in trainer_of(pod) if trainer_of(pod)[key] != trainer_of(wrapped)[key]}
     assert differing == {"command", "env", "volumeMounts"}
+
+
+def test_a_sweep_trial_tells_the_wrapper_its_objective() -> None:
+    trial = custom_job({"format": "json"})
+    trial = trial.model_copy(
+        update={"metadata": {**trial.metadata, "annotations": {OBJECTIVE_METRIC_ANNOTATION: "val_accuracy"}}}
+    )
+    command = trainer_of(build_worker_pod(trial, 0, 0, SETTINGS))["command"]
+    assert command == [*WRAP, "--objective", "val_accuracy", "--format", "json", "--", *COMMAND]
+    args = build_argument_parser().parse_args(command[2:] + ARGS)
+    assert args.objective == "val_accuracy"
+    plain = trainer_of(build_worker_pod(custom_job({"format": "json"}), 0, 0, SETTINGS))["command"]
+    assert "--objective" not in plain

@@ -43,6 +43,10 @@ def test_the_archive_is_small_deterministic_and_complete() -> None:
     package = Path(trainsmart_client.__file__).parent
     assert {f"trainsmart_client/{path.name}" for path in package.glob("*.py")} <= names
     assert "__main__.py" in names
+    # Subpackages too (the framework callbacks), so an image without the package can import them.
+    assert "trainsmart_client/callbacks/huggingface.py" in names
+    assert "trainsmart_client/callbacks/lightning.py" in names
+    assert not any("__pycache__" in name for name in names)
 
 
 def test_the_zipapp_runs_wrap(bundle: Path, clean_env: dict[str, str]) -> None:

@@ -4,7 +4,8 @@ Pins:
 - the code as it is keeps every contract;
 - a copy of the code with one deliberately wrong import breaks the contract that forbids it, and the
   report names the import: a pure status module importing a handler, a builder importing Kopf, an API
-  model importing the local cluster, the trainer importing the operator;
+  model importing the local cluster, the trainer importing the operator, the trainer speaking HTTP itself
+  instead of through the client's sender;
 - no two modules of `trainsmart` share a name (one obvious place for each thing).
 """
 
@@ -50,8 +51,15 @@ def test_the_code_keeps_every_layer_contract() -> None:
         ("trainsmart/builders/pods.py", "import kopf", "nothing below the handlers imports Kopf"),
         ("trainsmart/api/common.py", "import trainsmart.devcluster.controlplane", "local-cluster tooling"),
         ("trainsmart_trainer/loop.py", "import trainsmart.names", "the packaged trainer stands alone"),
+        ("trainsmart_trainer/report.py", "import urllib", "speaks no HTTP of its own"),
     ],
-    ids=["pure imports handler", "builder imports kopf", "api imports devcluster", "trainer imports operator"],
+    ids=[
+        "pure imports handler",
+        "builder imports kopf",
+        "api imports devcluster",
+        "trainer imports operator",
+        "trainer sends reports itself",
+    ],
 )
 def test_a_deliberately_wrong_import_breaks_its_contract(
     tmp_path: Path, module: str, wrong_import: str, contract: str

@@ -5,7 +5,8 @@ Pins:
   logits [B, C], regression predictions [B] or ratings [B], with gradients reaching every parameter;
 - cnn and resnet adapt to 8x8 and 28x28 images (and colour) with the same defaults;
 - text models are padding-aware: extra padding does not change the output, an empty text stays finite;
-- sizes from config.model (hiddenSizes, numLayers, embeddingDim, numHeads) and config.dropout are honoured;
+- sizes from config.model (hiddenSizes, hiddenWidth x hiddenLayers, numLayers, embeddingDim, numHeads) and
+  config.dropout are honoured;
 - regression models predict in the target's units; mf starts at the mean rating;
 - a small mlp learns digits well above chance in a few epochs.
 """
@@ -135,6 +136,13 @@ def sizes_of(model: nn.Module) -> list[int]:
             bundle("classification", (64,), num_classes=10),
             [16, 8, 10],
         ),
+        (
+            {"name": "mlp", "hiddenWidth": 12, "hiddenLayers": 3},
+            "digits",
+            bundle("classification", (64,), num_classes=10),
+            [12, 12, 12, 10],
+        ),
+        ({"name": "mlp", "hiddenWidth": 24}, "digits", bundle("classification", (64,), num_classes=10), [24, 10]),
         ({"name": "cnn", "hiddenSizes": [4, 6]}, "digits", IMAGES, [4, 6, 128, 10]),
         ({"name": "resnet", "numLayers": 2}, "digits", IMAGES, [32, -1, 32, 32, -1, 64, 64, 64, 10]),
         ({"name": "lstm", "hiddenSizes": [6], "numLayers": 2, "embeddingDim": 5}, "text-csv", TEXT, [5, 6, 6, 3]),

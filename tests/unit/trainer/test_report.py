@@ -1,177 +1,103 @@
-"""The report sender, the result file and the termination message.
+"""The packaged trainer's reports, the result file and the termination message.
+
+Sending is `trainsmart_client`'s sender (its tests, in tests/unit/client/test_sender_delivery.py, hold
+what this file pinned about the trainer's former sender); here:
 
 Pins:
-- queue eviction: oldest progress first, then oldest epoch/diagnostic; final never evicted;
-- `submit` returns at once even while the endpoint hangs; reports arrive in order with the bearer token;
-- transient failures (connection refused, 503) are retried with backoff; 4xx rejections are dropped;
-- `close` with an endpoint that never answered returns within about one attempt, reporting non-delivery;
-- a real local HTTP server receives valid TrainerReport JSON with the token;
-- the termination message is valid JSON within 4 KiB whatever the size of the result.
+- the Reporter hands the sender exactly the JSON the contract's model serialises to (camelCase, unset
+  fields left out, non-finite values dropped), so the operator sees the same reports as before;
+- progress reports during training are coalesced by the sender; the first one (the device) and reports
+  naming a checkpoint are queued in order, and every other kind is queued in order;
+- the termination message is valid JSON within 4 KiB whatever the size of the result;
+- the result file is written atomically; final results map exit codes and drop non-finite values.
 """
 
 from __future__ import annotations
 
 import json
-import threading
-import time
-from collections import deque
-from collections.abc import Iterator
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-
-import pytest
+from typing import Any
 
 from trainsmart_trainer import results
 from trainsmart_trainer.contract import (
+    CheckpointInfo,
     DeviceInfo,
+    Diagnostic,
+    DiagnosticType,
+    EpochValue,
     FinalResult,
     FinalStatus,
     JobIdentity,
     ReportKind,
-    TrainerReport,
+    Severity,
 )
-from trainsmart_trainer.report import PermanentRejectionError, Reporter, ReportSender, backoff_delay, enqueue
+from trainsmart_trainer.report import Reporter
 from trainsmart_trainer.results import termination_message
 
-DEVICE = DeviceInfo(type="cpu")
-JOB = JobIdentity(namespace="ns", name="job")
+DEVICE = DeviceInfo(type="cpu", simulated_gpus=True, gpus=2, name="x86_64")
+JOB = JobIdentity(namespace="ns", name="job", rank=0, world_size=2)
 
 
-def make(kind: ReportKind, epoch: int = 0) -> TrainerReport:
-    final = FinalResult(status=FinalStatus.SUCCEEDED, exit_code=0) if kind == ReportKind.FINAL else None
-    return TrainerReport(
-        job=JOB, kind=kind, time=datetime.now(UTC), epoch=epoch, total_epochs=5, device=DEVICE, final=final
+class SpySender:
+    """Stands in for the client's ReportSender: records which queue each report went to."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+
+    def submit(self, report: dict[str, Any]) -> None:
+        self.calls.append(("ordered", report))
+
+    def submit_progress(self, report: dict[str, Any]) -> None:
+        self.calls.append(("coalesced", report))
+
+    def close(self, timeout_s: float = 10.0) -> bool:
+        return True
+
+
+def test_the_sender_gets_exactly_the_contracts_json() -> None:
+    spy = SpySender()
+    reporter = Reporter(identity=JOB, device=DEVICE, total_epochs=5, objective_metric="val_loss", sender=spy)  # type: ignore[arg-type]
+    saved = CheckpointInfo(path="/ckpt/epoch-3.pt", epoch=3, time=datetime.now(UTC))
+    finding = Diagnostic(type=DiagnosticType.OVERFITTING, severity=Severity.WARNING, message="m", epoch=3)
+    final = FinalResult(
+        status=FinalStatus.SUCCEEDED,
+        exit_code=0,
+        objective_metric="val_loss",
+        metrics={"val_loss": 0.25},
+        objective_history=[EpochValue(epoch=3, value=0.25)],
     )
+    built = reporter.send(
+        ReportKind.FINAL,
+        step=30,
+        epoch=3,
+        metrics={"val_loss": 0.25, "broken": float("inf")},
+        samples_per_second=float("nan"),
+        eta_seconds=1.5,
+        diagnostics=[finding],
+        checkpoint=saved,
+        final=final,
+    )
+    ((queue, sent),) = spy.calls
+    assert queue == "ordered"
+    assert sent == json.loads(built.model_dump_json(by_alias=True, exclude_none=True))
+    assert sent["metrics"] == {"val_loss": 0.25} and "samplesPerSecond" not in sent
+    assert sent["checkpoint"]["path"] == "/ckpt/epoch-3.pt" and sent["final"]["objectiveHistory"][0]["epoch"] == 3
+    assert sent["job"] == {"namespace": "ns", "name": "job", "rank": 0, "worldSize": 2}
+    assert sent["device"]["simulatedGpus"] is True and sent["objectiveMetric"] == "val_loss"
 
 
-def test_eviction_drops_progress_first_and_never_the_final() -> None:
-    queue: deque[TrainerReport] = deque()
-    for item in (make(ReportKind.PROGRESS, 1), make(ReportKind.EPOCH, 1), make(ReportKind.PROGRESS, 2)):
-        assert enqueue(queue, item, capacity=3) is None
-    evicted = enqueue(queue, make(ReportKind.EPOCH, 2), capacity=3)
-    assert evicted is not None and (evicted.kind, evicted.epoch) == (ReportKind.PROGRESS, 1)
-    evicted = enqueue(queue, make(ReportKind.DIAGNOSTIC, 2), capacity=3)
-    assert evicted is not None and evicted.kind == ReportKind.PROGRESS
-    evicted = enqueue(queue, make(ReportKind.FINAL, 3), capacity=3)
-    assert evicted is not None and (evicted.kind, evicted.epoch) == (ReportKind.EPOCH, 1)
-    for _ in range(5):
-        enqueue(queue, make(ReportKind.FINAL, 3), capacity=1)
-    assert all(item.kind == ReportKind.FINAL for item in queue) and len(queue) == 6
-
-
-def test_backoff_grows_and_is_capped() -> None:
-    delays = [backoff_delay(attempt, 0.5, 4.0) for attempt in range(1, 8)]
-    assert all(0.25 <= delay <= 4.0 for delay in delays)
-    assert backoff_delay(7, 0.5, 4.0) >= 2.0
-
-
-class Recorder:
-    """A PostFunction that fails as scripted, then records."""
-
-    def __init__(self, failures: list[Exception] | None = None, block: threading.Event | None = None) -> None:
-        self.failures = failures or []
-        self.block = block
-        self.bodies: list[dict[str, object]] = []
-        self.headers: list[dict[str, str]] = []
-        self.calls = 0
-
-    def __call__(self, url: str, body: bytes, headers: dict[str, str], timeout: float) -> None:
-        self.calls += 1
-        if self.block is not None:
-            self.block.wait(timeout)
-        if self.failures:
-            raise self.failures.pop(0)
-        self.bodies.append(json.loads(body))
-        self.headers.append(headers)
-
-
-def test_reports_arrive_in_order_with_the_token_after_transient_failures() -> None:
-    post = Recorder(failures=[ConnectionRefusedError("down"), OSError("503")])
-    sender = ReportSender("http://op/reports", "secret", post=post, backoff_initial_s=0.01, backoff_max_s=0.02).start()
-    for epoch in (1, 2):
-        sender.submit(make(ReportKind.EPOCH, epoch))
-    sender.submit(make(ReportKind.FINAL, 2))
-    deadline = time.monotonic() + 10
-    while len(post.bodies) < 3 and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert sender.close(timeout_s=5)
-    assert [(b["kind"], b["epoch"]) for b in post.bodies] == [("epoch", 1), ("epoch", 2), ("final", 2)]
-    assert post.headers[0]["Authorization"] == "Bearer secret"
-    assert sender.failures == 2 and sender.sent == 3
-
-
-def test_rejected_reports_are_dropped_not_retried() -> None:
-    post = Recorder(failures=[PermanentRejectionError("HTTP 422")])
-    sender = ReportSender("http://op/reports", None, post=post, backoff_initial_s=0.01).start()
-    sender.submit(make(ReportKind.EPOCH, 1))
-    sender.submit(make(ReportKind.FINAL, 1))
-    assert sender.close(timeout_s=5)
-    assert [b["kind"] for b in post.bodies] == ["final"] and "Authorization" not in post.headers[0]
-
-
-def test_submit_never_blocks_on_a_hanging_endpoint() -> None:
-    hang = threading.Event()
-    post = Recorder(block=hang)
-    sender = ReportSender("http://op/reports", "t", post=post, capacity=4).start()
-    started = time.monotonic()
-    for step in range(200):
-        sender.submit(make(ReportKind.PROGRESS, step))
-    assert time.monotonic() - started < 0.5
-    assert sender.dropped >= 195
-    hang.set()
-    assert sender.close(timeout_s=5)
-
-
-def test_close_gives_up_quickly_when_the_endpoint_never_answered() -> None:
-    post = Recorder(failures=[ConnectionRefusedError("down")] * 100)
-    sender = ReportSender("http://op/reports", "t", post=post, backoff_initial_s=5, backoff_max_s=5).start()
-    sender.submit(make(ReportKind.PROGRESS))
-    time.sleep(0.1)  # the first attempt fails; the sender is now backing off for ~5 s
-    sender.submit(make(ReportKind.FINAL))
-    started = time.monotonic()
-    assert not sender.close(timeout_s=30)
-    assert time.monotonic() - started < 2
-    assert post.calls == 2  # the progress report, then one try for the final one
-
-
-class _Handler(BaseHTTPRequestHandler):
-    received: list[tuple[str, dict[str, object]]]
-
-    def do_POST(self) -> None:
-        length = int(self.headers["Content-Length"])
-        self.received.append((self.headers.get("Authorization", ""), json.loads(self.rfile.read(length))))
-        self.send_response(202)
-        self.end_headers()
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
-@pytest.fixture
-def endpoint() -> Iterator[tuple[str, list[tuple[str, dict[str, object]]]]]:
-    received: list[tuple[str, dict[str, object]]] = []
-    handler = type("Handler", (_Handler,), {"received": received})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}/reports", received
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-def test_a_real_http_endpoint_receives_valid_reports(endpoint: tuple[str, list[tuple[str, dict[str, object]]]]) -> None:
-    url, received = endpoint
-    reporter = Reporter(identity=JOB, device=DEVICE, total_epochs=5, sender=ReportSender(url, "tok").start())
-    reporter.send(ReportKind.EPOCH, epoch=1, metrics={"val_loss": 0.5, "broken": float("nan")})
-    reporter.send(ReportKind.FINAL, epoch=1, final=FinalResult(status=FinalStatus.SUCCEEDED, exit_code=0))
-    assert reporter.close(timeout_s=10)
-    assert [token for token, _ in received] == ["Bearer tok", "Bearer tok"]
-    first = TrainerReport.model_validate(received[0][1])
-    assert first.metrics == {"val_loss": 0.5}  # NaN left out: JSON cannot carry it
-    assert TrainerReport.model_validate(received[1][1]).final is not None
+def test_only_routine_progress_is_coalesced() -> None:
+    spy = SpySender()
+    reporter = Reporter(identity=JOB, device=DEVICE, total_epochs=5, sender=spy)  # type: ignore[arg-type]
+    saved = CheckpointInfo(path="/ckpt/p.pt", epoch=1, time=datetime.now(UTC))
+    reporter.send(ReportKind.PROGRESS, in_order=True)
+    reporter.send(ReportKind.PROGRESS, step=10)
+    reporter.send(ReportKind.PROGRESS, step=11, checkpoint=saved)
+    reporter.send(ReportKind.EPOCH, epoch=1)
+    reporter.send(ReportKind.DIAGNOSTIC, epoch=1)
+    assert [queue for queue, _ in spy.calls] == ["ordered", "coalesced", "ordered", "ordered", "ordered"]
+    assert Reporter(identity=JOB, device=DEVICE, total_epochs=5).send(ReportKind.EPOCH, epoch=1).epoch == 1
 
 
 def test_termination_message_stays_valid_json_within_the_limit() -> None:
