@@ -19,52 +19,25 @@ Pins:
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import pytest
-import yaml
 from kubernetes import client
 
+from support.custom_code import EXAMPLES, create_script_configmap, example_spec, set_args
 from support.kubeapi import condition, create_job, create_sweep, get_job, get_sweep, job_pods, status_of, trials
 from support.manifests import GPU_TOLERATIONS
-from support.paths import REPO
 from support.waiting import wait_for
 from trainsmart.names import client_configmap_name
 
 pytestmark = pytest.mark.e2e
 
-EXAMPLES = REPO / "examples" / "custom"
 SCRIPT = EXAMPLES / "train_digits.py"
 WRAP = ["python3", "/opt/trainsmart/client/trainsmart-client.pyz", "wrap"]
 
 
-def example_spec(file: str) -> dict[str, Any]:
-    (doc,) = [doc for doc in yaml.safe_load_all((EXAMPLES / file).read_text()) if doc]
-    return copy.deepcopy(doc["spec"])
-
-
-def create_script_configmap(api: client.ApiClient, namespace: str, spec: dict[str, Any]) -> None:
-    """What `kubectl create configmap <name> --from-file=examples/custom/train_digits.py` creates."""
-    (volume,) = [volume for volume in spec["volumes"] if "configMap" in volume]
-    body = {"metadata": {"name": volume["configMap"]["name"]}, "data": {SCRIPT.name: SCRIPT.read_text()}}
-    client.CoreV1Api(api).create_namespaced_config_map(namespace, body)
-
-
 def finished(status: dict[str, Any]) -> dict[str, Any] | None:
     return status if status.get("phase") in ("Succeeded", "Failed") else None
-
-
-def set_args(trainer: dict[str, Any], **values: str) -> None:
-    """Replace `--name value` pairs of the example's args (and add the missing ones)."""
-    args = list(trainer["args"])
-    for name, value in values.items():
-        flag = f"--{name.replace('_', '-')}"
-        if flag in args:
-            args[args.index(flag) + 1] = value
-        else:
-            args += [flag, value]
-    trainer["args"] = args
 
 
 def test_the_unmodified_script_shows_live_progress_and_final_metrics(
@@ -73,7 +46,7 @@ def test_the_unmodified_script_shows_live_progress_and_final_metrics(
     spec = example_spec("trainingjob-digits-script.yaml")
     spec["tolerations"] = GPU_TOLERATIONS
     set_args(spec["trainer"], epochs="3", batch_size="1")  # about a second an epoch: progress shows, under load too
-    create_script_configmap(api_client, namespace, spec)
+    create_script_configmap(api_client, namespace, spec, SCRIPT.name)
     job = create_job(api_client, namespace, "script", spec)
 
     def job_status() -> dict[str, Any]:
@@ -112,7 +85,7 @@ def test_a_tpe_sweep_over_the_script_gets_its_objective_from_stdout(
     template = spec["trialTemplate"]
     template["tolerations"] = GPU_TOLERATIONS
     set_args(template["trainer"], epochs="2")
-    create_script_configmap(api_client, namespace, template)
+    create_script_configmap(api_client, namespace, template, SCRIPT.name)
     create_sweep(api_client, namespace, "tune", spec)
 
     def sweep_status() -> dict[str, Any]:

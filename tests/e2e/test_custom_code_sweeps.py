@@ -20,39 +20,24 @@ Pins:
 
 from __future__ import annotations
 
-import copy
 import json
 import re
 from typing import Any
 
 import pytest
-import yaml
 from kubernetes import client
 
+from support.custom_code import create_script_configmap, example_spec
 from support.kubeapi import condition, create_job, create_sweep, get_job, get_sweep, job_pods, status_of, trials
 from support.manifests import GPU_TOLERATIONS
 from support.node_agent import RunningAgent
-from support.paths import REPO
 from support.waiting import wait_for
 from trainsmart.names import pod_name
 
 pytestmark = pytest.mark.e2e
 
-EXAMPLES = REPO / "examples" / "custom"
 EPOCHS = 20  # as in the manifests: a stop lands seconds after the first rung, long before the last epoch
 RESUMED = re.compile(r"resumed from epoch-(\d+)\.pt after epoch (\d+)")
-
-
-def example_spec(file: str) -> dict[str, Any]:
-    (doc,) = [doc for doc in yaml.safe_load_all((EXAMPLES / file).read_text()) if doc]
-    return copy.deepcopy(doc["spec"])
-
-
-def create_script_configmap(api: client.ApiClient, namespace: str, spec: dict[str, Any], script: str) -> None:
-    """What `kubectl create configmap <name> --from-file=examples/custom/<script>` creates."""
-    (volume,) = [volume for volume in spec["volumes"] if "configMap" in volume]
-    body = {"metadata": {"name": volume["configMap"]["name"]}, "data": {script: (EXAMPLES / script).read_text()}}
-    client.CoreV1Api(api).create_namespaced_config_map(namespace, body)
 
 
 def trainer_logs(agent: RunningAgent, namespace: str, pod: str) -> list[str]:

@@ -14,44 +14,17 @@ Pins:
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import pytest
-import yaml
 from kubernetes import client
 
+from support.custom_code import create_script_configmap, example_spec, set_args
 from support.kubeapi import condition, create_job, get_job, status_of
 from support.manifests import GPU_TOLERATIONS
-from support.paths import REPO
 from support.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
-
-EXAMPLES = REPO / "examples" / "custom"
-
-
-def example_spec(file: str) -> dict[str, Any]:
-    (doc,) = [doc for doc in yaml.safe_load_all((EXAMPLES / file).read_text()) if doc]
-    return copy.deepcopy(doc["spec"])
-
-
-def create_script_configmap(api: client.ApiClient, namespace: str, spec: dict[str, Any], script: str) -> None:
-    """What `kubectl create configmap <name> --from-file=examples/custom/<script>` creates."""
-    (volume,) = [volume for volume in spec["volumes"] if "configMap" in volume]
-    body = {"metadata": {"name": volume["configMap"]["name"]}, "data": {script: (EXAMPLES / script).read_text()}}
-    client.CoreV1Api(api).create_namespaced_config_map(namespace, body)
-
-
-def set_args(trainer: dict[str, Any], **values: str) -> None:
-    args = list(trainer["args"])
-    for name, value in values.items():
-        flag = f"--{name.replace('_', '-')}"
-        if flag in args:
-            args[args.index(flag) + 1] = value
-        else:
-            args += [flag, value]
-    trainer["args"] = args
 
 
 def run_to_the_end(api: client.ApiClient, namespace: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:

@@ -118,14 +118,18 @@ def normalize_container_path(path: str) -> str:
 def runtime_paths() -> tuple[str, ...]:
     """Host directories every container the agent runs needs at their own paths, whatever its volumes:
     images are not used, so `python` in a pod command is the agent's own environment (`sys.prefix`), and
-    an editable install imports from the source roots, which may lie elsewhere. Nested ones are dropped."""
+    an editable install imports from the source roots, which may lie elsewhere (the client's too: pods of
+    your own code import `trainsmart_client`). Nested ones are dropped."""
     import trainsmart
+    import trainsmart_client
     import trainsmart_trainer
 
     found = {
         os.path.realpath(sys.prefix),
-        str(Path(trainsmart.__file__).resolve().parents[1]),
-        str(Path(trainsmart_trainer.__file__).resolve().parents[1]),
+        *(
+            str(Path(package.__file__).resolve().parents[1])
+            for package in (trainsmart, trainsmart_trainer, trainsmart_client)
+        ),
     }
     return tuple(sorted(p for p in found if not any(q != p and is_under(p, q) for q in found)))
 

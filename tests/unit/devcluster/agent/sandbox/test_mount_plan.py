@@ -153,6 +153,14 @@ def test_runtime_paths_are_the_environment_and_the_source_roots() -> None:
     assert paths
     assert any(Path(sys.prefix).resolve() == Path(p) or str(Path(sys.prefix).resolve()).startswith(p) for p in paths)
     assert all(Path(p).is_absolute() for p in paths)
+    # Every package a pod's Python may import from the agent's environment, the client's source root too
+    # (an editable install imports from there; a checkout under a pod's /tmp would otherwise hide it).
+    import trainsmart_client
+    import trainsmart_trainer
+
+    for package in (trainsmart_trainer, trainsmart_client):
+        root = str(Path(package.__file__).resolve().parents[1])
+        assert any(root == p or root.startswith(p.rstrip("/") + "/") for p in paths), (package, paths)
 
 
 def test_script_makes_placeholders_between_mirror_and_volumes(tmp_path: Path) -> None:
