@@ -127,8 +127,8 @@ def runtime_paths() -> tuple[str, ...]:
     found = {
         os.path.realpath(sys.prefix),
         *(
-            str(Path(package.__file__).resolve().parents[1])
-            for package in (trainsmart, trainsmart_trainer, trainsmart_client)
+            str(Path(file).resolve().parents[1])
+            for file in (trainsmart.__file__, trainsmart_trainer.__file__, trainsmart_client.__file__)
         ),
     }
     return tuple(sorted(p for p in found if not any(q != p and is_under(p, q) for q in found)))
