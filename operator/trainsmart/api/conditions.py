@@ -302,6 +302,20 @@ CONDITION_MESSAGE_MAX_CHARS: Final = 32768
 """`Condition.message`'s limit (the CRD's maxLength): a longer message would make the status unwritable."""
 
 
+def not_suspended(before: Condition | None, resumed_message: str) -> ConditionOutcome:
+    """Suspended=False for either kind: Resumed right after a suspension (then that reason is kept, so the
+    transition stays readable), NotSuspended when the object was never suspended."""
+    if before is not None and before.status == ConditionStatus.TRUE:
+        return False, Reason.RESUMED, resumed_message
+    if before is not None and before.reason:
+        return False, before.reason, before.message or ""
+    return False, Reason.NOT_SUSPENDED, "spec.suspend is false"
+
+
+SPEC_VALID: Final[ConditionOutcome] = (False, Reason.SPEC_VALID, "the spec is valid")
+"""InvalidSpec of an object whose spec parsed (an invalid one gets `with_invalid_spec` instead)."""
+
+
 def condition_from(
     previous: Sequence[Condition],
     type_: str,

@@ -23,8 +23,8 @@ from trainsmart.api import (
     TrainingJobPhase,
     TrainingJobStatus,
 )
+from trainsmart.api.conditions import SPEC_VALID, condition_from, find_condition, not_suspended
 from trainsmart.api.conditions import ConditionOutcome as Outcome
-from trainsmart.api.conditions import condition_from, find_condition
 from trainsmart.api.trainingjob_status import Diagnostic
 from trainsmart.status.verdict import Verdict
 
@@ -103,19 +103,15 @@ def failed(facts: JobFacts) -> Outcome:
 
 def suspended(facts: JobFacts) -> Outcome:
     """True while suspended; False with Resumed right after, then it keeps that reason."""
-    verdict, before = facts.verdict, facts.was(Type.SUSPENDED)
+    verdict = facts.verdict
     if verdict.phase == TrainingJobPhase.SUSPENDED:
         return True, verdict.reason, verdict.message
-    if _was_true(before):
-        return False, Reason.RESUMED, "spec.suspend is false: the job resumed"
-    if before is not None and before.reason:
-        return False, before.reason, before.message or ""
-    return False, Reason.NOT_SUSPENDED, "spec.suspend is false"
+    return not_suspended(facts.was(Type.SUSPENDED), "spec.suspend is false: the job resumed")
 
 
 def invalid_spec(_: JobFacts) -> Outcome:
     """A job whose spec parses is valid (an invalid one never reaches the derivation: `invalid_spec_status`)."""
-    return False, Reason.SPEC_VALID, "the spec is valid"
+    return SPEC_VALID
 
 
 def training_warning(facts: JobFacts) -> Outcome:

@@ -14,7 +14,6 @@ from typing import Final
 
 from trainsmart.api import (
     Condition,
-    ConditionStatus,
     HyperparamSweep,
     HyperparamSweepStatus,
     Reason,
@@ -22,8 +21,8 @@ from trainsmart.api import (
     SweepPhase,
     TrialCounts,
 )
+from trainsmart.api.conditions import SPEC_VALID, condition_from, find_condition, not_suspended
 from trainsmart.api.conditions import ConditionOutcome as Outcome
-from trainsmart.api.conditions import condition_from, find_condition
 from trainsmart.sweep.sweep_ending import Ending
 from trainsmart.sweep.trial_table import TrialView
 
@@ -114,19 +113,15 @@ def budget_exhausted(facts: SweepFacts) -> Outcome:
 
 def suspended(facts: SweepFacts) -> Outcome:
     """True while suspended; False with Resumed right after, then it keeps that reason."""
-    before = find_condition(facts.previous.conditions, Type.SUSPENDED)
     if facts.phase == SweepPhase.SUSPENDED:
         return True, Reason.SUSPENDED_BY_USER, "spec.suspend is true: running trials were suspended"
-    if before is not None and before.status == ConditionStatus.TRUE:
-        return False, Reason.RESUMED, "spec.suspend is false: suspended trials resume"
-    if before is not None and before.reason:
-        return False, before.reason, before.message or ""
-    return False, Reason.NOT_SUSPENDED, "spec.suspend is false"
+    before = find_condition(facts.previous.conditions, Type.SUSPENDED)
+    return not_suspended(before, "spec.suspend is false: suspended trials resume")
 
 
 def invalid_spec(_: SweepFacts) -> Outcome:
     """A sweep whose spec parses is valid (an invalid one gets `invalid_sweep_status` instead)."""
-    return False, Reason.SPEC_VALID, "the spec is valid"
+    return SPEC_VALID
 
 
 CONDITIONS: Final[dict[Type, Callable[[SweepFacts], Outcome]]] = {
