@@ -6,7 +6,9 @@ Pins:
 - typical mistakes (a zero replica count, a wrong enum, a wrong type, a bad quantity, a duplicate env name, a
   missing required field) are rejected by the apiserver with the field path in the message;
 - empty strings and zero values are ordinary values, not nulls (an env var set to "", an empty arg, 0 GPUs);
-- unknown fields are pruned, not stored (the models and the webhook are what reject typos);
+- unknown spec fields are stored as written, so the webhook and the operator can refuse them by name (with a
+  did-you-mean), while unknown status fields are pruned;
+- the CEL rules in the generated CRDs are dropped by 1.20 (no CEL there) without harm;
 - the status subresource accepts what the status models serialize, and spec writes cannot touch it;
 - descriptions reach the published OpenAPI (what `kubectl explain` reads) and printer columns are served;
 - a sweep with list choice values and a path-less parameter used by placeholders is stored as written (the
@@ -28,7 +30,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from trainsmart.admission.rules import validate_sweep
+from trainsmart.admission.rules import validate_sweep, validate_trainingjob
 from trainsmart.api import (
     GROUP,
     SWEEP_PLURAL,
@@ -166,11 +168,38 @@ def test_empty_strings_and_zeros_are_values_not_nulls(api_client: client.ApiClie
     assert created["spec"]["gpusPerReplica"] == 0
 
 
-def test_unknown_fields_are_pruned_not_stored(api_client: client.ApiClient, namespace: str) -> None:
-    spec = {"replica": 4, "trainer": {"config": {"learningrate": 0.1}}}
+def test_unknown_spec_fields_are_kept_for_the_webhook_and_status_ones_pruned(
+    api_client: client.ApiClient, namespace: str
+) -> None:
+    """No webhook watches this namespace: what the apiserver alone does with typos. They are stored as
+    written (the webhook, or else the operator, refuses them by name); a typo in status is pruned."""
+    spec = {"replica": 4, "trainer": {"config": {"learningrate": 0.1, "earlyStopping": {"patiense": 2}}}}
     stored = create(api_client, namespace, TRAININGJOB_PLURAL, body("TrainingJob", "typo", spec))
-    assert "replica" not in stored["spec"]
-    assert "learningrate" not in stored["spec"]["trainer"]["config"]
+    assert stored["spec"]["replica"] == 4
+    assert stored["spec"]["trainer"]["config"]["learningrate"] == 0.1
+    assert stored["spec"]["trainer"]["config"]["earlyStopping"]["patiense"] == 2
+    problems = [str(problem) for problem in validate_trainingjob(stored)]
+    assert "spec.replica: unknown field; did you mean replicas?" in problems
+    assert "spec.trainer.config.learningrate: unknown field; did you mean learningRate?" in problems
+    objects = client.CustomObjectsApi(api_client)
+    status = objects.patch_namespaced_custom_object_status(
+        GROUP, VERSION, namespace, TRAININGJOB_PLURAL, "typo", {"status": {"phase": "Pending", "phaze": "x"}}
+    )
+    assert status["status"] == {"phase": "Pending"}
+
+
+def test_cel_rules_are_dropped_harmlessly_by_1_20(api_client: client.ApiClient, namespace: str) -> None:
+    """Kubernetes 1.20 has no CEL: the generated CRDs still install (above, for the whole session), the
+    stored CRD has no rules left, and an object only a rule would refuse is stored (on this version the
+    webhook refuses it; tests/cluster/test_webhook.py)."""
+    extensions = client.ApiextensionsV1Api(api_client)
+    crd = api_client.sanitize_for_serialization(
+        extensions.read_custom_resource_definition(f"{TRAININGJOB_PLURAL}.{GROUP}")
+    )
+    assert "x-kubernetes-validations" not in json.dumps(crd)
+    spec = {"checkpoint": {"claimName": "shared", "size": "1Gi"}}
+    stored = create(api_client, namespace, TRAININGJOB_PLURAL, body("TrainingJob", "two-sources", spec))
+    assert stored["spec"]["checkpoint"]["claimName"] == "shared"
 
 
 def test_the_status_subresource_takes_what_the_status_model_writes(
@@ -241,7 +270,13 @@ def get_json(api_client: client.ApiClient, path: str, accept: str = "application
 
 
 def test_descriptions_reach_the_published_openapi(api_client: client.ApiClient) -> None:
-    """`kubectl explain` reads /openapi/v2; the apiserver republishes it shortly after a CRD changes."""
+    """What `kubectl explain` can read on 1.20: /openapi/v2, republished shortly after a CRD changes.
+
+    The apiserver publishes an object that keeps unknown fields without its properties in v2 (so that
+    kubectl's client-side validation, which reads v2, does not refuse what the schema keeps), so on 1.20
+    the spec's own description is there but its fields are not: the price of refusing typos by name on a
+    server without strict field validation (docs/validation.md). Their descriptions stay in the CRD, and
+    servers from 1.27 serve them in /openapi/v3, which `kubectl explain` reads there (the 1.36 tier)."""
     deadline = time.monotonic() + 30
     while True:
         definitions = get_json(api_client, "/openapi/v2")["definitions"]
@@ -250,11 +285,14 @@ def test_descriptions_reach_the_published_openapi(api_client: client.ApiClient) 
             break
         time.sleep(0.5)
     assert job is not None, "TrainingJob never appeared in /openapi/v2"
-    spec = job["properties"]["spec"]
-    assert "replicas" in spec["properties"]
-    assert spec["properties"]["replicas"]["description"].startswith("Pods (nodes)")
+    assert job["properties"]["spec"]["description"] == "Desired state of the TrainingJob."
+    assert job["properties"]["status"]["properties"]["phase"]["description"]
     sweep = definitions[f"dev.trainsmart.{VERSION}.HyperparamSweep"]
-    assert sweep["properties"]["spec"]["properties"]["objective"]["description"]
+    assert sweep["properties"]["spec"]["description"] == "Desired state of the HyperparamSweep."
+    extensions = client.ApiextensionsV1Api(api_client)
+    stored = extensions.read_custom_resource_definition(f"{TRAININGJOB_PLURAL}.{GROUP}")
+    spec = stored.spec.versions[0].schema.open_apiv3_schema.properties["spec"]
+    assert spec.properties["replicas"].description.startswith("Pods (nodes)")
 
 
 def test_printer_columns_are_served(api_client: client.ApiClient, namespace: str) -> None:

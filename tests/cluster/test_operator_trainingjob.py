@@ -5,7 +5,8 @@ Pins:
 - a TrainingJob gets its headless Service, an immutable report-token Secret, its checkpoint PVC and one
   pod per replica (attempt 0, owned by the job), and a Pending status with Created and observedGeneration;
 - a spec the models refuse (both checkpoint sources) gets InvalidSpec=True with the field path, one Warning
-  Event, no pods, and no further status writes (no retry storm);
+  Event, no pods, and no further status writes (no retry storm); a misspelt field likewise (kept by the
+  apiserver, named by the operator with the field it was probably meant to be), never a silent default;
 - a replica that fails with a retryable exit code restarts all replicas exactly once: restarts=1 in status,
   the old pods deleted, new pods of attempt 1 created;
 - the report endpoint refuses missing, wrong and other jobs' tokens, unknown jobs and malformed bodies with
@@ -137,6 +138,21 @@ def test_invalid_spec_condition_event_and_no_storm(
     time.sleep(3)
     assert get_job(api_client, namespace, "broken")["metadata"]["resourceVersion"] == version
     assert job_pods(api_client, namespace, "broken") == []
+
+
+def test_a_typo_that_reached_the_cluster_is_invalid_spec_never_a_silent_default(
+    api_client: client.ApiClient, namespace: str, report_base: str
+) -> None:
+    """No webhook here, as when the CRDs are installed without the operator's webhook: the apiserver keeps
+    the misspelt field, and the operator refuses to run the job rather than train with the default."""
+    create_job(api_client, namespace, "typo", {"trainer": {"config": {"learningRatez": 0.1}}})
+    job = wait_for(
+        lambda: (j := get_job(api_client, namespace, "typo")) and condition(j, "InvalidSpec") and j, 30, "InvalidSpec"
+    )
+    invalid = condition(job, "InvalidSpec")
+    assert invalid["status"] == "True"
+    assert "spec.trainer.config.learningRatez: unknown field; did you mean learningRate?" in invalid["message"]
+    assert job_pods(api_client, namespace, "typo") == []
 
 
 def _fail_pod(core: client.CoreV1Api, pod: client.V1Pod, exit_code: int) -> None:

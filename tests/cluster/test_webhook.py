@@ -5,6 +5,9 @@ Pins:
 - what the schema cannot catch is refused with the field path and the reason in the API error: a reserved
   env name, a name too long for its pod hostnames, a model that cannot read the dataset, a sweep whose
   trials would be misnamed, and every problem of one object in a single response;
+- every shared admission case (tests/support/admission_cases.py: misspelt fields at any depth, and the
+  cross-field rules the CRDs also state in CEL) is refused at its field path, from a client that asks for
+  no field validation;
 - on a running job the DDP shape is frozen unless the job is suspended; metadata updates still pass;
 - `kubectl apply` (and `--dry-run=server`, possible because sideEffects is None) shows the same refusal;
 - the webhook this test registers is scoped by a namespace label: objects elsewhere are not sent to it,
@@ -38,6 +41,7 @@ import yaml
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
+from support.admission_cases import CROSS_FIELD, TYPOS, Case
 from support.manifests import sweep_body, trainingjob_body
 from support.waiting import wait_for
 from trainsmart.admission.webhook import WebhookCertificates, build_webhook_configuration
@@ -236,6 +240,19 @@ def test_sweep_problems_are_refused(api_client: client.ApiClient, ns: str) -> No
     assert 'admission webhook "validate-sweep.trainsmart.dev" denied the request' in message
     assert "- metadata.name: is too long: trial pod hostname" in message
     assert "- spec.trialTemplate.trainer.env[0].name: MASTER_PORT is reserved" in message
+
+
+@pytest.mark.parametrize("case", CROSS_FIELD + TYPOS, ids=lambda case: case.id)
+def test_shared_cases_are_refused_at_their_path_from_any_client(
+    api_client: client.ApiClient, ns: str, case: Case
+) -> None:
+    """The client sends no field-validation parameter (as `kubectl apply --validate=false` and most API
+    clients do): on 1.20 the webhook is what refuses misspelt fields (kept by the CRDs for it) and the
+    cross-field rules the 1.36 apiserver also checks in CEL (tests/compat)."""
+    message = refusal(lambda: create(api_client, ns, case.body, dry_run=True))
+    assert f"- {case.path}: " in message or f"denied the request: {case.path}: " in message, message
+    if case in TYPOS:
+        assert "unknown field; did you mean" in message
 
 
 def test_running_job_shape_is_frozen_unless_suspended(api_client: client.ApiClient, ns: str) -> None:

@@ -162,7 +162,7 @@ def _parse(model: type[M], data: Any, prefix: str) -> tuple[M | None, list[Probl
     try:
         return model.model_validate(data), []
     except ValidationError as exc:
-        return None, [_split(line, prefix) for line in format_validation_error(exc, prefix=prefix)]
+        return None, [_split(line, prefix) for line in format_validation_error(exc, prefix=prefix, model=model)]
 
 
 def _split(line: str, prefix: str) -> Problem:

@@ -17,6 +17,8 @@ from typing import Annotated, Any, Final
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, WithJsonSchema
 from pydantic.alias_generators import to_camel
 
+from trainsmart.api.field_hints import unknown_field_reason
+
 GROUP: Final = "trainsmart.dev"
 VERSION: Final = "v1alpha1"
 API_VERSION: Final = f"{GROUP}/{VERSION}"
@@ -184,16 +186,21 @@ def format_error_location(loc: tuple[int | str, ...], prefix: str = "") -> str:
     return path
 
 
-def format_validation_error(error: ValidationError, prefix: str = "spec") -> list[str]:
+def format_validation_error(
+    error: ValidationError, prefix: str = "spec", model: type[BaseModel] | None = None
+) -> list[str]:
     """One line per problem, each starting with the field path, for conditions, Events and the webhook.
 
     Pydantic locations already use the camelCase aliases; union branches and `[key]` noise are dropped so
-    the path is the one a user would type.
+    the path is the one a user would type. With the `model` that was validated, a field the API does not
+    have is reported as unknown, with the closest known name ("did you mean learningRate?").
     """
     lines: list[str] = []
     for item in error.errors(include_url=False):
         loc = tuple(part for part in item["loc"] if not _is_noise(part))
         message = str(item["msg"]).removeprefix("Value error, ")
+        if model is not None and item["type"] == "extra_forbidden":
+            message = unknown_field_reason(model, loc)
         path = format_error_location(loc, prefix)
         lines.append(f"{path}: {message}" if path else message)
     return lines

@@ -6,6 +6,15 @@
 The models are the only source of the schemas; the YAML is committed so that `kubectl apply -f crds/`,
 Helm and GitOps tools need no Python. The output is deterministic (sorted keys, fixed width), so a drift
 check is a byte comparison and a model change shows up as a readable diff.
+
+Two flavours, differing only in what happens to a field the schema does not declare (docs/validation.md):
+- `crds/` and the chart (every Kubernetes version): the spec keeps unknown fields, so a misspelt field
+  reaches the admission webhook, which refuses it by path whatever the client; where no webhook runs, the
+  operator marks the object InvalidSpec instead of training without the field;
+- `crds/strict/` (Kubernetes >= 1.25, for clusters that install the CRDs without the webhook): the
+  apiserver prunes unknown fields, and its strict field validation refuses them for clients that ask for it
+  (kubectl apply, server-side apply, dry-runs); other clients lose them with a warning.
+Both carry the same CEL rules, which servers older than 1.25 ignore.
 """
 
 from __future__ import annotations
@@ -29,6 +38,7 @@ from trainsmart.api.trainingjob_status import TrainingJobStatus
 
 CATEGORY: Final = "trainsmart"
 OUTPUT_DIRS: Final = (Path("crds"), Path("charts/trainsmart/crds"))
+STRICT_DIR: Final = Path("crds/strict")
 HEADER: Final = (
     "# GENERATED FILE - do not edit. Source: the pydantic models in operator/trainsmart/api/ and\n"
     "# trainer_image/trainsmart_trainer/config.py.\n"
@@ -66,8 +76,10 @@ SWEEP_COLUMNS: Final = [
 ]
 
 
-def _root_schema(kind: str, spec: type[BaseModel], status: type[BaseModel], description: str) -> dict[str, Any]:
-    spec_schema = structural_schema(spec)
+def _root_schema(
+    kind: str, spec: type[BaseModel], status: type[BaseModel], description: str, *, keep_unknown_fields: bool
+) -> dict[str, Any]:
+    spec_schema = structural_schema(spec, keep_unknown_fields=keep_unknown_fields)
     spec_schema["description"] = f"Desired state of the {kind}."
     status_schema = structural_schema(status, keep_defaults=False)
     status_schema["description"] = f"Observed state of the {kind}, written by the operator."
@@ -125,8 +137,8 @@ def _crd(
     }
 
 
-def build_crds() -> dict[str, dict[str, Any]]:
-    """File name -> CRD object, for both kinds."""
+def build_crds(*, keep_unknown_fields: bool = True) -> dict[str, dict[str, Any]]:
+    """File name -> CRD object, for both kinds; `keep_unknown_fields=False` gives the strict flavour."""
     trainingjob = _crd(
         kind=TRAININGJOB_KIND,
         plural=TRAININGJOB_PLURAL,
@@ -136,6 +148,7 @@ def build_crds() -> dict[str, dict[str, Any]]:
             TrainingJobSpec,
             TrainingJobStatus,
             "A distributed PyTorch training run: replicas x GPUs of a trainer, with checkpoints and live status.",
+            keep_unknown_fields=keep_unknown_fields,
         ),
         columns=TRAININGJOB_COLUMNS,
     )
@@ -148,6 +161,7 @@ def build_crds() -> dict[str, dict[str, Any]]:
             HyperparamSweepSpec,
             HyperparamSweepStatus,
             "A hyperparameter search whose trials are TrainingJobs made from a template.",
+            keep_unknown_fields=keep_unknown_fields,
         ),
         columns=SWEEP_COLUMNS,
     )
@@ -163,7 +177,9 @@ def render(crd: dict[str, Any]) -> str:
 def rendered_files() -> dict[Path, str]:
     """Relative output path -> file content, for every output directory."""
     texts = {name: render(crd) for name, crd in build_crds().items()}
-    return {directory / name: text for directory in OUTPUT_DIRS for name, text in texts.items()}
+    files = {directory / name: text for directory in OUTPUT_DIRS for name, text in texts.items()}
+    strict = {STRICT_DIR / name: render(crd) for name, crd in build_crds(keep_unknown_fields=False).items()}
+    return files | strict
 
 
 def write(root: Path) -> list[Path]:

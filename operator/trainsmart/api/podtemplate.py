@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from typing import Self
 
-from pydantic import Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
+from trainsmart.api.cel import rule, validations
 from trainsmart.api.common import (
     ABSOLUTE_PATH_PATTERN,
     RESERVED_LABEL_PREFIX,
@@ -46,6 +47,23 @@ class LocalObjectReference(ApiModel):
 
 class PodTemplateOverrides(ApiModel):
     """Additions to every replica pod, for what the rest of the spec does not cover."""
+
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            *(
+                rule(
+                    f"!has(self.{field}) || self.{field}.all(key, !key.startsWith('{RESERVED_LABEL_PREFIX}'))",
+                    f"{field} use the reserved prefix {RESERVED_LABEL_PREFIX}; rename them",
+                )
+                for field in ("labels", "annotations")
+            ),
+            rule(
+                f"(!has(self.initContainers) || self.initContainers.all(c, c.name != '{TRAINER_CONTAINER_NAME}')) && "
+                f"(!has(self.extraContainers) || self.extraContainers.all(c, c.name != '{TRAINER_CONTAINER_NAME}'))",
+                f"container name {TRAINER_CONTAINER_NAME!r} is the trainer's; pick another",
+            ),
+        )
+    )
 
     labels: dict[str, str] = Field(
         default_factory=dict, description=f"Extra pod labels. Keys under {RESERVED_LABEL_PREFIX} are reserved."

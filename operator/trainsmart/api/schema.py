@@ -9,6 +9,7 @@ is an error at generation time, so nothing a 1.20 apiserver would reject can sli
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Final
 
 from pydantic import BaseModel
@@ -35,6 +36,7 @@ _KEPT: Final = frozenset(
         "x-kubernetes-int-or-string",
         "x-kubernetes-list-type",
         "x-kubernetes-list-map-keys",
+        "x-kubernetes-validations",
     }
 )
 # Keywords pydantic writes that a CRD neither needs nor (on some versions) accepts.
@@ -49,15 +51,30 @@ class SchemaError(ValueError):
     """The model uses a construct that has no structural equivalent; the message names where."""
 
 
-def structural_schema(model: type[BaseModel], *, keep_defaults: bool = True) -> dict[str, Any]:
+def structural_schema(
+    model: type[BaseModel], *, keep_defaults: bool = True, keep_unknown_fields: bool = False
+) -> dict[str, Any]:
     """The structural schema of `model`, with the camelCase field names the API uses.
 
     `keep_defaults=False` drops every default: for status, which only the operator writes, defaults would
     only make the apiserver invent values the operator never reported.
+
+    `keep_unknown_fields=True` marks every object whose model forbids unknown fields with
+    `x-kubernetes-preserve-unknown-fields`, so the apiserver stores a misspelt field instead of pruning it
+    and the webhook (and, without a webhook, the operator) can refuse it by name. Without it the apiserver
+    prunes unknown fields before admission: on servers with strict field validation (>= 1.25) clients that
+    ask for it are refused, every other client loses the field silently.
     """
     raw = model.model_json_schema(by_alias=True, mode="validation")
     defs = raw.get("$defs", {})
-    return _convert(raw, defs, path=model.__name__, is_field=True, keep_defaults=keep_defaults)
+    options = _Options(keep_defaults=keep_defaults, keep_unknown_fields=keep_unknown_fields)
+    return _convert(raw, defs, path=model.__name__, is_field=True, options=options)
+
+
+@dataclass(frozen=True)
+class _Options:
+    keep_defaults: bool
+    keep_unknown_fields: bool
 
 
 def _resolve(node: dict[str, Any], defs: dict[str, Any], path: str) -> dict[str, Any]:
@@ -92,7 +109,7 @@ def _collapse_nullable(node: dict[str, Any], defs: dict[str, Any], path: str) ->
 
 
 def _convert(
-    node: dict[str, Any], defs: dict[str, Any], *, path: str, is_field: bool, keep_defaults: bool
+    node: dict[str, Any], defs: dict[str, Any], *, path: str, is_field: bool, options: _Options
 ) -> dict[str, Any]:
     node = _collapse_nullable(_resolve(node, defs, path), defs, path)
     out: dict[str, Any] = {}
@@ -111,7 +128,7 @@ def _convert(
                 raise SchemaError(f"{path}: both {bound} and {key}; keep one")
             out[bound], out[key] = value, True
         elif key == "default":
-            if keep_defaults and isinstance(value, _SCALARS):
+            if options.keep_defaults and isinstance(value, _SCALARS):
                 out["default"] = value
         elif key == "anyOf":
             if value != _INT_OR_STRING:
@@ -119,27 +136,27 @@ def _convert(
             out["anyOf"] = value
         elif key == "properties":
             out["properties"] = {
-                name: _convert(child, defs, path=f"{path}.{name}", is_field=True, keep_defaults=keep_defaults)
+                name: _convert(child, defs, path=f"{path}.{name}", is_field=True, options=options)
                 for name, child in value.items()
             }
         elif key == "items":
-            out["items"] = _convert(value, defs, path=f"{path}[]", is_field=False, keep_defaults=keep_defaults)
+            out["items"] = _convert(value, defs, path=f"{path}[]", is_field=False, options=options)
         elif key == "additionalProperties":
-            _convert_additional(out, value, defs, path=path, keep_defaults=keep_defaults)
+            _convert_additional(out, value, defs, path=path, options=options)
         else:
             raise SchemaError(f"{path}: JSON Schema keyword {key!r} has no structural equivalent")
     return _finish(out, path=path, is_field=is_field)
 
 
-def _convert_additional(
-    out: dict[str, Any], value: Any, defs: dict[str, Any], *, path: str, keep_defaults: bool
-) -> None:
-    if value is False:
-        return  # extra="forbid": the apiserver prunes unknown fields; the models reject them
+def _convert_additional(out: dict[str, Any], value: Any, defs: dict[str, Any], *, path: str, options: _Options) -> None:
+    if value is False:  # extra="forbid": the models reject unknown fields; see `keep_unknown_fields`
+        if options.keep_unknown_fields:
+            out["x-kubernetes-preserve-unknown-fields"] = True
+        return
     if value is True or value == {}:
         out["x-kubernetes-preserve-unknown-fields"] = True
         return
-    out["additionalProperties"] = _convert(value, defs, path=f"{path}{{}}", is_field=False, keep_defaults=keep_defaults)
+    out["additionalProperties"] = _convert(value, defs, path=f"{path}{{}}", is_field=False, options=options)
 
 
 def _finish(out: dict[str, Any], *, path: str, is_field: bool) -> dict[str, Any]:

@@ -10,10 +10,11 @@ from __future__ import annotations
 import json
 import math
 from enum import StrEnum
-from typing import Final, Self
+from typing import Any, Final, Self
 
-from pydantic import Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
+from trainsmart.api.cel import rule, validations
 from trainsmart.api.common import ApiModel, ParameterValue, ParameterValueField
 
 PARAMETER_NAME_PATTERN: Final = r"^[A-Za-z_][A-Za-z0-9_]*$"
@@ -56,6 +57,50 @@ _SETTINGS: Final = ("min", "max", "q", "mu", "sigma", "values", "step")
 INTEGER_TYPES: Final = frozenset({ParameterType.RANDINT})
 
 
+def _parameter_rules() -> dict[str, Any]:
+    """The CEL rules of a Parameter, built from the same _REQUIRED/_OPTIONAL tables as its validator."""
+    checks = []
+    for type_, required in _REQUIRED.items():
+        allowed = required + _OPTIONAL.get(type_, ())
+        present = " && ".join(f"has(self.{name})" for name in required)
+        absent = " && ".join(f"!has(self.{name})" for name in _SETTINGS if name not in allowed)
+        checks.append(
+            rule(
+                f"self.type != '{type_.value}' || ({present} && {absent})",
+                f"type {type_.value} needs {' and '.join(required)}, and takes "
+                f"{', '.join(allowed) if allowed != required else 'nothing else'} of min, max, q, mu, sigma, "
+                "values, step",
+            )
+        )
+    log_types = ", ".join(f"'{t.value}'" for t in (ParameterType.LOGUNIFORM, ParameterType.QLOGUNIFORM))
+    checks += [
+        rule("!has(self.min) || !has(self.max) || self.min < self.max", "max must be greater than min"),
+        rule(
+            f"!(self.type in [{log_types}]) || !has(self.min) || self.min > 0.0",
+            "min must be > 0 for loguniform and qloguniform; bounds are in real space",
+        ),
+        rule(
+            f"self.type != '{ParameterType.RANDINT.value}' || !has(self.min) || !has(self.max) || "
+            "(double(int(self.min)) == self.min && double(int(self.max)) == self.max)",
+            "randint bounds must be integers",
+        ),
+        rule(
+            "!has(self.q) || !has(self.min) || !has(self.max) || self.q <= self.max - self.min",
+            "q is larger than max - min; lower q",
+        ),
+        rule(
+            f"!has(self.step) || self.type != '{ParameterType.LOGUNIFORM.value}' || self.step > 1.0",
+            "step of a loguniform grid is a factor and must be > 1",
+        ),
+        rule(
+            f"!has(self.step) || self.type != '{ParameterType.UNIFORM.value}' || !has(self.min) || "
+            "!has(self.max) || self.step <= self.max - self.min",
+            "step is larger than max - min; lower it",
+        ),
+    ]
+    return validations(*checks)
+
+
 class Parameter(ApiModel):
     """A hyperparameter to search: where it goes in the trial spec and the distribution it is drawn from.
 
@@ -63,6 +108,8 @@ class Parameter(ApiModel):
     placeholders in the template's command, args and env values say where else it goes. One of the two is
     required (admission refuses a parameter that reaches nothing: it would be searched for no effect).
     """
+
+    model_config = ConfigDict(json_schema_extra=_parameter_rules())
 
     name: str = Field(
         pattern=PARAMETER_NAME_PATTERN,

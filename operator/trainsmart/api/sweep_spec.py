@@ -12,8 +12,9 @@ import re
 from enum import StrEnum
 from typing import Any, Final, Self
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import ConfigDict, Field, ValidationError, model_validator
 
+from trainsmart.api.cel import rule, validations
 from trainsmart.api.common import ApiModel, MetricName, format_validation_error, list_map
 from trainsmart.api.paths import apply_parameters, resolve_path
 from trainsmart.api.search_space import Parameter, ParameterType
@@ -77,6 +78,12 @@ class TpeSettings(ApiModel):
 
 class Algorithm(ApiModel):
     """How the next trials' parameters are chosen."""
+
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            rule("!has(self.tpe) || !has(self.name) || self.name == 'tpe'", "tpe settings apply only to name tpe")
+        )
+    )
 
     name: AlgorithmName = Field(default=AlgorithmName.TPE, description="grid, random, tpe or anneal.")
     seed: int | None = Field(
@@ -157,6 +164,15 @@ class RetentionPolicy(StrEnum):
 class TrialRetention(ApiModel):
     """Which finished trial TrainingJobs to keep; running trials are never deleted."""
 
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            rule(
+                "(has(self.policy) && self.policy == 'keepBest') == has(self.count)",
+                "count is required with policy keepBest and applies to it only",
+            )
+        )
+    )
+
     policy: RetentionPolicy = Field(
         default=RetentionPolicy.KEEP_ALL,
         description="keepAll; keepBest (the `count` best finished trials, delete other finished ones); "
@@ -173,6 +189,39 @@ class TrialRetention(ApiModel):
 
 class HyperparamSweepSpec(ApiModel):
     """The desired search: trials are TrainingJobs made from trialTemplate with the parameters set."""
+
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            rule(
+                "!has(self.maxTrials) || !has(self.parallelTrials) || self.parallelTrials <= self.maxTrials",
+                "parallelTrials exceeds maxTrials; lower it",
+            ),
+            rule(
+                "has(self.maxTrials) || (has(self.algorithm) && has(self.algorithm.name) && "
+                "self.algorithm.name == 'grid')",
+                "maxTrials is required except for algorithm grid; only grid has a natural end",
+            ),
+            rule(
+                "!has(self.earlyStopping) || !has(self.earlyStopping.resumePromoted) || "
+                "!self.earlyStopping.resumePromoted || has(self.trialTemplate.checkpoint)",
+                "earlyStopping.resumePromoted needs trialTemplate.checkpoint; add one or set resumePromoted: false",
+            ),
+            rule(
+                "!has(self.trialTemplate.suspend) || !self.trialTemplate.suspend",
+                "trialTemplate.suspend must be false; suspend the sweep with spec.suspend instead",
+            ),
+            rule(
+                "!has(self.trialTemplate.checkpoint) || !has(self.trialTemplate.checkpoint.claimName)",
+                "trialTemplate.checkpoint.claimName would give every trial the same checkpoint directory; use "
+                "trialTemplate.checkpoint.size (one claim per trial)",
+            ),
+            rule(
+                "!has(self.trialTemplate.runPolicy) || !has(self.trialTemplate.runPolicy.ttlSecondsAfterFinished)",
+                "trialTemplate.runPolicy.ttlSecondsAfterFinished is not allowed: a trial must stay until the sweep "
+                "has recorded its result; use trialRetention to delete finished trials",
+            ),
+        )
+    )
 
     objective: Objective = Field(description="The metric to optimize and its direction.")
     algorithm: Algorithm = Field(default_factory=Algorithm, description="How parameters are chosen.")

@@ -11,8 +11,9 @@ import re
 from enum import StrEnum
 from typing import Annotated, Final, Self
 
-from pydantic import Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
+from trainsmart.api.cel import rule, validations
 from trainsmart.api.common import (
     ABSOLUTE_PATH_PATTERN,
     GPU_RESOURCE,
@@ -36,6 +37,12 @@ ENV_NAME_PATTERN: Final = r"^[-._a-zA-Z][-._a-zA-Z0-9]*$"
 
 class EnvVar(ApiModel):
     """An environment variable for the trainer container."""
+
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            rule("!(has(self.value) && has(self.valueFrom))", "set value or valueFrom, not both")
+        )
+    )
 
     name: str = Field(pattern=ENV_NAME_PATTERN, min_length=1, max_length=256, description="Variable name.")
     value: str | None = Field(default=None, description="Literal value. Leave unset when valueFrom is set.")
@@ -75,6 +82,23 @@ class TrainerMetrics(ApiModel):
     and reports what it parses from rank 0 exactly as the packaged trainer would. The image needs a
     `python3` >= 3.8 on PATH for that (docs/your-code.md).
     """
+
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            rule(
+                "has(self.format) || has(self.tensorboardDir)",
+                "set format (metric lines in the output), tensorboardDir (event files), or both",
+            ),
+            rule(
+                "!has(self.pattern) || (has(self.format) && self.format == 'regex')",
+                "pattern applies only with format: regex; remove it or set format: regex",
+            ),
+            rule(
+                "!has(self.format) || self.format != 'regex' || has(self.pattern)",
+                "format regex needs pattern: a regular expression with named groups",
+            ),
+        )
+    )
 
     format: MetricsFormat | None = Field(
         default=None,
@@ -128,6 +152,16 @@ class TrainerMetrics(ApiModel):
 
 class TrainerSpec(ApiModel):
     """What runs in each replica: the packaged trainer (configured by `config`) or your own command."""
+
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            rule(
+                "!has(self.metrics) || has(self.command)",
+                "metrics reads the output of your own command; the packaged trainer (no command) reports its "
+                "metrics itself: remove metrics or set command",
+            )
+        )
+    )
 
     image: str | None = Field(
         default=None,
@@ -183,6 +217,16 @@ class TrainerSpec(ApiModel):
 class ResourceRequirements(ApiModel):
     """CPU, memory and other resources of each replica's trainer container (GPUs: gpusPerReplica)."""
 
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            rule(
+                f"!(has(self.requests) && '{GPU_RESOURCE}' in self.requests) && "
+                f"!(has(self.limits) && '{GPU_RESOURCE}' in self.limits)",
+                f"do not put {GPU_RESOURCE} in resources; set spec.gpusPerReplica instead",
+            )
+        )
+    )
+
     requests: dict[str, Quantity] = Field(
         default_factory=dict,
         description="Resources reserved for scheduling, e.g. cpu: '4', memory: 16Gi.",
@@ -208,6 +252,19 @@ class CheckpointSpec(ApiModel):
     Exactly one source: `claimName` (a PVC you created) or `size` (the operator creates a PVC per job,
     optionally of `storageClassName`, deleted with the job).
     """
+
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            rule(
+                "has(self.claimName) != has(self.size)",
+                "set exactly one of claimName (an existing PVC) or size (the operator creates a PVC)",
+            ),
+            rule(
+                "!has(self.storageClassName) || has(self.size)",
+                "storageClassName applies only with size; remove it or set size instead of claimName",
+            ),
+        )
+    )
 
     claim_name: DnsName | None = Field(default=None, description="An existing PersistentVolumeClaim to use.")
     size: Quantity | None = Field(
@@ -248,6 +305,17 @@ ExitCode = Annotated[int, Field(ge=1, le=255)]
 
 class RunPolicy(ApiModel):
     """Restarts, deadlines and cleanup. Suspension is `spec.suspend` (top level, where Kueue looks)."""
+
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            rule(
+                "!has(self.retryableExitCodes) || !has(self.permanentExitCodes) || "
+                "!self.retryableExitCodes.exists(code, code in self.permanentExitCodes)",
+                "an exit code is both retryable and permanent; keep each in one of retryableExitCodes or "
+                "permanentExitCodes",
+            )
+        )
+    )
 
     backoff_limit: int = Field(
         default=3,
@@ -291,6 +359,37 @@ class RunPolicy(ApiModel):
 
 class TrainingJobSpec(ApiModel):
     """The desired training run. Defaults give one CPU replica of the packaged trainer on its demo data."""
+
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            rule(
+                "!has(self.processesPerReplica) || !has(self.gpusPerReplica) || self.gpusPerReplica == 0 || "
+                "self.processesPerReplica <= self.gpusPerReplica",
+                "processesPerReplica exceeds gpusPerReplica; DDP needs one GPU per process: lower "
+                "processesPerReplica or leave it unset",
+            ),
+            rule(
+                f"!has(self.volumes) || self.volumes.all(v, !v.name.startsWith('{RESERVED_VOLUME_PREFIX}'))",
+                f"volumes use the reserved prefix {RESERVED_VOLUME_PREFIX}; rename them",
+            ),
+            rule(
+                "!has(self.volumeMounts) || self.volumeMounts.all(m, has(self.volumes) && "
+                "self.volumes.exists(v, v.name == m.name))",
+                "a volumeMount names a volume that is not in volumes; add it there",
+            ),
+            rule(
+                "!has(self.checkpoint) || !has(self.volumeMounts) || "
+                "self.volumeMounts.all(m, m.mountPath != self.checkpoint.mountPath)",
+                "a volumeMount uses checkpoint.mountPath; use another path",
+            ),
+            rule(
+                "!has(self.checkpoint) || !has(self.trainer) || !has(self.trainer.config) || "
+                "!has(self.trainer.config.checkpointEveryEpochs) || "
+                "self.trainer.config.checkpointEveryEpochs == self.checkpoint.intervalEpochs",
+                "trainer.config.checkpointEveryEpochs disagrees with checkpoint.intervalEpochs; set only one",
+            ),
+        )
+    )
 
     replicas: int = Field(default=1, ge=1, le=MAX_REPLICAS, description="Pods (nodes) that train together.")
     gpus_per_replica: int = Field(

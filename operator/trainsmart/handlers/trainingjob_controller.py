@@ -83,7 +83,7 @@ def parse_job(body: Mapping[str, Any]) -> TrainingJob | list[str]:
     try:
         job = TrainingJob.model_validate({**body, "status": None})
     except pydantic.ValidationError as error:
-        return format_validation_error(error, prefix="")
+        return format_validation_error(error, prefix="", model=TrainingJob)
     name = str((body.get("metadata") or {}).get("name", ""))
     return name_problems(name, job.spec.replicas) or job
 

@@ -9,7 +9,10 @@ Pins:
 - every property has a description (the `kubectl explain` text); defaults are scalars and only in spec;
 - an object defaulted by the apiserver from the schema still parses to the same model (defaults agree);
 - printer columns point at fields that exist; names, short names, category and subresources are set;
-- the converter refuses what it cannot express instead of writing a schema the apiserver would reject.
+- the converter refuses what it cannot express instead of writing a schema the apiserver would reject;
+- the default flavour keeps unknown fields in every typed spec object (so the webhook or the operator can
+  refuse a typo by name) and prunes them in status; the strict flavour (crds/strict/) is the same CRD
+  without those markers; both carry the same CEL rules, each on an object node, with a message.
 """
 
 from __future__ import annotations
@@ -25,7 +28,17 @@ from pydantic import BaseModel, Field
 
 from support.paths import REPO
 from trainsmart.api import HyperparamSweepSpec, TrainingJobSpec
-from trainsmart.api.crdgen import HEADER, OUTPUT_DIRS, build_crds, check, main, render, rendered_files, write
+from trainsmart.api.crdgen import (
+    HEADER,
+    OUTPUT_DIRS,
+    STRICT_DIR,
+    build_crds,
+    check,
+    main,
+    render,
+    rendered_files,
+    write,
+)
 from trainsmart.api.schema import SchemaError, structural_schema
 
 CRDS = build_crds()
@@ -63,7 +76,7 @@ def test_the_chart_holds_byte_identical_copies() -> None:
 def test_check_names_drifted_and_missing_files_and_write_repairs_them(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert len(write(tmp_path)) == 4
+    assert len(write(tmp_path)) == 6
     drifted = tmp_path / "charts/trainsmart/crds/trainingjobs.trainsmart.dev.yaml"
     drifted.write_text(drifted.read_text().replace("shortNames", "shortnames"))
     (tmp_path / "crds/hyperparamsweeps.trainsmart.dev.yaml").unlink()
@@ -74,6 +87,66 @@ def test_check_names_drifted_and_missing_files_and_write_repairs_them(
     assert main(["write", "--root", str(tmp_path)]) == 0
     assert main(["check", "--root", str(tmp_path)]) == 0
     assert write(tmp_path) == []  # nothing left to change
+
+
+PRESERVE = "x-kubernetes-preserve-unknown-fields"
+STRICT = build_crds(keep_unknown_fields=False)
+
+
+def typed_objects(node: dict[str, Any]) -> list[str]:
+    """Paths of the object nodes that declare their fields (the ones a typo can hide in)."""
+    return [path for path, child in walk(node) if child.get("type") == "object" and "properties" in child]
+
+
+@pytest.mark.parametrize("crd", sorted(CRDS))
+def test_spec_objects_keep_unknown_fields_and_status_prunes_them(crd: str) -> None:
+    root = schema_of(crd)["properties"]
+    spec_objects = typed_objects(root["spec"])
+    assert len(spec_objects) > 10, spec_objects  # trainer, trainer.config, checkpoint, runPolicy, ...
+    assert [path for path in spec_objects if not walk_to(root["spec"], path).get(PRESERVE)] == []
+    assert [path for path in typed_objects(root["status"]) if walk_to(root["status"], path).get(PRESERVE)] == []
+
+
+def walk_to(node: dict[str, Any], path: str) -> dict[str, Any]:
+    return next(child for where, child in walk(node) if where == path)
+
+
+# Kubernetes objects passed through as written (Volumes, VolumeMounts, Containers): they keep unknown
+# fields in both flavours, since the apiserver checks them when the operator creates the pods.
+PASS_THROUGH = [".volumes[]", ".volumeMounts[]", ".template.initContainers[]", ".template.extraContainers[]"]
+
+
+@pytest.mark.parametrize("crd", sorted(CRDS))
+def test_the_strict_flavour_differs_only_in_pruning_typed_objects(crd: str) -> None:
+    def without_markers_on_typed_objects(node: Any) -> Any:
+        if isinstance(node, dict):
+            typed = node.get("type") == "object" and "properties" in node
+            return {
+                key: without_markers_on_typed_objects(value)
+                for key, value in node.items()
+                if not (typed and key == PRESERVE)
+            }
+        if isinstance(node, list):
+            return [without_markers_on_typed_objects(item) for item in node]
+        return node
+
+    assert without_markers_on_typed_objects(STRICT[crd]) == without_markers_on_typed_objects(CRDS[crd])
+    strict_spec = STRICT[crd]["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    kept = [path for path in typed_objects(strict_spec) if walk_to(strict_spec, path).get(PRESERVE)]
+    prefix = ".trialTemplate" if crd.startswith("hyperparamsweeps") else ""
+    assert kept == [prefix + path for path in PASS_THROUGH]
+    assert (REPO / STRICT_DIR / crd).read_text() == render(STRICT[crd])
+
+
+@pytest.mark.parametrize("crd", sorted(CRDS))
+def test_cel_rules_sit_on_objects_and_carry_a_message(crd: str) -> None:
+    rules = [(path, item) for path, node in walk(schema_of(crd)) for item in node.get("x-kubernetes-validations", [])]
+    assert len(rules) >= 8
+    for path, item in rules:
+        assert walk_to(schema_of(crd), path)["type"] == "object", path
+        assert set(item) == {"rule", "message"} and item["rule"].strip() and item["message"].strip(), item
+    # Only in spec: status is the operator's, and a rule there could make its own writes fail.
+    assert all(path.startswith(".spec") for path, _ in rules)
 
 
 def test_output_is_deterministic_and_says_it_is_generated() -> None:
