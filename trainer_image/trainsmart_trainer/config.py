@@ -16,6 +16,9 @@ from pydantic.alias_generators import to_camel
 
 from trainsmart_trainer.contract import ObjectiveDirection
 
+MAX_PATH_CHARS: Final = 4096
+"""Linux's PATH_MAX: no longer path can be opened (a character is at least one byte)."""
+
 
 class _ConfigModel(BaseModel):
     """camelCase on the wire, snake_case in Python, unknown keys rejected (typos must not pass silently)."""
@@ -182,9 +185,11 @@ class DatasetConfig(_ConfigModel):
     path: str | None = Field(
         default=None,
         min_length=1,
+        max_length=MAX_PATH_CHARS,
         description="File or directory inside the pod, usually on a volume from spec.volumeMounts: a CSV file "
         "(tabular-csv, text-csv), a MovieLens u.data or ratings.csv file (ratings), an .npz file or a directory "
-        "of MNIST-style IDX files (images). Required for tabular-csv, text-csv, images, ratings.",
+        "of MNIST-style IDX files (images). Required for tabular-csv, text-csv, images, ratings. At most "
+        f"{MAX_PATH_CHARS} characters (Linux's PATH_MAX).",
     )
     task: Task | None = Field(
         default=None,

@@ -19,7 +19,9 @@ What the ValidatingWebhookConfiguration gets, and why (Kopf builds it from the h
 Kopf's managed configuration cannot set a `namespaceSelector` and always uses 30 s timeouts; neither
 matters for resources only this operator serves. Its stock `WebhookServer` can only advertise a `url`,
 which an apiserver cannot resolve for an in-cluster Service name (nolar/kopf#1155), so
-`ServiceWebhookServer` advertises `clientConfig.service` instead.
+`ServiceWebhookServer` advertises `clientConfig.service` instead. Its body limit is aiohttp's 1 MiB
+default, below what the apiserver sends (an UPDATE review carries the object twice): `AdmissionWebhookServer`
+raises it to `MAX_REVIEW_BYTES` (issue 13).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Literal
 
+import aiohttp.web
 import kopf
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -56,6 +59,23 @@ KEY_FILE: Final = "tls.key"
 CA_FILE: Final = "ca.crt"
 WEBHOOK_CA_NAME: Final = "trainsmart-webhook-ca"
 INVALID_CODE: Final = 422
+
+APISERVER_MAX_REQUEST_BYTES: Final = 3 * 1024 * 1024
+"""The kube-apiserver's limit on a request body ("Request entity too large: limit is 3145728")."""
+ETCD_MAX_OBJECT_BYTES: Final = 3 * 1024 * 1024 // 2
+"""etcd's default `--max-request-bytes` (1.5 MiB): the largest object the apiserver can store."""
+MAX_REVIEW_BYTES: Final = 8 * 1024 * 1024
+"""The largest AdmissionReview the webhook reads; aiohttp's default is 1 MiB (issue 13).
+
+The biggest review the apiserver sends is an UPDATE: `oldObject` is a stored object (at most
+ETCD_MAX_OBJECT_BYTES) and `object` is the result of the request, at most a stored object plus a patch
+of up to APISERVER_MAX_REQUEST_BYTES: 1.5 + 4.5 = 6 MiB, plus the envelope (userInfo, options, a few
+KiB). 8 MiB covers it with room to spare, so any object the apiserver accepts reaches its own limits
+(and their messages: etcd's "request is too large", the 3 MiB body limit) rather than an unexplained
+413 from this server. Only strings of characters JSON escapes to 6 bytes (`<`, `>`, `&`) could make a
+bigger review, and those objects are far beyond what etcd stores anyway. The limit is not an
+allocation: a body is read as it arrives, so the bound only caps what one request can make us hold.
+"""
 
 
 def admit_trainingjob(*, body: kopf.Body, warnings: list[str], old: kopf.Body | None = None, **_: Any) -> None:
@@ -87,7 +107,23 @@ def _plain(body: Mapping[str, Any] | None) -> dict[str, Any]:
 # -- the server ----------------------------------------------------------------------------------------
 
 
-class ServiceWebhookServer(kopf.WebhookServer):
+class AdmissionWebhookServer(kopf.WebhookServer):
+    """A `kopf.WebhookServer` that reads AdmissionReviews of up to `MAX_REVIEW_BYTES`.
+
+    Kopf builds its aiohttp Application inside `__call__` with the default `client_max_size` of 1 MiB and
+    offers no setting for it; every request passes through `_serve`, so that is where the limit is
+    raised, on a clone of the request made before its body is read (aiohttp applies the limit when the
+    body is read). A unit test posts a review over 1 MiB through a real server, so a Kopf release that
+    changes `_serve` fails the tests rather than the cluster.
+    """
+
+    @staticmethod
+    async def _serve(fn: kopf.WebhookFn, request: aiohttp.web.Request) -> aiohttp.web.Response:
+        # A staticmethod, like the Kopf method it extends: Kopf calls it as self._serve(fn, request).
+        return await kopf.WebhookServer._serve(fn, request.clone(client_max_size=MAX_REVIEW_BYTES))
+
+
+class ServiceWebhookServer(AdmissionWebhookServer):
     """A `kopf.WebhookServer` that advertises `clientConfig.service` instead of a URL.
 
     The apiserver reaches a Service reference through its own service resolver; a URL naming the same
@@ -141,7 +177,7 @@ def configure_admission(
         "cafile": str(cafile) if cafile is not None else None,
         "cadata": cadata,
     }
-    server = ServiceWebhookServer(service=service, **options) if service else kopf.WebhookServer(**options)
+    server = ServiceWebhookServer(service=service, **options) if service else AdmissionWebhookServer(**options)
     settings.admission.server = server
     settings.admission.managed = managed
     return server

@@ -7,7 +7,7 @@ so a clash with what the operator adds is caught at admission rather than as a f
 
 from __future__ import annotations
 
-from typing import Self
+from typing import Annotated, Final, Self
 
 from pydantic import ConfigDict, Field, model_validator
 
@@ -25,6 +25,13 @@ from trainsmart.api.common import (
     list_map,
 )
 
+# Limits Kubernetes applies when the operator creates the pods; a longer value could only fail there.
+MAX_LABEL_VALUE_CHARS: Final = 63
+MAX_ANNOTATIONS_BYTES: Final = 256 * 1024
+"""The total size of a pod's annotation keys and values."""
+MAX_PATH_CHARS: Final = 4096
+"""Linux's PATH_MAX: no longer path can be mounted or opened (a character is at least one byte)."""
+
 
 class NamedObject(FreeFormModel):
     """A Kubernetes object with a name (Volume, Container), passed through as written."""
@@ -36,7 +43,11 @@ class VolumeMount(FreeFormModel):
     """A Kubernetes VolumeMount for the trainer container."""
 
     name: DnsLabel = Field(description="Name of a volume in spec.volumes.")
-    mount_path: str = Field(pattern=ABSOLUTE_PATH_PATTERN, description="Absolute path inside the container.")
+    mount_path: str = Field(
+        pattern=ABSOLUTE_PATH_PATTERN,
+        max_length=MAX_PATH_CHARS,
+        description=f"Absolute path inside the container, at most {MAX_PATH_CHARS} characters (Linux's PATH_MAX).",
+    )
 
 
 class LocalObjectReference(ApiModel):
@@ -65,12 +76,15 @@ class PodTemplateOverrides(ApiModel):
         )
     )
 
-    labels: dict[str, str] = Field(
-        default_factory=dict, description=f"Extra pod labels. Keys under {RESERVED_LABEL_PREFIX} are reserved."
-    )
-    annotations: dict[str, str] = Field(
+    labels: dict[str, Annotated[str, Field(max_length=MAX_LABEL_VALUE_CHARS)]] = Field(
         default_factory=dict,
-        description=f"Extra pod annotations. Keys under {RESERVED_LABEL_PREFIX} are reserved.",
+        description=f"Extra pod labels. Keys under {RESERVED_LABEL_PREFIX} are reserved. Values are at most "
+        f"{MAX_LABEL_VALUE_CHARS} characters, as Kubernetes requires of a label value.",
+    )
+    annotations: dict[str, Annotated[str, Field(max_length=MAX_ANNOTATIONS_BYTES)]] = Field(
+        default_factory=dict,
+        description=f"Extra pod annotations. Keys under {RESERVED_LABEL_PREFIX} are reserved. Values are at most "
+        f"{MAX_ANNOTATIONS_BYTES} characters: Kubernetes refuses a pod whose annotations total more than 256 KiB.",
     )
     service_account_name: DnsName | None = Field(
         default=None, description="Service account of the pods. Unset: the namespace's default."

@@ -26,13 +26,29 @@ from trainsmart.api.common import (
     list_map,
     parse_quantity,
 )
-from trainsmart.api.podtemplate import NamedObject, PodTemplateOverrides, VolumeMount
+from trainsmart.api.podtemplate import (
+    MAX_LABEL_VALUE_CHARS,
+    MAX_PATH_CHARS,
+    NamedObject,
+    PodTemplateOverrides,
+    VolumeMount,
+)
 from trainsmart_trainer.config import TrainerConfig
 
 MAX_REPLICAS: Final = 512
 MAX_GPUS_PER_REPLICA: Final = 16
 DEFAULT_CHECKPOINT_MOUNT_PATH: Final = "/checkpoints"
 ENV_NAME_PATTERN: Final = r"^[-._a-zA-Z][-._a-zA-Z0-9]*$"
+# Linux refuses to exec a program with any argument or environment string over MAX_ARG_STRLEN (32 pages:
+# 128 KiB, counting the terminating NUL): the pod fails with "Argument list too long". A character is
+# at least one byte, so longer values can never start; the bounds also keep the CEL cost estimates low.
+MAX_ARG_STRLEN: Final = 128 * 1024
+MAX_ARG_CHARS: Final = MAX_ARG_STRLEN - 1
+MAX_ENV_VALUE_CHARS: Final = MAX_ARG_STRLEN - len("N=") - 1
+# A container image reference: a name of at most 255 characters, a tag of at most 128 and a digest
+# (sha512: 135); the runtime refuses longer ones (InvalidImageName).
+MAX_IMAGE_CHARS: Final = 1024
+MAX_SCHEDULER_NAME_CHARS: Final = 253
 
 
 class EnvVar(ApiModel):
@@ -45,7 +61,12 @@ class EnvVar(ApiModel):
     )
 
     name: str = Field(pattern=ENV_NAME_PATTERN, min_length=1, max_length=256, description="Variable name.")
-    value: str | None = Field(default=None, description="Literal value. Leave unset when valueFrom is set.")
+    value: str | None = Field(
+        default=None,
+        max_length=MAX_ENV_VALUE_CHARS,
+        description=f"Literal value. Leave unset when valueFrom is set. At most {MAX_ENV_VALUE_CHARS} characters: "
+        "Linux starts no process with an environment string (NAME=value) over 128 KiB.",
+    )
     value_from: FreeFormObject | None = Field(
         default=None,
         description="A Kubernetes EnvVarSource (secretKeyRef, configMapKeyRef, fieldRef, resourceFieldRef).",
@@ -166,17 +187,25 @@ class TrainerSpec(ApiModel):
     image: str | None = Field(
         default=None,
         min_length=1,
-        description="Container image. Unset: the packaged trainer image from the operator's configuration.",
+        max_length=MAX_IMAGE_CHARS,
+        description="Container image. Unset: the packaged trainer image from the operator's configuration. At "
+        f"most {MAX_IMAGE_CHARS} characters (a reference is a name of up to 255, a tag and a digest).",
     )
     image_pull_policy: ImagePullPolicy | None = Field(
         default=None, description="Always, IfNotPresent or Never. Unset: the Kubernetes default for the tag."
     )
-    command: list[str] | None = Field(
+    command: list[Annotated[str, Field(max_length=MAX_ARG_CHARS)]] | None = Field(
         default=None,
         max_length=64,
-        description="Entrypoint override. Unset: the packaged trainer, which starts one worker per process itself.",
+        description="Entrypoint override. Unset: the packaged trainer, which starts one worker per process itself. "
+        f"Each item at most {MAX_ARG_CHARS} characters: Linux starts no process with a longer argument.",
     )
-    args: list[str] = Field(default_factory=list, max_length=256, description="Arguments to the command.")
+    args: list[Annotated[str, Field(max_length=MAX_ARG_CHARS)]] = Field(
+        default_factory=list,
+        max_length=256,
+        description=f"Arguments to the command, each at most {MAX_ARG_CHARS} characters: Linux starts no process "
+        "with a longer argument.",
+    )
     env: list[EnvVar] = Field(
         default_factory=list,
         max_length=256,
@@ -277,7 +306,9 @@ class CheckpointSpec(ApiModel):
     mount_path: str = Field(
         default=DEFAULT_CHECKPOINT_MOUNT_PATH,
         pattern=ABSOLUTE_PATH_PATTERN,
-        description="Absolute path where the volume is mounted; given to the trainer in its environment.",
+        max_length=MAX_PATH_CHARS,
+        description="Absolute path where the volume is mounted; given to the trainer in its environment. At "
+        f"most {MAX_PATH_CHARS} characters (Linux's PATH_MAX).",
     )
     interval_epochs: int = Field(default=1, ge=1, le=10_000, description="Save a checkpoint every N epochs.")
 
@@ -422,9 +453,10 @@ class TrainingJobSpec(ApiModel):
         description="Kubernetes VolumeMounts of the trainer container; each names one of volumes.",
         json_schema_extra=list_map("mountPath"),
     )
-    node_selector: dict[str, str] = Field(
+    node_selector: dict[str, Annotated[str, Field(max_length=MAX_LABEL_VALUE_CHARS)]] = Field(
         default_factory=dict,
-        description="Node labels the pods require, e.g. nvidia.com/gpu.product: NVIDIA-H100-80GB-HBM3.",
+        description="Node labels the pods require, e.g. nvidia.com/gpu.product: NVIDIA-H100-80GB-HBM3. Values "
+        f"are label values: at most {MAX_LABEL_VALUE_CHARS} characters.",
     )
     tolerations: list[FreeFormObject] = Field(
         default_factory=list,
@@ -434,7 +466,11 @@ class TrainingJobSpec(ApiModel):
     affinity: FreeFormObject | None = Field(default=None, description="A Kubernetes Affinity for the pods.")
     priority_class_name: DnsName | None = Field(default=None, description="PriorityClass of the pods.")
     scheduler_name: str | None = Field(
-        default=None, min_length=1, description="Scheduler for the pods. Unset: the default scheduler."
+        default=None,
+        min_length=1,
+        max_length=MAX_SCHEDULER_NAME_CHARS,
+        description="Scheduler for the pods. Unset: the default scheduler. At most "
+        f"{MAX_SCHEDULER_NAME_CHARS} characters (Kubernetes requires a DNS subdomain).",
     )
     queue_name: DnsName | None = Field(
         default=None, description="Kueue LocalQueue to admit the job through (sets the queue-name label)."

@@ -4,7 +4,8 @@ Pins:
 - `helm template` of the chart, for each supported value set (cluster and namespaced mode, each webhook
   certificate source, monitors and dashboard on), passes every checkov Kubernetes check except those
   skipped in .checkov.yaml;
-- the three Dockerfiles (operator, trainer, and the example user image) pass every checkov Dockerfile check except the skipped ones;
+- the three Dockerfiles (operator, trainer, and the example user image) pass every checkov Dockerfile check
+  except the skipped ones;
 - every skipped check in .checkov.yaml says why, and each is still needed (a skip that no longer matches
   any finding is removed rather than left to hide a future one).
 
