@@ -38,7 +38,8 @@ class ReplicaCounts(ApiModel):
 
 
 class Progress(ApiModel):
-    """Where training is, from the trainer's reports."""
+    """Where training is, from the trainer's reports; it never moves back for a late report, and a restart
+    shows from the newest checkpoint's epoch (`status/report_fold.py`)."""
 
     epoch: int = Field(default=0, ge=0, description="Epochs completed.")
     total_epochs: int | None = Field(default=None, ge=1, description="Epochs the run will do.")
@@ -47,6 +48,12 @@ class Progress(ApiModel):
         default=None, ge=0, description="Training throughput over all ranks, from the latest report."
     )
     eta_seconds: float | None = Field(default=None, ge=0, description="Estimated seconds until the last epoch ends.")
+    step: int = Field(default=0, ge=0, description="Optimizer steps done, as the newest report said.")
+    report_time: AwareDatetime | None = Field(
+        default=None,
+        description="When the trainer sent the newest report this progress reflects (the trainer's clock). A "
+        "report that arrives later but is older, and not further in training, is not folded.",
+    )
 
 
 class HistoryPoint(ApiModel):

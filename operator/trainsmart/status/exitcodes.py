@@ -39,6 +39,9 @@ SHELL_PERMANENT_CODES: Final = {
 }
 START_FAILURE_REASONS: Final = frozenset({"StartError", "ContainerCannotRun"})
 COMMAND_NOT_FOUND: Final = 127
+SIGKILL_EXIT_CODE: Final = SIGNAL_BASE + signal.SIGKILL
+SIGKILL_WHY: Final = "killed by SIGKILL: out of memory (the OOM killer) or killed from outside"
+"""What a bare 137 most often means; a kubelet that saw the OOM kill says OOMKilled instead."""
 WRAPPER_NEEDS_PYTHON: Final = (
     "the metrics wrapper needs python3 >= 3.8 on PATH in the image (spec.trainer.metrics runs your command "
     "under `python3 trainsmart-client.pyz wrap`): add python3 to the image, or remove spec.trainer.metrics "
@@ -91,6 +94,8 @@ def classify_exit(code: int, run_policy: RunPolicy, reason: str = "") -> ExitVer
         return ExitVerdict(ExitClass.PERMANENT, f"the container could not start ({reason})")
     if code in SHELL_PERMANENT_CODES:
         return ExitVerdict(ExitClass.PERMANENT, SHELL_PERMANENT_CODES[code])
+    if code == SIGKILL_EXIT_CODE and reason in ("", "Error"):
+        return ExitVerdict(ExitClass.RETRYABLE, SIGKILL_WHY)
     if SIGNAL_BASE < code <= SIGNAL_BASE + MAX_SIGNAL:
         killed = f"killed by a signal ({reason})" if reason and reason != "Error" else "killed by a signal"
         return ExitVerdict(ExitClass.RETRYABLE, killed)

@@ -8,6 +8,27 @@ limits, newest kept: status lives in etcd and is re-sent on every watch.
 
 Each epoch report also updates the loss curve and adds the operator's own findings from the curves
 (`curve_diagnostics`), merged with the trainer's so that one episode is one entry, whoever saw it first.
+
+Order (issue 13): reports reach the operator over HTTP, retried after timeouts, so a report can arrive after
+a newer one was folded, in a later reconcile. Status therefore records the newest report it reflects
+(`progress.reportTime`, the trainer's clock, and `progress.step`), and a report is *stale* when it was sent
+before that one and is not further in training by (epoch, step): a stale report moves neither progress nor
+the latest metrics, the headline or the loss curve, and never rewrites a history point; it only fills an
+epoch the history lacks (a report that was lost and retried still counts) and competes for `best` (its
+values were observed). Both halves of the test matter: the time separates attempts (a restarted run goes
+back in epochs but forward in time), and (epoch, step) lets a run whose node's clock is behind the previous
+attempt's go forward at once instead of waiting for its clock to catch up. Reports carry no attempt number
+and no sequence number; a report from an earlier attempt that arrived after a restarted run's first
+reports *and* is further in training would still be folded (it cannot happen in practice: the operator
+starts the new attempt only once every pod of the old one is gone, and a report is sent by a live process).
+
+Restarts: a restarted trainer's first report says where it runs before it has loaded its checkpoint (epoch
+0, step 0: nothing done yet). Taken literally it would drop `progress` to 0 until the resumed trainer
+reports; the trainer resumes from the newest checkpoint, so such a report is shown at that checkpoint's
+epoch (`checkpoint.latestEpoch`, the newest one the trainer reported saving), not below. Without a
+checkpoint there is nothing to resume from and 0 is the truth, so it shows. A report with work done below
+the checkpoint (epoch or step above 0) means the trainer did not resume from it (its volume was replaced,
+or custom code that does not resume) and is shown as it is: progress says where training really is.
 """
 
 from __future__ import annotations
@@ -92,9 +113,14 @@ def _fold_metrics(
     epoch_point: int | None,
     goals: Mapping[str, Goal] | None,
     objective_override: str | None = None,
+    *,
+    stale: bool = False,
 ) -> MetricsStatus:
-    """`epoch_point`: the completed epoch whose objective value joins the history (epoch reports only)."""
-    latest = _bounded_latest({**metrics.latest, **values}, values)
+    """`epoch_point`: the completed epoch whose objective value joins the history (epoch reports only).
+
+    `stale`: the values are older than those status shows: only `best` and an epoch the history lacks take
+    them; the latest values, the headline and the loss curve stay as they are."""
+    latest = metrics.latest if stale else _bounded_latest({**metrics.latest, **values}, values)
     best = dict(metrics.best)
     for name, value in values.items():
         goal = metric_goal(name, goals)
@@ -104,15 +130,16 @@ def _fold_metrics(
     # A sweep's trial tracks the sweep's objective, whatever the trainer's early-stopping metric is.
     objective = objective_override or reported_objective or metrics.objective or DEFAULT_OBJECTIVE
     history = list(metrics.history)
-    if epoch_point is not None and objective in values:
+    known = any(point.epoch == epoch_point for point in history)
+    if epoch_point is not None and objective in values and not (stale and known):
         history = [point for point in history if point.epoch != epoch_point]
         history.append(HistoryPoint(epoch=epoch_point, value=values[objective]))
         history = sorted(history, key=lambda point: point.epoch)[-HISTORY_MAX_ITEMS:]
     headline = metrics.headline
-    if objective in latest:
+    if objective in latest and not stale:
         headline = f"{objective}={latest[objective]:.4g}"[:HEADLINE_MAX_CHARS]
     loss_curve = list(metrics.loss_curve)
-    if epoch_point is not None and (point := loss_point(epoch_point, values)) is not None:
+    if not stale and epoch_point is not None and (point := loss_point(epoch_point, values)) is not None:
         loss_curve = record_losses(loss_curve, point)
     return MetricsStatus(
         latest=latest,
@@ -124,8 +151,25 @@ def _fold_metrics(
     )
 
 
-def _progress(report: TrainerReport) -> Progress:
-    epoch = report.final.epochs_completed if report.final is not None else report.epoch
+def _reported_epoch(report: TrainerReport) -> int:
+    return report.final.epochs_completed if report.final is not None else report.epoch
+
+
+def is_stale(progress: Progress | None, report: TrainerReport) -> bool:
+    """`report` is older than the newest report `progress` reflects: sent before it (the trainer's clock)
+    and not further in training by (epoch, step). A status written before reports were ordered has no
+    report time: nothing is stale then."""
+    if progress is None or progress.report_time is None or as_aware(report.time) >= progress.report_time:
+        return False
+    return (_reported_epoch(report), report.step) <= (progress.epoch, progress.step)
+
+
+def _progress(report: TrainerReport, checkpoint: CheckpointStatus | None) -> Progress:
+    """Progress as `report` says, except that a report from a trainer that has done nothing yet (a restarted
+    one, before it loaded its checkpoint) is shown at the newest checkpoint's epoch (module docstring)."""
+    epoch = _reported_epoch(report)
+    if epoch == 0 and report.step == 0 and checkpoint is not None and checkpoint.latest_epoch is not None:
+        epoch = min(checkpoint.latest_epoch, report.total_epochs)
     percent = min(100.0, round(100.0 * epoch / report.total_epochs, 2))
     return Progress(
         epoch=epoch,
@@ -133,6 +177,8 @@ def _progress(report: TrainerReport) -> Progress:
         percent=percent,
         samples_per_second=report.samples_per_second,
         eta_seconds=0.0 if report.kind == ReportKind.FINAL else report.eta_seconds,
+        step=report.step,
+        report_time=as_aware(report.time),
     )
 
 
@@ -185,13 +231,16 @@ def fold_report(
 
     A checkpoint time is the trainer's clock, capped at `now`: a pod with a clock running ahead would
     otherwise stamp a future time that makes every later (real) checkpoint look older and never show.
+    A stale report (`is_stale`, module docstring) leaves progress, the latest metrics and every history
+    point it would rewrite as they are.
     """
+    stale = is_stale(status.progress, report)
     values = dict(report.metrics)
     if report.final is not None:
         values = {**values, **report.final.metrics}
     epoch_point = report.epoch if report.kind == ReportKind.EPOCH else None
     metrics = _fold_metrics(
-        status.metrics or MetricsStatus(), values, report.objective_metric, epoch_point, goals, objective
+        status.metrics or MetricsStatus(), values, report.objective_metric, epoch_point, goals, objective, stale=stale
     )
     checkpoint = status.checkpoint
     if report.checkpoint is not None:
@@ -201,7 +250,7 @@ def fold_report(
             checkpoint = CheckpointStatus(latest_epoch=report.checkpoint.epoch, path=report.checkpoint.path, time=saved)
     return status.model_copy(
         update={
-            "progress": _progress(report),
+            "progress": status.progress if stale else _progress(report, checkpoint),
             "metrics": metrics,
             "checkpoint": checkpoint,
             "diagnostics": _fold_diagnostics(list(status.diagnostics), report, metrics, goals),
@@ -221,8 +270,9 @@ def fold_final_result(
     folded in as the final report would have been; `total_epochs` is used when status has none yet.
 
     Never regresses: a result with fewer completed epochs than status shows is older than what status
-    holds and changes nothing. Idempotent like `fold_report`; progress keeps its throughput. The result's
-    best objective value is an observed value, so it competes for `best` whatever the metric's direction;
+    holds and changes nothing. Idempotent like `fold_report`; progress keeps its throughput and the newest
+    report it reflects (the message has no time of its own). The result's best objective value is an
+    observed value, so it competes for `best` whatever the metric's direction;
     its objective history fills only epochs the history lacks, and only when it tracks the same metric.
     """
     progress = status.progress
@@ -249,12 +299,8 @@ def fold_final_result(
         percent = min(100.0, round(100.0 * epoch / total, 2))
     else:
         percent = progress.percent if progress is not None else 0.0
-    folded_progress = Progress(
-        epoch=epoch,
-        total_epochs=total,
-        percent=percent,
-        samples_per_second=progress.samples_per_second if progress is not None else None,
-        eta_seconds=0.0,
+    folded_progress = (progress or Progress()).model_copy(
+        update={"epoch": epoch, "total_epochs": total, "percent": percent, "eta_seconds": 0.0}
     )
     return status.model_copy(update={"progress": folded_progress, "metrics": metrics})
 

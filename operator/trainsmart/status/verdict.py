@@ -14,20 +14,38 @@ Failure policy: any replica failing restarts all of them, since DDP cannot rejoi
 being deleted never count as failures: the operator deleted them (restart, suspend) or someone did, and
 a rank killed by SIGTERM exits with the trainer's TERMINATED code anyway.
 Success policy: the job succeeds when every replica's trainer exited with success (0 or Reason.EARLY_STOPPED).
+
+Which failure a message names (issue 13): when one rank dies, its peers fail a moment later ("Connection
+closed by peer"), so the failure named is the earliest by the trainer container's finishedAt, and every
+other failed replica follows it in the message ("...; then replica 0 exited with code 10 ..."), so the
+Restarting/Failed condition and its Warning Event tell the whole story, cause first. The API keeps
+finishedAt in whole seconds, and a peer usually fails within the same second: there an exit from outside
+the trainer (a signal such as SIGKILL or the OOM killer, an eviction) is named before the codes a rank exits
+with when it loses a peer (10 RETRYABLE_FAILURE, 13 TERMINATED, 1 an uncaught error), then the lowest index.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from typing import Final
 
 from trainsmart.api import Reason, TrainingJob, TrainingJobConditionType, TrainingJobPhase, TrainingJobStatus
 from trainsmart.api.common import TRAINER_CONTAINER_NAME
 from trainsmart.api.conditions import find_condition, is_condition_true
 from trainsmart.names import job_name, pod_name
 from trainsmart.status.exitcodes import ExitClass, classify_exit, describe_exit_code, explain_wrapped_exit
-from trainsmart.status.podview import PodState, PodView
+from trainsmart.status.podview import PodState, PodView, shorten
+from trainsmart_trainer.contract import ExitCode
+
+OTHER_FAILURES_NAMED: Final = 3
+"""Other failed replicas a message names after the first; the rest are counted, so the message (and the
+Event, cut at 1024 characters) stays short on a job of many replicas."""
+OTHER_DETAIL_MAX_CHARS: Final = 120
+FOLLOW_ON_EXIT_CODES: Final = frozenset({1, ExitCode.RETRYABLE_FAILURE, ExitCode.TERMINATED})
+"""Codes a rank exits with when a peer is lost (or it was told to stop): within one second, named after
+an exit from outside the trainer."""
 
 
 @dataclass(frozen=True)
@@ -49,19 +67,32 @@ def exit_class(view: PodView, job: TrainingJob) -> ExitClass | None:
     return classify_exit(view.exit_code, job.spec.run_policy, view.reason).exit_class
 
 
-def describe_failure(view: PodView, job: TrainingJob, diagnostic: str = "") -> str:
-    """`replica 1 (pod x-1) exited with code 11 (PERMANENT_FAILURE): <why>; <detail>; last diagnostic: ...`."""
+def _at(view: PodView) -> str:
+    if view.finished_at is None:
+        return ""
+    return " at " + view.finished_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _what_happened(view: PodView) -> str:
+    """`replica 1 (pod x-1) exited with code 137 (SIGKILL) at <finishedAt>`, or was stopped from outside."""
     who = f"replica {view.index} (pod {view.name})"
     if view.state == PodState.DISRUPTED:
-        text = f"{who} was stopped from outside ({view.reason})"
-    else:
+        return f"{who} was stopped from outside ({view.reason}){_at(view)}"
+    code = view.exit_code if view.exit_code is not None else 0
+    where = "" if view.container == TRAINER_CONTAINER_NAME else f" in container {view.container}"
+    return f"{who} exited with code {describe_exit_code(code)}{where}{_at(view)}"
+
+
+def describe_failure(view: PodView, job: TrainingJob, diagnostic: str = "") -> str:
+    """`replica 1 (pod x-1) exited with code 11 (PERMANENT_FAILURE) at <time>: <why>; <detail>; last
+    diagnostic: ...`."""
+    text = _what_happened(view)
+    if view.state != PodState.DISRUPTED:
         code = view.exit_code if view.exit_code is not None else 0
-        where = "" if view.container == TRAINER_CONTAINER_NAME else f" in container {view.container}"
-        verdict = classify_exit(code, job.spec.run_policy, view.reason)
-        why = verdict.why
+        why = classify_exit(code, job.spec.run_policy, view.reason).why
         if job.spec.trainer.metrics is not None and view.container == TRAINER_CONTAINER_NAME:
             why = explain_wrapped_exit(code, view.reason, view.message) or why
-        text = f"{who} exited with code {describe_exit_code(code)}{where}: {why}"
+        text += f": {why}"
     if view.message:
         text += f"; {view.message}"
     if diagnostic:
@@ -69,14 +100,37 @@ def describe_failure(view: PodView, job: TrainingJob, diagnostic: str = "") -> s
     return text
 
 
+def _failure_order(view: PodView) -> tuple[float, int, int]:
+    """Earliest finish (whole seconds, as the API keeps them; unknown last), then an exit from outside the
+    trainer before a peer's follow-on exit (module docstring), then the index."""
+    finished = view.finished_at.replace(microsecond=0).timestamp() if view.finished_at is not None else float("inf")
+    follows = view.state == PodState.EXITED and view.exit_code in FOLLOW_ON_EXIT_CODES and view.reason != "OOMKilled"
+    return finished, int(follows), view.index if view.index is not None else 0
+
+
 def _first(views: Sequence[PodView]) -> PodView:
-    """The failure to name: the earliest to finish (the root cause; the others followed), then by index."""
+    """The failure to name: the earliest to finish (the root cause; the others followed)."""
+    return min(views, key=_failure_order)
 
-    def key(view: PodView) -> tuple[float, int]:
-        finished = view.finished_at.timestamp() if view.finished_at is not None else float("inf")
-        return finished, view.index if view.index is not None else 0
 
-    return min(views, key=key)
+def describe_failures(first: PodView, failed: Sequence[PodView], job: TrainingJob, diagnostic: str = "") -> str:
+    """`first` in full (`describe_failure`), then the other replicas in `failed` briefly, in the order they
+    failed ("then replica 0 ...", or "earlier, replica 0 ..." for one that failed before `first`), at most
+    OTHER_FAILURES_NAMED of them, then the last diagnostic."""
+    text = describe_failure(first, job)
+    unique = {view.name: view for view in failed if view.name != first.name}
+    others = sorted(unique.values(), key=_failure_order)
+    for view in others[:OTHER_FAILURES_NAMED]:
+        when = "earlier, " if _failure_order(view) < _failure_order(first) else "then "
+        text += f"; {when}{_what_happened(view)}"
+        if view.message:
+            text += f": {shorten(view.message, OTHER_DETAIL_MAX_CHARS)}"
+    if len(others) > OTHER_FAILURES_NAMED:
+        more = len(others) - OTHER_FAILURES_NAMED
+        text += f"; and {more} more replica{'s' if more != 1 else ''} failed"
+    if diagnostic:
+        text += f"; last diagnostic: {diagnostic}"
+    return text
 
 
 def _pending_message(job: TrainingJob, current: dict[int, PodView]) -> str:
@@ -122,8 +176,14 @@ def decide(
     live = [view for index, view in current.items() if not view.terminating]
     in_transition = restarting or resuming
     permanent = [view for view in live if classes[view.index or 0] == ExitClass.PERMANENT]
+    failed = [
+        view
+        for view in live
+        if view.state == PodState.DISRUPTED
+        or classes.get(view.index or 0) in (ExitClass.RETRYABLE, ExitClass.PERMANENT)
+    ]
     if permanent and not in_transition:
-        message = describe_failure(_first(permanent), job, diagnostic)
+        message = describe_failures(_first(permanent), failed, job, diagnostic)
         return Verdict(TrainingJobPhase.FAILED, restarts, Reason.PERMANENT_EXIT_CODE, message)
     if spec.suspend:
         message = "spec.suspend is true: replicas are stopped (the trainer checkpoints on SIGTERM) until it is false"
@@ -149,7 +209,7 @@ def decide(
     if disrupted:
         first = _first(disrupted)
         message = (
-            f"{describe_failure(first, job)}; restarting all {replicas} replicas "
+            f"{describe_failures(first, [*disrupted, *failed], job)}; restarting all {replicas} replicas "
             f"(not counted against backoffLimit: not a training failure)"
         )
         if views:
@@ -160,7 +220,7 @@ def decide(
         return Verdict(TrainingJobPhase.PENDING, restarts, Reason.WAITING_FOR_PODS, pending, recreated=message)
     retryable = [view for view in live if classes.get(view.index or 0) == ExitClass.RETRYABLE]
     if retryable:
-        failure = describe_failure(_first(retryable), job, diagnostic)
+        failure = describe_failures(_first(retryable), failed, job, diagnostic)
         if restarts >= limit:
             message = f"{failure}; no restarts left (backoffLimit {limit} used up)"
             return Verdict(TrainingJobPhase.FAILED, restarts, Reason.BACKOFF_LIMIT_EXCEEDED, message)
