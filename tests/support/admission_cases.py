@@ -1,6 +1,7 @@
 """Objects every admission path must judge alike: the pydantic models (webhook and operator), the webhook
 on Kubernetes 1.20, and the CEL rules of the CRDs on Kubernetes 1.36.
 
+`SCHEMA` breaks the structural schema itself (every apiserver refuses it, with or without a webhook);
 `CROSS_FIELD` breaks exactly one rule the CRDs also state in CEL, each at the path where the webhook reports
 it (the model that owns the rule); `TYPOS` misspells one field at some depth, as the issue that asked for
 typo refusal tried them. Shared so that each tier tests the same objects, not its own idea of them.
@@ -8,6 +9,7 @@ typo refusal tried them. Shared so that each tier tests the same objects, not it
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +36,8 @@ class Case:
     id: str
     body: dict[str, Any]
     path: str
+    reason: str = ""
+    """A fragment of the apiserver's words for a SCHEMA case (the webhook and CEL have their own)."""
 
 
 def without_nones(value: Any) -> Any:
@@ -45,12 +49,78 @@ def without_nones(value: Any) -> Any:
     return value
 
 
-def _job(id_: str, path: str, **spec: Any) -> Case:
-    return Case(id_, without_nones(trainingjob_body(f"bad-{id_}", JOB_BASE | spec)), path)
+def _job(id_: str, path: str, reason: str = "", **spec: Any) -> Case:
+    return Case(id_, without_nones(trainingjob_body(f"bad-{id_}", JOB_BASE | spec)), path, reason)
 
 
-def _sweep(id_: str, path: str, **spec: Any) -> Case:
-    return Case(id_, without_nones(sweep_body(f"bad-{id_}", SWEEP_BASE | spec)), path)
+def _sweep(id_: str, path: str, reason: str = "", **spec: Any) -> Case:
+    return Case(id_, without_nones(sweep_body(f"bad-{id_}", SWEEP_BASE | spec)), path, reason)
+
+
+def _no_spec() -> Case:
+    body = trainingjob_body("bad-no-spec", {})
+    del body["spec"]
+    return Case("no-spec", body, "spec", "Required value")
+
+
+# 1.20 leaves list indices out of schema error paths (`spec.volumes.name`), later versions write them
+# (`spec.volumes[0].name`): compare messages with `without_indices`.
+SCHEMA: list[Case] = [
+    _job("zero-replicas", "spec.replicas", "greater than or equal to 1", replicas=0),
+    _job("replicas-text", "spec.replicas", "integer", replicas="two"),
+    _job("too-many-gpus", "spec.gpusPerReplica", "less than or equal to 16", gpusPerReplica=17),
+    _job(
+        "clean-sometimes",
+        "spec.runPolicy.cleanPodPolicy",
+        "Unsupported value",
+        runPolicy={"cleanPodPolicy": "Sometimes"},
+    ),
+    _job("cpu-lots", "spec.resources.requests.cpu", "should match", resources={"requests": {"cpu": "lots"}}),
+    _job(
+        "duplicate-env",
+        "spec.trainer.env",
+        "Duplicate value",
+        trainer={"env": [{"name": "A", "value": "1"}, {"name": "A", "value": "2"}]},
+    ),
+    _job(
+        "zero-learning-rate",
+        "spec.trainer.config.learningRate",
+        "greater than 0",
+        trainer={"config": {"learningRate": 0}},
+    ),
+    _job("model-gpt", "spec.trainer.config.model.name", "Unsupported", trainer={"config": {"model": {"name": "gpt"}}}),
+    _job(
+        "relative-mount",
+        "spec.checkpoint.mountPath",
+        "should match",
+        checkpoint={"claimName": "c", "mountPath": "relative"},
+    ),
+    _job("volume-without-name", "spec.volumes.name", "Required value", volumes=[{"emptyDir": {}}]),
+    _no_spec(),
+    _sweep("goal-up", "spec.objective.goal", "Unsupported value", objective={"metric": "val_accuracy", "goal": "up"}),
+    _sweep("no-metric", "spec.objective.metric", "Required value", objective={"goal": "maximize"}),
+    _sweep("zero-trials", "spec.maxTrials", "greater than or equal to 1", maxTrials=0),
+    _sweep("no-parameters", "spec.parameters", "should have at least 1 items", parameters=[]),
+    _sweep(
+        "type-beta",
+        "spec.parameters.type",
+        "Unsupported value",
+        parameters=[{"name": "p", "path": "x", "type": "beta"}],
+    ),
+    _sweep(
+        "template-zero-replicas",
+        "spec.trialTemplate.replicas",
+        "greater than or equal to 1",
+        trialTemplate={"replicas": 0},
+    ),
+    _sweep("duration-digits", "spec.budget.maxDuration", "should match", budget={"maxDuration": "3600"}),
+]
+"""Each breaks the schema at `path` (written without list indices) for a reason containing `reason`."""
+
+
+def without_indices(text: str) -> str:
+    """`spec.volumes[0].name` -> `spec.volumes.name`: error paths as 1.20 writes them."""
+    return re.sub(r"\[\d+\]", "", text)
 
 
 def _parameter(**fields: Any) -> list[dict[str, Any]]:

@@ -8,6 +8,7 @@ moment, so readiness is proven by a list call, not by the condition alone.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -67,11 +68,12 @@ def _wait_served(objects: client.CustomObjectsApi, plural: str, deadline: float)
             time.sleep(0.1)
 
 
-def install_crds(api_client: client.ApiClient) -> dict[str, dict[str, Any]]:
-    """Apply every CRD in crds/ and wait until both kinds are served; the manifests by CRD name."""
+def install_crds(api_client: client.ApiClient, directory: Path = CRD_DIR) -> dict[str, dict[str, Any]]:
+    """Apply every CRD in `directory` (crds/, or crds/strict/) and wait until both kinds are served; the
+    manifests by CRD name."""
     extensions = client.ApiextensionsV1Api(api_client)
     manifests = {}
-    for path in sorted(CRD_DIR.glob("*.yaml")):
+    for path in sorted(directory.glob("*.yaml")):
         manifest = yaml.safe_load(path.read_text())
         manifests[manifest["metadata"]["name"]] = manifest
         apply_crd(extensions, manifest)

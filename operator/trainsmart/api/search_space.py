@@ -58,20 +58,23 @@ INTEGER_TYPES: Final = frozenset({ParameterType.RANDINT})
 
 
 def _parameter_rules() -> dict[str, Any]:
-    """The CEL rules of a Parameter, built from the same _REQUIRED/_OPTIONAL tables as its validator."""
+    """The CEL rules of a Parameter, built from the same _REQUIRED/_OPTIONAL tables as its validator.
+
+    `values` is left out: its items may be any JSON value (untyped in the schema), and CEL cannot declare
+    a field of no type, so a rule naming it does not compile. The webhook checks it.
+    """
     checks = []
+    settings = [name for name in _SETTINGS if name != "values"]
     for type_, required in _REQUIRED.items():
         allowed = required + _OPTIONAL.get(type_, ())
-        present = " && ".join(f"has(self.{name})" for name in required)
-        absent = " && ".join(f"!has(self.{name})" for name in _SETTINGS if name not in allowed)
-        checks.append(
-            rule(
-                f"self.type != '{type_.value}' || ({present} && {absent})",
-                f"type {type_.value} needs {' and '.join(required)}, and takes "
-                f"{', '.join(allowed) if allowed != required else 'nothing else'} of min, max, q, mu, sigma, "
-                "values, step",
-            )
+        clauses = [f"has(self.{name})" for name in required if name != "values"]
+        clauses += [f"!has(self.{name})" for name in settings if name not in allowed]
+        needs = " and ".join(name for name in required if name != "values")
+        others = sorted(set(settings) - set(allowed))
+        message = (
+            f"type {type_.value} " + (f"needs {needs} and " if needs else "") + f"takes none of {', '.join(others)}"
         )
+        checks.append(rule(f"self.type != '{type_.value}' || ({' && '.join(clauses)})", message))
     log_types = ", ".join(f"'{t.value}'" for t in (ParameterType.LOGUNIFORM, ParameterType.QLOGUNIFORM))
     checks += [
         rule("!has(self.min) || !has(self.max) || self.min < self.max", "max must be greater than min"),
