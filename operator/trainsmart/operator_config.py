@@ -14,6 +14,7 @@ import os
 import secrets
 import shlex
 import tempfile
+import urllib.parse
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final
@@ -28,6 +29,7 @@ from trainsmart.options import (
     OperatorOptions,
     OwnPod,
     PeeringRef,
+    ReportTLSOptions,
     ServiceRef,
     WebhookOptions,
 )
@@ -61,8 +63,17 @@ def add_operator_arguments(op: argparse.ArgumentParser) -> None:
     op.add_argument(
         "--report-url",
         default=None,
-        help="the endpoint's URL as pods reach it (injected into pods); default: from --report-host/--report-port "
-        "when the host is an address pods can reach, else pods send no reports",
+        help="the endpoint's URL as pods reach it (injected into pods); its scheme decides the protocol served: "
+        "https (TLS, the default) or http (plain HTTP, e.g. a local dev cluster; tokens then travel unencrypted); "
+        "default: https from --report-host/--report-port when the host is an address pods can reach, else pods "
+        "send no reports",
+    )
+    op.add_argument(
+        "--report-cert-dir",
+        default=str(Path(tempfile.gettempdir()) / "trainsmart-report"),
+        help="directory with tls.crt, tls.key and ca.crt for the report endpoint's TLS (e.g. a mounted "
+        "kubernetes.io/tls Secret); issued there by our own CA, for the report URL's host, when absent. Pods get "
+        "ca.crt to verify the endpoint with",
     )
     op.add_argument(
         "--metrics-host",
@@ -197,7 +208,8 @@ def operator_options(args: argparse.Namespace, priority: int | None = None) -> O
     report_port = args.report_port or None
     report_url = args.report_url
     if report_url is None and report_port is not None and args.report_host not in ("0.0.0.0", "::", ""):  # noqa: S104
-        report_url = f"http://{args.report_host}:{report_port}/v1/reports"
+        host = f"[{args.report_host}]" if ":" in args.report_host else args.report_host
+        report_url = f"https://{host}:{report_port}/v1/reports"
     trainer: dict[str, Any] = {}
     if args.trainer_image:
         trainer["trainer_image"] = args.trainer_image
@@ -224,12 +236,30 @@ def operator_options(args: argparse.Namespace, priority: int | None = None) -> O
         controllers=args.controllers,
         report_host=args.report_host,
         report_port=report_port,
+        report_tls=_report_tls_options(args, report_url),
         peering=args.peering,
         metrics_host=args.metrics_host,
         metrics_port=args.metrics_port or None,
         webhook=_webhook_options(args),
         active_label=active_label,
     )
+
+
+def _report_tls_options(args: argparse.Namespace, report_url: str | None) -> ReportTLSOptions | None:
+    """HTTPS unless the report URL pods are given is plain http: the URL is the one switch, so the protocol
+    pods are told and the one served can never disagree. Without a URL (pods send nothing) still HTTPS."""
+    if report_url is not None and urllib.parse.urlsplit(report_url).scheme == "http":
+        return None
+    host = urllib.parse.urlsplit(report_url).hostname if report_url else None
+    hosts = (host,) if host else (_reachable(args.report_host),)
+    return ReportTLSOptions(cert_dir=Path(args.report_cert_dir), hosts=hosts)
+
+
+def _reachable(host: str) -> str:
+    """A host a certificate can name for a listening address (a wildcard means loopback)."""
+    if host in ("", "0.0.0.0"):  # noqa: S104 - comparing, not binding
+        return "127.0.0.1"
+    return "::1" if host == "::" else host
 
 
 def _webhook_options(args: argparse.Namespace) -> WebhookOptions | None:

@@ -51,6 +51,17 @@ class WebhookOptions:
 
 
 @dataclass(frozen=True)
+class ReportTLSOptions:
+    """The report endpoint over TLS: the serving certificate's directory and the names it must cover."""
+
+    cert_dir: Path
+    """tls.crt, tls.key and ca.crt (e.g. a mounted kubernetes.io/tls Secret); issued there when absent."""
+    hosts: tuple[str, ...] = ()
+    """Host names or IPs pods reach the endpoint by (the report URL's host): a certificate issued here
+    covers them."""
+
+
+@dataclass(frozen=True)
 class PeeringRef:
     """Where this replica's peers are: a ClusterKopfPeering, or the KopfPeering in `namespace`."""
 
@@ -84,6 +95,9 @@ class OperatorOptions:
     report_host: str = DEFAULT_REPORT_HOST
     report_port: int | None = DEFAULT_REPORT_PORT
     """None: no report endpoint in this process."""
+    report_tls: ReportTLSOptions | None = None
+    """HTTPS for the report endpoint; None: plain HTTP. The CLI's default is HTTPS (see `operator_config`);
+    the library default is plain, so runtimes built in tests need no certificates."""
     peering: str | None = None
     """Kopf peering object name; None: standalone (one operator replica)."""
     min_reconcile_interval: float = DEFAULT_MIN_RECONCILE_INTERVAL_S

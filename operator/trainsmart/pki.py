@@ -1,6 +1,6 @@
-"""Certificates and keys: the local control plane's CA and serving certificates, and the CA and serving
-certificate the operator issues itself for its admission webhook (both import this one module; it sits
-below both, so production code never depends on the local-cluster tooling).
+"""Certificates and keys: the local control plane's CA and serving certificates, and the CAs and serving
+certificates the operator issues itself for its admission webhook and its report endpoint (both import this
+one module; it sits below both, so production code never depends on the local-cluster tooling).
 
 We issue our own CA and apiserver serving certificate instead of letting kube-apiserver self-sign into
 `--cert-dir`, because we must control the subject alternative names: pods run by the node agent reach the
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -142,3 +142,70 @@ def write_control_plane_pki(directory: Path, extra_ips: Iterable[str] = ()) -> C
         sa_key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     )
     return pki
+
+
+# -- serving certificates the operator issues for itself ------------------------------------------------
+
+SERVING_CERT_FILE = "tls.crt"
+SERVING_KEY_FILE = "tls.key"
+SERVING_CA_FILE = "ca.crt"
+"""File names in a certificate directory: those of a kubernetes.io/tls Secret (as cert-manager writes it),
+so the directory can be such a Secret mounted as a volume."""
+
+
+@dataclass(frozen=True)
+class ServingCertificates:
+    """A serving certificate, its key and the CA bundle clients verify it with."""
+
+    cert_file: Path
+    key_file: Path
+    ca_file: Path
+
+
+def ensure_serving_certificates(directory: Path, hosts: Sequence[str], ca_name: str) -> ServingCertificates:
+    """The certificates in `directory` (tls.crt, tls.key, ca.crt); issued there by a new CA `ca_name` when
+    absent.
+
+    Files someone else put there (a Secret mounted as a volume) are used as they are. Files issued here
+    earlier (their issuer is `ca_name`) are reissued when they do not cover `hosts`, so a restart never
+    serves a certificate its clients would reject. The CA's key is never written: nothing can issue more.
+    The same rules as the admission webhook's certificates (`admission.webhook.ensure_webhook_certificates`),
+    here so that every layer may use them.
+    """
+    files = (directory / SERVING_CERT_FILE, directory / SERVING_KEY_FILE, directory / SERVING_CA_FILE)
+    certs = ServingCertificates(*files)
+    if all(path.exists() for path in (certs.cert_file, certs.key_file, certs.ca_file)):
+        cert = x509.load_pem_x509_certificate(certs.cert_file.read_bytes())
+        if cert.issuer != _name(ca_name) or covers(cert, hosts):
+            return certs
+    directory.mkdir(parents=True, exist_ok=True)
+    ca_cert, ca_key = new_ca(ca_name)
+    ips = [host for host in hosts if _is_ip(host)]
+    names = [host for host in hosts if not _is_ip(host)]
+    cert, key = issue_certificate(ca_cert, ca_key, (names or ips or [ca_name])[0], ips, names)
+    certs.key_file.touch(mode=0o600)
+    certs.key_file.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    certs.cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    certs.ca_file.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
+    return certs
+
+
+def covers(cert: x509.Certificate, hosts: Sequence[str]) -> bool:
+    """Whether the certificate's subject alternative names include every host (DNS name or IP)."""
+    try:
+        sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return not hosts
+    names = set(sans.get_values_for_type(x509.DNSName))
+    ips = {str(ip) for ip in sans.get_values_for_type(x509.IPAddress)}
+    return all((str(ipaddress.ip_address(h)) in ips) if _is_ip(h) else (h in names) for h in hosts)
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True

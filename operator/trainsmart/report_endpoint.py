@@ -11,8 +11,16 @@ the token in the job's Secret. Tokens are cached per job; a mismatch re-reads th
 and re-created under the same name has a new token), at most once per `REREAD_INTERVAL_S` per job so a
 client guessing tokens cannot turn every request into an API call. The token is checked before the body
 is parsed, so unauthenticated clients cannot make the operator parse anything. Nothing is queued unless
-every check passed: 401 no/odd credentials, 403 wrong token or another job's identity, 404 unknown job,
-400 a body that is not a valid report, 413 too large.
+every check passed: 401 no/odd credentials, a wrong token or an unknown job, 403 a body naming another job
+than the one the token is for, 400 a body that is not a valid report, 413 too large.
+
+No credentials, a wrong token and a job that does not exist get one and the same answer (status, body and
+`WWW-Authenticate` header; issue 13): told apart, they would let a caller without any token list which
+jobs exist. The log keeps the real reason. 403 is only ever answered to a caller holding a valid token.
+
+Transport: HTTPS with the operator's serving certificate (`start_report_server` with an SSL context) by
+default, since every request carries a bearer token; plain HTTP only where the operator was explicitly
+told to serve it (see `operator_config`).
 """
 
 from __future__ import annotations
@@ -21,9 +29,11 @@ import hmac
 import json
 import logging
 import re
+import ssl
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Final, NamedTuple
 
 import pydantic
@@ -39,6 +49,9 @@ MAX_BODY_BYTES: Final = 256 * 1024
 REREAD_INTERVAL_S: Final = 5.0
 INBOX_CAPACITY: Final = 256
 """Reports queued per job between two reconciles; beyond it the oldest non-final ones are dropped."""
+UNAUTHENTICATED: Final = "the token is missing, or is not the report token of the job named"
+"""The one answer (401) to no token, a wrong token and an unknown job alike: nothing about the job leaks."""
+CHALLENGE: Final = 'Bearer realm="trainsmart-reports"'
 _NAME: Final = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 
 
@@ -125,9 +138,9 @@ class TokenVerifier:
         if expected is None or not hmac.compare_digest(expected.encode(), presented.encode()):
             expected = await self._token(key, reread=True)
         if expected is None:
-            return Check(False, 404, f"no TrainingJob {key} with a report token")
+            return Check(False, 401, f"no TrainingJob {key} with a report token")
         if not hmac.compare_digest(expected.encode(), presented.encode()):
-            return Check(False, 403, f"the token is not {key}'s")
+            return Check(False, 401, f"the token is not {key}'s")
         return Check(True, 202, "accepted")
 
 
@@ -139,6 +152,9 @@ def _bearer(request: web.Request) -> str | None:
 
 def _refuse(status: int, reason: str, key: JobKey | None) -> web.Response:
     log.info("report for %s refused (%d): %s", key or "?", status, reason)
+    if status == 401:
+        # The reason is logged only: answered, it would tell a job without a token from a wrong token.
+        return web.json_response({"error": UNAUTHENTICATED}, status=401, headers={"WWW-Authenticate": CHALLENGE})
     return web.json_response({"error": reason}, status=status)
 
 
@@ -179,7 +195,7 @@ def build_report_app(
     async def receive(request: web.Request, key: JobKey | None) -> web.Response:
         token = _bearer(request)
         if token is None:
-            return _refuse(401, "send Authorization: Bearer <the job's report token>", key)
+            return _refuse(401, "no Authorization: Bearer <token> header", key)
         try:
             raw = await request.read()
         except web.HTTPRequestEntityTooLarge:
@@ -227,11 +243,25 @@ def build_report_app(
     return app
 
 
-async def start_report_server(app: web.Application, host: str, port: int) -> web.AppRunner:
-    """Serve `app` on host:port in the running loop (the operator's); stop it with `runner.cleanup()`."""
+def server_ssl_context(cert_file: Path, key_file: Path) -> ssl.SSLContext:
+    """TLS for the report endpoint: the serving certificate and its key (TLS 1.2 or later)."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(cert_file, key_file)
+    return context
+
+
+async def start_report_server(
+    app: web.Application, host: str, port: int, ssl_context: ssl.SSLContext | None = None
+) -> web.AppRunner:
+    """Serve `app` on host:port in the running loop (the operator's), over TLS with `ssl_context` (None:
+    plain HTTP); stop it with `runner.cleanup()`."""
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
+    site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
     await site.start()
-    log.info("report endpoint listening on http://%s:%d%s", host, port, REPORT_PATH)
+    scheme = "https" if ssl_context is not None else "http"
+    log.info("report endpoint listening on %s://%s:%d%s", scheme, host, port, REPORT_PATH)
+    if ssl_context is None:
+        log.warning("the report endpoint serves plain HTTP: report tokens cross the network unencrypted")
     return runner

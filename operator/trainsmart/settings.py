@@ -48,6 +48,9 @@ class OperatorSettings(BaseModel):
     """Command for jobs that leave `spec.trainer.command` unset."""
     report_url: str | None = Field(default=None, pattern=r"^https?://")
     """The operator's report endpoint as pods reach it; None: pods get no report URL (and no token)."""
+    report_ca_bundle: str | None = None
+    """PEM CA bundle pods verify an https `report_url` with (the CA of the endpoint's serving certificate),
+    given to each pod as a file; None: the system's CAs."""
     master_port: int = Field(default=DEFAULT_MASTER_PORT, ge=1, le=65535)
     """Rendezvous port on replica 0 (PET_MASTER_PORT / MASTER_PORT)."""
     metrics_port: int | None = Field(default=contract.DEFAULT_METRICS_PORT, ge=1, le=65535)

@@ -6,7 +6,8 @@ Pins:
   itself (with the chart's RBAC); its webhook, called over TLS verified for the Service's name with the
   registered CA bundle, refuses an invalid TrainingJob;
 - namespaced mode: `helm install --wait` brings the operator up (its liveness and readiness endpoints
-  answer on the pod's address); a TrainingJob in the watched namespace succeeds with the trainer's final
+  answer on the pod's address, the report endpoint over HTTPS only, with the chart's certificate for the
+  report Service's name); a TrainingJob in the watched namespace succeeds with the trainer's final
   metrics in status (reports reached the operator through the chart's Service name, authenticated);
   a job in an unwatched namespace is never touched; the operator logs no permission errors;
 - the ServiceAccount's real token cannot list or watch Secrets, cannot read Secrets or create pods in an
@@ -211,6 +212,20 @@ def http_ok(url: str) -> bool:
         return False
 
 
+def https_ok(pod_ip: str, port: int, ca: str, server_name: str) -> bool:
+    """GET /healthz on the pod's address over TLS, verifying the certificate for `server_name` with `ca`."""
+    context = ssl.create_default_context(cadata=ca)
+    connection = http.client.HTTPSConnection(server_name, port, context=context, timeout=10)
+    connection.sock = context.wrap_socket(
+        socket.create_connection((pod_ip, port), timeout=10), server_hostname=server_name
+    )
+    try:
+        connection.request("GET", "/healthz")
+        return connection.getresponse().status == 200
+    finally:
+        connection.close()
+
+
 def admission_review(namespace: str, name: str, spec: dict[str, Any]) -> bytes:
     job = trainingjob_body(name, spec)
     request = {
@@ -288,7 +303,11 @@ def test_namespaced_install_runs_a_job_and_nothing_else(cluster: HelmCluster) ->
     (pod,) = wait_for(cluster.operator_pods, 30, "the operator pod")
     ip = pod.status.pod_ip
     wait_for(lambda: http_ok(f"http://{ip}:8081/healthz"), 60, "the liveness endpoint", cluster.operator_log)
-    assert http_ok(f"http://{ip}:8080/healthz")
+    # The report endpoint speaks HTTPS only, with the chart's certificate for the report Service's name.
+    secret = client.CoreV1Api(cluster.api).read_namespaced_secret(f"{SA}-report-tls", RELEASE_NS)
+    ca = base64.b64decode(secret.data["ca.crt"]).decode()
+    assert https_ok(ip, 8080, ca, f"{SA}-report.{RELEASE_NS}.svc")
+    assert not http_ok(f"http://{ip}:8080/healthz")
 
     create_job(cluster.api, UNWATCHED, "ignored")
     create_job(cluster.api, WATCHED, "digits")

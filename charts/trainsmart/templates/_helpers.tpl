@@ -70,7 +70,17 @@ app.kubernetes.io/part-of: trainsmart
 {{- end }}
 
 {{- define "trainsmart.reportURL" -}}
-{{- default (printf "http://%s-report.%s.svc:%d/v1/reports" (include "trainsmart.fullname" .) .Release.Namespace (int .Values.operator.report.port)) .Values.operator.report.url }}
+{{- $scheme := ternary "https" "http" .Values.operator.report.tls.enabled }}
+{{- default (printf "%s://%s:%d/v1/reports" $scheme (include "trainsmart.reportHost" .) (int .Values.operator.report.port)) .Values.operator.report.url }}
+{{- end }}
+
+{{/* The report Service's DNS name: what pods call and what the report certificate covers. */}}
+{{- define "trainsmart.reportHost" -}}
+{{- printf "%s-report.%s.svc" (include "trainsmart.fullname" .) .Release.Namespace }}
+{{- end }}
+
+{{- define "trainsmart.reportSecretName" -}}
+{{- default (printf "%s-report-tls" (include "trainsmart.fullname" .)) .Values.operator.report.tls.secretName }}
 {{- end }}
 
 {{/* Refuse combinations that would deploy a broken operator. */}}
@@ -80,6 +90,13 @@ app.kubernetes.io/part-of: trainsmart
 {{- end }}
 {{- if and .Values.webhook.enabled (eq .Values.webhook.certificate.source "secret") (not .Values.webhook.certificate.secretName) }}
 {{- fail "webhook.certificate.source=secret needs webhook.certificate.secretName (a kubernetes.io/tls Secret with ca.crt)" }}
+{{- end }}
+{{- $url := .Values.operator.report.url }}
+{{- if and $url .Values.operator.report.tls.enabled (not (hasPrefix "https://" $url)) }}
+{{- fail "operator.report.url must be https:// while operator.report.tls.enabled is true (the operator serves what the URL says)" }}
+{{- end }}
+{{- if and $url (not .Values.operator.report.tls.enabled) (not (hasPrefix "http://" $url)) }}
+{{- fail "operator.report.url must be http:// when operator.report.tls.enabled is false" }}
 {{- end }}
 {{- if and .Values.webhook.enabled (eq .Values.webhook.certificate.source "secret") (not .Values.webhook.certificate.caBundle) }}
 {{- fail "webhook.certificate.source=secret needs webhook.certificate.caBundle (base64 PEM of the CA)" }}
@@ -118,6 +135,13 @@ app.kubernetes.io/part-of: trainsmart
 - apiGroups: [""]
   resources: [configmaps]
   verbs: [create]
+# Owner references: every child (pods, Secrets, Services, claims, ConfigMaps) points at its TrainingJob
+# and every trial at its sweep with blockOwnerDeletion. Under the OwnerReferencesPermissionEnforcement
+# admission plugin (OpenShift enables it) setting that needs update on the owner's finalizers
+# subresource; the operator never writes finalizers otherwise.
+- apiGroups: [trainsmart.dev]
+  resources: [trainingjobs/finalizers, hyperparamsweeps/finalizers]
+  verbs: [update]
 # Events on jobs and sweeps (ours and Kopf's): posted, never updated.
 - apiGroups: [""]
   resources: [events]

@@ -11,7 +11,9 @@ Layout for `replicas` pods x `processes` per pod (world size = replicas x proces
   launcher gives each worker its own `RANK` and `LOCAL_RANK`. `LOCAL_RANK` is never set here: its
   presence tells a process it is a worker that must not spawn workers of its own.
 * config as inline JSON (`TRAINSMART_CONFIG`): the validated `spec.trainer.config`, no file to mount;
-* identity through the downward API, the report token through a secretKeyRef (never a literal value).
+* identity through the downward API, the report token through a secretKeyRef (never a literal value);
+* with an https report URL and the operator's own CA: `TRAINSMART_REPORT_CA_FILE`, the CA bundle as a
+  file (`report_ca_volume`), so the trainer verifies the endpoint it hands its token to.
 
 User variables (`spec.trainer.env`) come after these and may refer to them with `$(NAME)`, but may not
 redefine them: such entries are dropped here (and refused by the webhook), since a later duplicate would
@@ -24,6 +26,7 @@ import json
 from typing import Any, Final
 
 from trainsmart.api import TrainingJob
+from trainsmart.api.common import RESERVED_LABEL_PREFIX, RESERVED_VOLUME_PREFIX
 from trainsmart.builders.metrics_wrapper import client_env
 from trainsmart.builders.trial_params import parameter_env
 from trainsmart.names import (
@@ -54,6 +57,7 @@ OPERATOR_ENV_NAMES: Final = frozenset(
         contract.CHECKPOINT_INTERVAL_EPOCHS,
         contract.REPORT_URL,
         contract.REPORT_TOKEN,
+        contract.REPORT_CA_FILE,
         contract.METRICS_PORT,
         contract.JOB_NAME,
         contract.JOB_NAMESPACE,
@@ -61,6 +65,12 @@ OPERATOR_ENV_NAMES: Final = frozenset(
     }
 )
 """Every variable the operator may set (some only for some jobs); sweep trials also get `TRAINSMART_PARAM_*`."""
+
+REPORT_CA_ANNOTATION: Final = f"{RESERVED_LABEL_PREFIX}report-ca"
+"""Pod annotation holding the report endpoint's CA bundle (PEM), projected into the pod as a file."""
+REPORT_CA_VOLUME: Final = f"{RESERVED_VOLUME_PREFIX}report-ca"
+REPORT_CA_DIR: Final = "/etc/trainsmart/report-ca"
+REPORT_CA_FILE_NAME: Final = "ca.crt"
 
 RESERVED_ENV_NAMES: Final = OPERATOR_ENV_NAMES | {contract.LOCAL_RANK, contract.TORCHELASTIC_RUN_ID}
 """Names `spec.trainer.env` may not use: the operator's, plus the launcher's worker markers."""
@@ -126,9 +136,40 @@ def contract_env(job: TrainingJob, index: int, settings: OperatorSettings) -> li
         env.append(_literal(contract.REPORT_URL, settings.report_url))
         secret_ref = {"name": report_secret_name(job_name(job)), "key": REPORT_TOKEN_KEY}
         env.append({"name": contract.REPORT_TOKEN, "valueFrom": {"secretKeyRef": secret_ref}})
+        if report_ca_bundle(settings) is not None:
+            env.append(_literal(contract.REPORT_CA_FILE, f"{REPORT_CA_DIR}/{REPORT_CA_FILE_NAME}"))
     if settings.metrics_port is not None:
         env.append(_literal(contract.METRICS_PORT, settings.metrics_port))
     return env
+
+
+def report_ca_bundle(settings: OperatorSettings) -> str | None:
+    """The CA bundle pods verify the report endpoint with: only for an https URL (plain HTTP has nothing to
+    verify) and only when the operator has one (None: the system CAs, e.g. a publicly trusted certificate)."""
+    url = settings.report_url
+    if url is None or not url.startswith("https://"):
+        return None
+    return settings.report_ca_bundle
+
+
+def report_ca_annotations(settings: OperatorSettings) -> dict[str, str]:
+    """The annotation the CA volume projects, on every pod (empty without a CA to give)."""
+    bundle = report_ca_bundle(settings)
+    return {} if bundle is None else {REPORT_CA_ANNOTATION: bundle}
+
+
+def report_ca_volume(settings: OperatorSettings) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(volumes, trainer volumeMounts) that put the CA bundle at `REPORT_CA_FILE`; empty without one.
+
+    The pod's own annotation through a downwardAPI volume rather than a Secret or ConfigMap: pods run in
+    any namespace and the operator's CA lives in its own, and this needs no extra object per namespace or
+    job, nor RBAC for one. A CA bundle is public, so an annotation is no leak."""
+    if report_ca_bundle(settings) is None:
+        return [], []
+    field = {"apiVersion": "v1", "fieldPath": f"metadata.annotations['{REPORT_CA_ANNOTATION}']"}
+    item = {"path": REPORT_CA_FILE_NAME, "fieldRef": field}
+    volume = {"name": REPORT_CA_VOLUME, "downwardAPI": {"items": [item]}}
+    return [volume], [{"name": REPORT_CA_VOLUME, "mountPath": REPORT_CA_DIR, "readOnly": True}]
 
 
 def user_env(job: TrainingJob) -> list[dict[str, Any]]:

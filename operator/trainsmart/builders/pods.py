@@ -28,7 +28,7 @@ from typing import Any, Final
 
 from trainsmart.api import TrainingJob
 from trainsmart.api.common import GPU_RESOURCE, TRAINER_CONTAINER_NAME
-from trainsmart.builders.env import trainer_env
+from trainsmart.builders.env import report_ca_annotations, report_ca_volume, trainer_env
 from trainsmart.builders.metadata import child_metadata, quantity
 from trainsmart.builders.metrics_wrapper import client_mount, client_volume, wrapped_command
 from trainsmart.builders.service import RENDEZVOUS_PORT_NAME
@@ -136,6 +136,9 @@ def _volumes(job: TrainingJob, settings: OperatorSettings) -> tuple[list[dict[st
     params_volumes, params_mounts = parameter_volume(job)  # sweep trials only: builders/trial_params.py
     volumes += params_volumes
     mounts += params_mounts
+    ca_volumes, ca_mounts = report_ca_volume(settings)  # an https report endpoint's CA: builders/env.py
+    volumes += ca_volumes
+    mounts += ca_mounts
     volumes += [volume.to_api() for volume in job.spec.volumes]
     mounts += [mount.to_api() for mount in job.spec.volume_mounts]
     return volumes, mounts
@@ -203,7 +206,7 @@ def build_worker_pod(job: TrainingJob, index: int, attempt: int, settings: Opera
     name = job_name(job)
     template = spec.template
     metadata = child_metadata(job, pod_name(name, index), pod_labels(job, index, attempt))
-    annotations = {**pod_annotations(job), **parameter_pod_annotations(job)}
+    annotations = {**pod_annotations(job), **parameter_pod_annotations(job), **report_ca_annotations(settings)}
     if annotations:
         metadata["annotations"] = annotations
     volumes, mounts = _volumes(job, settings)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final
 
 import kopf
 from aiohttp import web
@@ -27,9 +27,20 @@ from trainsmart.kube import Kube, new_api_client
 from trainsmart.names import SWEEP_NAME_LABEL
 from trainsmart.observability import OperatorMetrics, start_metrics_server
 from trainsmart.options import OperatorOptions
-from trainsmart.report_endpoint import JobKey, ReportInbox, TokenVerifier, build_report_app, start_report_server
+from trainsmart.pki import ServingCertificates, ensure_serving_certificates
+from trainsmart.report_endpoint import (
+    JobKey,
+    ReportInbox,
+    TokenVerifier,
+    build_report_app,
+    server_ssl_context,
+    start_report_server,
+)
 
 log = logging.getLogger(__name__)
+
+REPORT_CA_NAME: Final = "trainsmart-report-ca"
+"""Common name of the CA the operator issues for its report endpoint when no certificate is mounted."""
 
 
 def kopf_connection(runtime: OperatorRuntime) -> kopf.ConnectionInfo:
@@ -51,6 +62,16 @@ def kopf_connection(runtime: OperatorRuntime) -> kopf.ConnectionInfo:
     )
 
 
+def report_certificates(options: OperatorOptions) -> ServingCertificates | None:
+    """The report endpoint's certificate, CA included, when it serves HTTPS (issued by our own CA unless a
+    mounted Secret provides one); None for plain HTTP or no endpoint. Runs when the runtime is built, at
+    Kopf startup, so an unwritable directory fails the start visibly."""
+    tls = options.report_tls
+    if tls is None or options.report_port is None or not options.controllers:
+        return None
+    return ensure_serving_certificates(tls.cert_dir, tls.hosts, REPORT_CA_NAME)
+
+
 class OperatorRuntime:
     """The running operator's state; one per process."""
 
@@ -60,7 +81,11 @@ class OperatorRuntime:
         self.kube = Kube(self.api)
         self.inbox = ReportInbox()
         self.tokens = TokenVerifier(self.kube.read_report_token)
-        self.controller = TrainingJobController(self.kube, options.settings, self.inbox, self.tokens)
+        self.report_certs = report_certificates(options)
+        settings = options.settings
+        if self.report_certs is not None and (settings.report_url or "").startswith("https://"):
+            settings = settings.model_copy(update={"report_ca_bundle": self.report_certs.ca_file.read_text()})
+        self.controller = TrainingJobController(self.kube, settings, self.inbox, self.tokens)
         self.metrics = OperatorMetrics()
         self.queue: WorkQueue[JobKey] = WorkQueue(
             self.metrics.timed_reconcile(TRAININGJOB_KIND, self.controller.reconcile),
@@ -95,7 +120,12 @@ class OperatorRuntime:
             app = build_report_app(
                 self.tokens, self.inbox, self.queue.trigger, on_response=self.metrics.report_response
             )
-            self.reports = await start_report_server(app, self.options.report_host, self.options.report_port)
+            context = None
+            if self.report_certs is not None:
+                context = server_ssl_context(self.report_certs.cert_file, self.report_certs.key_file)
+            self.reports = await start_report_server(
+                app, self.options.report_host, self.options.report_port, ssl_context=context
+            )
         if self.options.metrics_port is not None:
             self.metrics_server = await start_metrics_server(
                 self.metrics, self.options.metrics_host, self.options.metrics_port

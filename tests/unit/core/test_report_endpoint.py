@@ -3,11 +3,13 @@
 Pins:
 - the job's own token is accepted (202): the report is queued for that job and a reconcile triggered, on
   both routes (job in the path; job named by the body);
-- refusals, each with nothing queued and nothing triggered: no or non-bearer credentials 401; a wrong
-  token or another job's token 403; a job without a report token (unknown job) 404; a path that is not a
+- refusals, each with nothing queued and nothing triggered: no or non-bearer credentials, a wrong token,
+  another job's token and a job without a report token (unknown job) 401; a path that is not a
   namespace/name 404; a body that is not JSON or not a valid report 400; a body naming another job than
   the path 403; a body route report without its job 400; a body over the size limit 413;
-- the token is checked before the body is parsed: a wrong token with a malformed body is 403, not 400;
+- no credentials, a wrong token and an unknown job get the very same answer (status, body, challenge), so
+  a caller without a token cannot tell which jobs exist (issue 13);
+- the token is checked before the body is parsed: a wrong token with a malformed body is 401, not 400;
 - a client guessing tokens does not turn every request into a Secret read (re-read at most once per
   interval per job);
 - every answer to a report request is counted by status (`on_response`).
@@ -121,14 +123,37 @@ async def test_missing_or_odd_credentials_are_401(endpoint: Endpoint, headers: d
 
 
 @pytest.mark.parametrize("token", ["wrong", TOKENS[OTHER]], ids=["wrong token", "another job's token"])
-async def test_a_token_that_is_not_the_jobs_is_403(endpoint: Endpoint, token: str) -> None:
-    assert await endpoint.post(path_of(JOB), token, json=report_body()) == 403
+async def test_a_token_that_is_not_the_jobs_is_401(endpoint: Endpoint, token: str) -> None:
+    assert await endpoint.post(path_of(JOB), token, json=report_body()) == 401
     assert endpoint.nothing_written()
 
 
-async def test_a_job_without_a_report_token_is_404(endpoint: Endpoint) -> None:
+async def test_a_job_without_a_report_token_is_401(endpoint: Endpoint) -> None:
     unknown = JobKey("ml", "nosuchjob")
-    assert await endpoint.post(path_of(unknown), "anything", json=report_body(unknown)) == 404
+    assert await endpoint.post(path_of(unknown), "anything", json=report_body(unknown)) == 401
+    assert endpoint.nothing_written()
+
+
+async def answer(endpoint: Endpoint, path: str, token: str | None, job: JobKey) -> tuple[int, bytes, str | None]:
+    headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
+    async with endpoint.client.post(path, headers=headers, json=report_body(job)) as response:
+        return response.status, await response.read(), response.headers.get("WWW-Authenticate")
+
+
+async def test_no_token_a_wrong_token_and_an_unknown_job_get_the_same_answer(endpoint: Endpoint) -> None:
+    unknown = JobKey("ml", "nosuchjob")
+    answers = {
+        "no token": await answer(endpoint, path_of(JOB), None, JOB),
+        "wrong token": await answer(endpoint, path_of(JOB), "wrong", JOB),
+        "another job's token": await answer(endpoint, path_of(JOB), TOKENS[OTHER], JOB),
+        "unknown job": await answer(endpoint, path_of(unknown), "anything", unknown),
+        "unknown job, no token": await answer(endpoint, path_of(unknown), None, unknown),
+        "unknown job, body route": await answer(endpoint, REPORT_PATH, TOKENS[JOB], unknown),
+    }
+    assert len(set(answers.values())) == 1, answers
+    status, body, challenge = answers["unknown job"]
+    assert status == 401 and challenge is not None and challenge.startswith("Bearer ")
+    assert b"nosuchjob" not in body
     assert endpoint.nothing_written()
 
 
@@ -157,7 +182,7 @@ async def test_a_malformed_body_with_the_right_token_is_400(endpoint: Endpoint, 
 
 
 async def test_the_token_is_checked_before_the_body_is_parsed(endpoint: Endpoint) -> None:
-    assert await endpoint.post(path_of(JOB), "wrong", data=b"not json") == 403
+    assert await endpoint.post(path_of(JOB), "wrong", data=b"not json") == 401
     assert endpoint.nothing_written()
 
 
@@ -172,7 +197,7 @@ async def test_a_body_route_report_without_its_job_is_400(endpoint: Endpoint) ->
 
 
 async def test_the_body_route_checks_the_token_of_the_job_the_body_names(endpoint: Endpoint) -> None:
-    assert await endpoint.post(REPORT_PATH, TOKENS[JOB], json=report_body(OTHER)) == 403
+    assert await endpoint.post(REPORT_PATH, TOKENS[JOB], json=report_body(OTHER)) == 401
     assert endpoint.nothing_written()
 
 
@@ -185,7 +210,7 @@ async def test_a_body_over_the_limit_is_413(endpoint: Endpoint) -> None:
 
 async def test_guessed_tokens_do_not_reread_the_secret_every_time(endpoint: Endpoint) -> None:
     for attempt in range(20):
-        assert await endpoint.post(path_of(JOB), f"guess-{attempt}", json=report_body()) == 403
+        assert await endpoint.post(path_of(JOB), f"guess-{attempt}", json=report_body()) == 401
     # one read to fill the cache, one re-read on the first mismatch; then throttled for REREAD_INTERVAL_S
     assert len(endpoint.reads) <= 2
     assert endpoint.nothing_written()
@@ -194,7 +219,7 @@ async def test_guessed_tokens_do_not_reread_the_secret_every_time(endpoint: Endp
 async def test_every_answer_to_a_report_request_is_counted_by_status(endpoint: Endpoint) -> None:
     await endpoint.post(path_of(JOB), TOKENS[JOB], json=report_body())
     await endpoint.post(path_of(JOB), None, json=report_body())
-    await endpoint.post(path_of(JOB), "wrong", json=report_body())
+    await endpoint.post(path_of(JOB), TOKENS[JOB], json=report_body(OTHER))
     async with endpoint.client.get("/healthz") as response:
         assert response.status == 200
     assert endpoint.statuses == [202, 401, 403]

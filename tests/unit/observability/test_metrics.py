@@ -251,13 +251,17 @@ async def test_report_endpoint_answers_are_counted_by_code_and_reason() -> None:
     async with TestClient(TestServer(app)) as http:
         url = "/v1/reports/team-a/mnist"
         assert (await http.post(url, data=b"{}")).status == 401
-        assert (await http.post(url, data=b"{}", headers={"Authorization": "Bearer wrong"})).status == 403
+        assert (await http.post(url, data=b"{}", headers={"Authorization": "Bearer wrong"})).status == 401
+        other = {"namespace": "team-a", "name": "other"}
+        body = {"kind": "epoch", "time": "2025-01-01T12:00:00+00:00", "epoch": 1, "totalEpochs": 3, "job": other}
+        body["device"] = {"type": "cpu"}
+        assert (await http.post(url, json=body, headers={"Authorization": "Bearer right"})).status == 403
         assert (await http.post(url, data=b"{", headers={"Authorization": "Bearer right"})).status == 400
         assert (await http.get("/healthz")).status == 200
     codes = {lab["code"]: v for n, lab, v in samples(metrics) if n == "trainsmart_report_requests_total"}
-    assert codes == {"401": 1.0, "403": 1.0, "400": 1.0}
+    assert codes == {"401": 2.0, "403": 1.0, "400": 1.0}
     reasons = {lab["reason"]: v for n, lab, v in samples(metrics) if n == "trainsmart_report_rejections_total"}
-    assert reasons == {"unauthenticated": 1.0, "forbidden": 1.0, "invalid": 1.0}
+    assert reasons == {"unauthenticated": 2.0, "forbidden": 1.0, "invalid": 1.0}
 
 
 def _free_port() -> int:
