@@ -108,6 +108,10 @@ bench-trainer: $(STAMP) ## trainer quality, overhead vs a hand-written loop, 1 v
 bench-operator: k8s ## operator apply->pods latency vs raw pod creates, 200-job throughput, RSS with 1,000 jobs
 	$(BIN)/python bench/operator.py
 
+.PHONY: bench-agent
+bench-agent: k8s ## node agent: pods/s started and finished, exit->status latency, CPU per pod, bursts of 100 and 300
+	$(BIN)/python bench/agent_throughput.py
+
 .PHONY: bench-sweep-overhead
 bench-sweep-overhead: k8s ## per sweep trial: trial created -> pod created / Running, finished -> next created
 	$(BIN)/python bench/sweep_overhead.py

@@ -45,6 +45,10 @@ from trainsmart.devcluster.agent.provisioner import VolumeProvisioner
 
 log = logging.getLogger(__name__)
 
+# At most this many hosts-file refreshes per second from pod and Service events: a burst of pods moves
+# every few milliseconds, and each refresh looks at all of them (issue 13).
+DNS_REFRESH_INTERVAL = 0.1
+
 __all__ = [
     "AgentConfig",
     "NodeAgent",
@@ -273,6 +277,7 @@ class NodeAgent:
                 self._runtime.cluster_changed(pods, services)
             except Exception:
                 log.exception("refreshing the pods' hosts files failed")
+            self._stopping.wait(DNS_REFRESH_INTERVAL)  # what changes meanwhile waits in _dns_dirty
 
 
 def _replace_all(seen: dict[str, dict[str, Any]], objs: list[dict[str, Any]]) -> None:

@@ -108,6 +108,18 @@ def _selects(svc: ServiceRecord, pod: PodRecord) -> bool:
     return svc.publish_not_ready or (pod.ready and not pod.terminating)
 
 
+def named_pods(pods: Iterable[PodRecord], services: Iterable[ServiceRecord]) -> list[PodRecord]:
+    """The pods any hosts file names (an address and a Service selecting them), sorted as
+    `build_hosts_text` sorts them: filter once per refresh, not once per file, and a burst of bare pods
+    costs nothing per file (what `build_hosts_text(owner, pods, ...)` makes of them is unchanged)."""
+    by_namespace: dict[str, list[ServiceRecord]] = {}
+    for svc in services:
+        if svc.selector:
+            by_namespace.setdefault(svc.namespace, []).append(svc)
+    named = [p for p in pods if p.ip is not None and any(_selects(s, p) for s in by_namespace.get(p.namespace, ()))]
+    return sorted(named, key=lambda p: (p.namespace, p.name, p.ip or ""))
+
+
 def _names(first: str, second: str, namespace: str, own_namespace: str, domain: str) -> list[str]:
     """`first.second.<ns>.svc.<domain>` and the shorter forms a pod in `own_namespace` may use."""
     base = f"{first}.{second}" if first else second
@@ -136,19 +148,29 @@ def build_hosts_text(
 
     services = sorted(services, key=lambda s: (s.namespace, s.name))
     pods = sorted(pods, key=lambda p: (p.namespace, p.name, p.ip or ""))
+    # Indexed by namespace (a Service only selects pods of its own), so a file costs pods + services, not
+    # pods x services: every pod's file is rebuilt on each change.
+    headless: dict[tuple[str, str], list[ServiceRecord]] = {}
+    for svc in services:
+        if svc.headless:
+            headless.setdefault((svc.namespace, svc.name), []).append(svc)
+    addressed: dict[str, list[PodRecord]] = {}
+    for pod in pods:
+        if pod.ip is not None:
+            addressed.setdefault(pod.namespace, []).append(pod)
     pod_lines: list[str] = []
     for pod in pods:
         if pod.uid == owner.uid or not pod.subdomain or pod.ip is None:
             continue
-        governing = [s for s in services if s.headless and s.name == pod.subdomain and _selects(s, pod)]
-        if governing:
+        if any(_selects(s, pod) for s in headless.get((pod.namespace, pod.subdomain), ())):
             names = _names(pod.hostname, pod.subdomain, pod.namespace, owner.namespace, domain)
             pod_lines.append(f"{pod.ip}\t{' '.join(names)}\n")
     svc_lines: list[str] = []
     for svc in services:
-        svc_names = " ".join(_names("", svc.name, svc.namespace, owner.namespace, domain))
-        ips = sorted({p.ip for p in pods if p.ip is not None and _selects(svc, p)})
-        svc_lines += [f"{ip}\t{svc_names}\n" for ip in ips]
+        ips = sorted({p.ip for p in addressed.get(svc.namespace, ()) if p.ip is not None and _selects(svc, p)})
+        if ips:
+            svc_names = " ".join(_names("", svc.name, svc.namespace, owner.namespace, domain))
+            svc_lines += [f"{ip}\t{svc_names}\n" for ip in ips]
     if pod_lines:
         lines += ["# pods\n", *pod_lines]
     if svc_lines:

@@ -10,7 +10,7 @@ are the data they pass; `ContainerConfigError` is the one failure a retry may fi
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -58,6 +58,10 @@ class ContainerProcess(Protocol):
 
     def poll(self) -> int | None:
         """Exit code if finished, else None. Killed by signal N -> 128 + N, as container runtimes report."""
+
+    def notify_exit(self, callback: Callable[[], None]) -> None:
+        """Call `callback` (from any thread) as soon as the process has exited, so `poll` has the code; at
+        once if it already has. This is how the lifecycle learns of exits: it does not poll for them."""
 
     def terminate(self, grace_seconds: float) -> int:
         """SIGTERM, wait up to `grace_seconds`, then SIGKILL; returns the exit code. Idempotent."""

@@ -1,12 +1,14 @@
 """One pod's life on a simulated node: the part of a kubelet that decides, not the part that isolates.
 
 A `PodWorker` owns one pod from the moment it is bound to one of our nodes until its object is gone. Its
-thread starts the containers through the sandbox (`pod_runtime_contract.py` is the whole contract), polls them, applies
-the restart policy with a growing back-off, writes status through the status subresource when (and only
-when) it changed, and honours graceful deletion: SIGTERM, SIGKILL after `deletionGracePeriodSeconds`, then
-the final delete with grace 0 and a UID precondition, as a kubelet does. A pod that cannot run at all
-(devices unavailable, an agent bug) ends `Failed` with a message instead of taking the agent down; devices
-still held by pods being torn down are waited for briefly first (see `gpus.py`).
+thread starts the containers through the sandbox (`pod_runtime_contract.py` is the whole contract), is
+woken by their exits (`ContainerProcess.notify_exit`: no polling on a timer), applies the restart policy
+with a growing back-off, writes status through the status subresource when (and only when) it changed
+(a terminal status before the sandbox is torn down, as a kubelet does), and honours graceful deletion:
+SIGTERM, SIGKILL after `deletionGracePeriodSeconds`, then the final delete with grace 0 and a UID
+precondition, as a kubelet does. A pod that cannot run at all (devices unavailable, an agent bug) ends
+`Failed` with a message instead of taking the agent down; devices still held by pods being torn down are
+waited for briefly first (see `gpus.py`).
 
 Limits, on purpose:
 - images are ignored: commands run on the host's filesystem (inside the sandbox's namespaces), with the
@@ -43,6 +45,10 @@ from trainsmart.devcluster.agent.pod_runtime_contract import (
 )
 
 log = logging.getLogger(__name__)
+
+# Exits wake the worker (`notify_exit`); this is only the longest it sleeps without any other reason to
+# wake (a back-off or deadline comes sooner), a safety net that costs nothing per pod under load.
+IDLE_RECHECK_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
@@ -129,7 +135,6 @@ class PodWorker:
         self._start_time: datetime | None = None
         self._deadline_at: float | None = None
         self._last_sent: dict[str, Any] | None = None
-        self._poll_interval = 0.02
 
     # -- the agent's side ---------------------------------------------------------------------------
 
@@ -225,8 +230,11 @@ class PodWorker:
             if not self._finished:
                 self._advance(pod)
             self._report(pod)
-            if self._finished and not self._dirty:
-                return
+            if self._finished:
+                # After the report: the terminal status must not wait for the sandbox's teardown.
+                self._release()
+                if not self._dirty:
+                    return
             self._wake.wait(1.0 if self._finished else self._next_timeout())  # finished: retry the write
 
     def _admit(self, pod: Mapping[str, Any]) -> None:
@@ -264,7 +272,7 @@ class PodWorker:
         if self._failure is None:
             self._start_due(pod)
         if ps.derive_phase(self._view(pod)) in ps.TERMINAL_PHASES:
-            self._release()
+            self._gpus.release(self.uid)  # free the moment the processes are dead; the rest after the report
             self._finished = True
 
     def _poll_exits(self, pod: Mapping[str, Any]) -> None:
@@ -359,14 +367,13 @@ class PodWorker:
             return
         slot.process = process
         slot.record = replace(slot.record, state=ps.Running(ps.now_utc()), restart_count=restarts, pid=process.pid)
-        self._poll_interval = 0.02
+        process.notify_exit(self._kick)
         self._api.event(pod, name, False, "Started", f"Started container {name}")
         self._journal.record(pod, {s.spec["name"]: s.process.pid for s in self._slots if s.process})
 
     def _next_timeout(self) -> float:
-        """Poll fast right after a launch (short jobs, quick failures), then settle at a few per second."""
-        self._poll_interval = min(self._poll_interval * 1.5, 0.25)
-        timeout = self._poll_interval
+        """Until the next back-off or the deadline; exits wake the worker themselves."""
+        timeout = IDLE_RECHECK_SECONDS
         now = time.monotonic()
         for slot in self._slots:
             if slot.startable and slot.due_at > now:
@@ -403,12 +410,12 @@ class PodWorker:
     def _release(self) -> None:
         """Give back the devices, then the sandbox (processes are stopped by now); keep the pod IP in status
         as a kubelet does for finished pods. Devices first: they are free the moment the processes are dead,
-        and a pod waiting for them should not also wait for the network and volume teardown."""
+        and a pod waiting for them should not also wait for the network and volume teardown. Idempotent."""
         self._gpus.release(self.uid)
         if self._sandbox is not None:
             sandbox, self._sandbox = self._sandbox, None
             sandbox.close()
-        self._journal.forget(self.uid)
+            self._journal.forget(self.uid)
 
     def _view(self, pod: Mapping[str, Any]) -> ps.PodView:
         return ps.PodView(

@@ -3,7 +3,8 @@
 Pins: the pod's own line (hostname, and FQDN + short forms with a subdomain); other pods' names only
 through a governing headless Service, only when Ready unless it publishes not-ready addresses; bare
 short names only within the owner's namespace; Service names -> every selected pod; finished and
-terminating pods drop out; the text is deterministic; the file keeps its inode and shrinks correctly.
+terminating pods drop out; the text is deterministic; the file keeps its inode and shrinks correctly;
+filtering the view once with `named_pods` (what a refresh of every file does) changes no file's text.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from trainsmart.devcluster.agent.dns import (
     PodRecord,
     ServiceRecord,
     build_hosts_text,
+    named_pods,
     pod_record,
     service_record,
 )
@@ -107,6 +109,26 @@ def test_terminating_and_addressless_pods_drop_out() -> None:
 def test_text_is_deterministic() -> None:
     owner, a, b = rec("j-0", "10.0.0.2"), rec("j-1", "10.0.0.3"), rec("j-2", "10.0.0.4")
     assert build_hosts_text(owner, [owner, a, b], [HEADLESS]) == build_hosts_text(owner, [b, a, owner], [HEADLESS])
+
+
+def test_named_pods_changes_no_file() -> None:
+    other_ns = ServiceRecord(namespace="other", name="web", selector={"app": "web"}, headless=False)
+    plain = ServiceRecord(namespace="ns", name="api", selector={"job": "j"}, headless=False, publish_not_ready=True)
+    no_selector = ServiceRecord(namespace="ns", name="ext", selector=None)
+    pods = [
+        rec("j-0", "10.0.0.2"),
+        rec("j-1", "10.0.0.3", ready=False),
+        rec("j-2", None),
+        rec("bare", "10.0.0.5", subdomain=None, labels={}),
+        rec("w-0", "10.0.1.2", ns="other", labels={"app": "web"}, subdomain=None),
+        rec("w-1", "10.0.1.3", ns="other", labels={"app": "web"}, subdomain="web"),
+    ]
+    services = [HEADLESS, other_ns, plain, no_selector]
+    named = named_pods(pods, services)
+    assert "bare" not in {p.name for p in named} and "j-2" not in {p.name for p in named}
+    for owner in pods:
+        if owner.ip is not None:
+            assert build_hosts_text(owner, named, services) == build_hosts_text(owner, pods, services)
 
 
 def test_records_from_api_dicts() -> None:

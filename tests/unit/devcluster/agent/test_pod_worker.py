@@ -8,6 +8,8 @@ Pins:
 - OnFailure restarts with back-off and counts restarts, then succeeds;
 - init containers run one after the other before the app containers; a failed one fails a Never pod;
 - status is written only when it changed;
+- exits wake the worker (`notify_exit`), and the terminal status is written before the sandbox is torn
+  down: a slow teardown (other pods' work on the shared network) never keeps a finished pod Running;
 - deletion: SIGTERM first (the process traps it), then the final delete; devices are freed;
 - a pod deleted before it ever ran is just deleted;
 - a config error waits (CreateContainerConfigError) and retries; no free GPU -> Failed
@@ -46,12 +48,33 @@ NODE = "node-0"
 
 
 class FakeProcess:
+    """A plain subprocess; a thread per process waits for the exit and calls `notify_exit`'s callbacks."""
+
     def __init__(self, popen: subprocess.Popen[bytes]) -> None:
         self._popen = popen
+        self._lock = threading.Lock()
+        self._callbacks: list[Callable[[], None]] = []
+        self._exited = False
+        threading.Thread(target=self._wait, daemon=True).start()
+
+    def _wait(self) -> None:
+        self._popen.wait()
+        with self._lock:
+            self._exited = True
+            callbacks, self._callbacks = self._callbacks, []
+        for callback in callbacks:
+            callback()
 
     @property
     def pid(self) -> int:
         return self._popen.pid
+
+    def notify_exit(self, callback: Callable[[], None]) -> None:
+        with self._lock:
+            if not self._exited:
+                self._callbacks.append(callback)
+                return
+        callback()
 
     @staticmethod
     def _code(raw: int) -> int:
@@ -75,8 +98,9 @@ class FakeProcess:
 class FakeSandbox:
     ip = "127.0.0.1"
 
-    def __init__(self) -> None:
+    def __init__(self, may_close: threading.Event | None = None) -> None:
         self.closed = False
+        self._may_close = may_close
 
     def launch(self, launch: ContainerLaunch) -> FakeProcess:
         env = dict(launch.env)
@@ -87,6 +111,8 @@ class FakeSandbox:
         return FakeProcess(popen)
 
     def close(self) -> None:
+        if self._may_close is not None:
+            assert self._may_close.wait(10)
         self.closed = True
 
 
@@ -96,11 +122,12 @@ class FakeRuntime:
         self.released: list[str] = []
         self.config_error: str | None = None
         self.sandbox_error: Exception | None = None
+        self.may_close: threading.Event | None = None
 
     def open_sandbox(self, pod: Mapping[str, Any]) -> PodSandbox:
         if self.sandbox_error is not None:
             raise self.sandbox_error
-        self.sandboxes.append(FakeSandbox())
+        self.sandboxes.append(FakeSandbox(self.may_close))
         return self.sandboxes[-1]
 
     def container_launch(
@@ -239,9 +266,8 @@ def test_success_with_log_and_env(harness: Harness, tmp_path: Path) -> None:
     assert harness.api.last["hostIP"] == "10.9.0.1"
     log = tmp_path / "logs" / f"ns_p_{pod['metadata']['uid']}" / "main.log"
     assert log.read_text() == "gpus=0,1 sim=1 path=/agent/venv/bin:/usr/bin:/bin\n"
-    assert harness.gpus.in_use(NODE) == ()
-    assert harness.runtime.sandboxes[0].closed
-    assert not list((tmp_path / "pids").iterdir())
+    assert harness.gpus.in_use(NODE) == ()  # devices go before the report; the sandbox right after it
+    wait_for(lambda: harness.runtime.sandboxes[0].closed and not list((tmp_path / "pids").iterdir()))
 
 
 def test_exit_code_fails_the_pod(harness: Harness) -> None:
@@ -302,6 +328,18 @@ def test_status_written_only_on_change(harness: Harness) -> None:
     harness.run(make_pod("sleep 0.6"))
     wait_for(lambda: phase(harness) == "Succeeded")
     assert [s["phase"] for s in harness.api.statuses] == ["Running", "Succeeded"]
+
+
+def test_finished_pod_is_reported_before_its_sandbox_is_torn_down(harness: Harness) -> None:
+    harness.runtime.may_close = threading.Event()
+    harness.run(make_pod("sleep 0.1"))
+    try:
+        wait_for(lambda: phase(harness) == "Succeeded", timeout=5)
+        assert not harness.runtime.sandboxes[0].closed
+        assert harness.gpus.in_use(NODE) == ()
+    finally:
+        harness.runtime.may_close.set()
+    wait_for(lambda: harness.runtime.sandboxes[0].closed)
 
 
 def test_graceful_deletion_sends_sigterm_then_deletes(harness: Harness, tmp_path: Path) -> None:

@@ -18,6 +18,11 @@ every `<prefix>v*` veth on our bridge, and kill what recorded or namespaced proc
 Debugging a pod: `nsenter --net=<state>/sandbox/ns/<key>.net ss -ltn`. One manager per bridge on the
 machine (a lock in /run/lock; the lock files stay, empty): `runtime_impl` picks the first free slot.
 
+Hosts files: `set_cluster_view` rewrites them at once (the agent calls it coalesced); a sandbox created or
+closed only asks the manager's `hosts-refresh` thread for a rewrite, so a burst of pods costs a few
+refreshes, not one per pod under the lock every create and close needs (issue 13: with 300 pods that was
+most of the agent's CPU, and what kept finished pods Running).
+
 Host requirements and limits: root, iproute2 and util-linux (`unshare`, `nsenter`, `setpriv`,
 `pivot_root`, `mount` with `-T`). Pods reach each other and the host, not the outside world (no NAT).
 On hosts whose firewall drops bridged traffic (Docker sets `FORWARD DROP` with
@@ -36,6 +41,7 @@ import json
 import logging
 import os
 import threading
+import time
 from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
@@ -46,6 +52,7 @@ from trainsmart.devcluster.agent.dns import (
     PodRecord,
     ServiceRecord,
     build_hosts_text,
+    named_pods,
     pod_record,
     service_record,
 )
@@ -68,6 +75,8 @@ __all__ = ["BridgeBusyError", "HostSandbox", "NetnsSandbox", "SandboxError", "Sa
 
 Isolation = Literal["auto", "netns", "host"]
 BRIDGE_LOCK_DIR = "/run/lock"
+# Creates and closes in a burst ask for hosts-file refreshes; at most this many per second are made.
+HOSTS_REFRESH_INTERVAL = 0.1
 
 
 class BridgeBusyError(SandboxError):
@@ -108,6 +117,15 @@ class SandboxManager:
         self._bridge_lock: int | None = None
         self.extra_hosts: dict[str, tuple[str, ...]] = {}
         """Address -> names added to every pod's hosts file (names the agent itself serves)."""
+        # Hosts-file writes (and `stop_dns`) take this lock, not `_lock`: a refresh of every pod's file
+        # must not hold up creates, launches and closes.
+        self._hosts_lock = threading.Lock()
+        self._hosts_wanted = threading.Event()
+        self._refresher: threading.Thread | None = None
+        self._refresher_stop = False
+        self._refresher_lock = threading.Lock()
+        self._state_version = self._state_written = 0
+        self._state_file_lock = threading.Lock()
 
     @property
     def gateway_ip(self) -> str:
@@ -207,6 +225,7 @@ class SandboxManager:
 
     def cleanup_all(self) -> None:
         """Kill and remove every sandbox, then the bridge (if ours) and the pin mount. Idempotent."""
+        self._stop_refresher()
         with self._lock:
             for sandbox in list(self._sandboxes.values()):
                 sandbox.kill_all()
@@ -270,18 +289,36 @@ class SandboxManager:
 
     def _save_state(self) -> None:
         """Atomically (the state file is never bind-mounted, so replacing it is fine)."""
-        path = self.root / "state.json"
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self._state, indent=1, sort_keys=True))
-        tmp.replace(path)
+        self._write_state(self._snapshot_state())
+
+    def _snapshot_state(self) -> tuple[int, str]:
+        """The state as it is now (under `_lock`), numbered, for `_write_state` after the lock is let go:
+        at every create, launch and close, file I/O under `_lock` queued a burst of pods behind it (issue
+        13). Compact: with an indent `json` encodes in pure Python."""
+        self._state_version += 1
+        return self._state_version, json.dumps(self._state, sort_keys=True, separators=(",", ":"))
+
+    def _write_state(self, snapshot: tuple[int, str]) -> None:
+        """Write a snapshot unless a newer one is on disk already."""
+        version, text = snapshot
+        with self._state_file_lock:
+            if version <= self._state_written:
+                return
+            path = self.root / "state.json"
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(text)
+            tmp.replace(path)
+            self._state_written = version
 
     def record_pid(self, key: str, pid: int, started: int | None) -> None:
         """Remember a container's (pid, start time), so a crashed agent's processes can be killed."""
         with self._lock:
             rec = self._state["pods"].get(key)
-            if rec is not None and started is not None:
-                rec.setdefault("pids", []).append([pid, started])
-                self._save_state()
+            if rec is None or started is None:
+                return
+            rec.setdefault("pids", []).append([pid, started])
+            snapshot = self._snapshot_state()
+        self._write_state(snapshot)
 
     # ---- sandboxes --------------------------------------------------------------------------------
 
@@ -312,15 +349,16 @@ class SandboxManager:
             ip = sn.allocate_ip(self.network, used, self._state["ipam"].get("last"))
             self._state["ipam"]["last"] = str(ip)
             self._state["pods"][names.key].update(ip=str(ip), veth=names.veth)
-            self._save_state()
+            snapshot = self._snapshot_state()
             sandbox = NetnsSandbox(self, record, names, str(ip), tuple(int(g) for g in groups if g is not None))
             self._sandboxes[names.key] = sandbox
+        self._write_state(snapshot)  # before the veth exists, so a crashed agent's successor finds it
         try:
             sandbox.setup()
         except Exception:
             sandbox.close()
             raise
-        self.refresh_hosts()
+        self._request_refresh()  # its peers learn its address; its own file is complete already
         return sandbox
 
     def get(self, pod_uid: str) -> NetnsSandbox | HostSandbox | None:
@@ -331,11 +369,14 @@ class SandboxManager:
 
     def forget(self, key: str) -> None:
         """Called by a sandbox's close(): drop it, release its address, update the others' DNS."""
+        snapshot = None
         with self._lock:
             self._sandboxes.pop(key, None)
             if self._state["pods"].pop(key, None) is not None:
-                self._save_state()
-        self.refresh_hosts()
+                snapshot = self._snapshot_state()
+        if snapshot is not None:
+            self._write_state(snapshot)
+        self._request_refresh()
 
     # ---- DNS --------------------------------------------------------------------------------------
 
@@ -350,23 +391,65 @@ class SandboxManager:
         self.refresh_hosts()
 
     def hosts_text(self, owner: PodRecord) -> str:
+        return build_hosts_text(owner, self._named_pods(), self._view[1], self.domain, self.extra_hosts)
+
+    def _named_pods(self) -> list[PodRecord]:
+        """The view's pods, with the address of ours whose status does not say it yet, less those no
+        hosts file can name (no address, or neither a subdomain nor a Service selecting them)."""
         pods, services = self._view
         local = {s.record.uid: s.ip for s in list(self._sandboxes.values()) if isinstance(s, NetnsSandbox)}
         merged = [replace(p, ip=local[p.uid]) if not p.ip and p.uid in local else p for p in pods]
-        return build_hosts_text(owner, merged, services, self.domain, self.extra_hosts)
+        return named_pods(merged, services)
 
     def refresh_hosts(self) -> None:
-        with self._lock:
+        """Rewrite every hosts file whose text changed (the view's pods are filtered once, not per file).
+        One refresh at a time, so an older text never overwrites a newer one."""
+        with self._hosts_lock:
+            pods, services = self._named_pods(), self._view[1]
             for sandbox in list(self._sandboxes.values()):
                 if isinstance(sandbox, NetnsSandbox) and sandbox.hosts is not None:
                     try:
-                        sandbox.hosts.write(self.hosts_text(sandbox.owner))
+                        text = build_hosts_text(sandbox.owner, pods, services, self.domain, self.extra_hosts)
+                        sandbox.hosts.write(text)
                     except OSError as exc:  # one broken file must not keep the others stale
                         log.warning("pod %s: cannot update its hosts file: %s", sandbox.record.name, exc)
 
+    def _request_refresh(self) -> None:
+        """A refresh soon, on the manager's thread; requests that come while one runs make one more.
+        Not under `_lock`: every create and close asks, and must not queue for it."""
+        if self._refresher is None:
+            with self._refresher_lock:
+                if self._refresher_stop:
+                    return
+                if self._refresher is None:
+                    self._refresher = threading.Thread(target=self._refresh_loop, name="hosts-refresh", daemon=True)
+                    self._refresher.start()
+        self._hosts_wanted.set()
+
+    def _refresh_loop(self) -> None:
+        while True:
+            self._hosts_wanted.wait()
+            if self._refresher_stop:
+                return
+            self._hosts_wanted.clear()
+            try:
+                self.refresh_hosts()
+            except Exception:
+                log.exception("refreshing the pods' hosts files failed")
+            time.sleep(HOSTS_REFRESH_INTERVAL)  # what is requested meanwhile makes one refresh after it
+
+    def _stop_refresher(self) -> None:
+        with self._refresher_lock:
+            self._refresher_stop = True
+            thread, self._refresher = self._refresher, None
+        self._hosts_wanted.set()
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=10)
+        self._refresher_stop = False
+
     def stop_dns(self, key: str) -> None:
         """A closing sandbox's hosts file is no longer rewritten (under the lock refreshes hold)."""
-        with self._lock:
+        with self._hosts_lock:
             sandbox = self._sandboxes.get(key)
             if isinstance(sandbox, NetnsSandbox):
                 sandbox.hosts = None

@@ -341,6 +341,8 @@ def parse_mountinfo(text: str) -> list[str]:
 
 
 def _unescape_octal(s: str) -> str:
+    if "\\" not in s:
+        return s  # the common case, and the table has a few lines per running pod (its namespace pins)
     out, i = [], 0
     while i < len(s):
         if s[i] == "\\" and i + 4 <= len(s) and s[i + 1 : i + 4].isdigit():

@@ -2,7 +2,9 @@
 
 Pins: exit codes (normal, and 128 + N for signal N); terminate() is SIGTERM, then SIGKILL after the grace,
 and idempotent; the whole process group goes, also when the leader exits on its own (a container's
-children do not outlive it); recorded (pid, start time) pairs only kill the same process.
+children do not outlive it); recorded (pid, start time) pairs only kill the same process; an exited process
+is reaped and its `notify_exit` callbacks run without anyone polling it (no zombie waits for a busy pod
+worker), and a callback registered after the exit runs at once.
 """
 
 from __future__ import annotations
@@ -10,8 +12,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
+
+import pytest
 
 from trainsmart.devcluster.agent.sandbox.processes import LocalProcess, exit_code_of, kill_recorded, start_time
 
@@ -83,3 +88,16 @@ def test_recorded_processes_are_killed_only_if_still_the_same() -> None:
     kill_recorded([(proc.pid, started)])
     assert wait(proc) == 137
     assert start_time(os.getpid()) is not None
+
+
+def test_exit_is_reaped_and_notified_without_polling() -> None:
+    notified = threading.Event()
+    proc = spawn("import time; time.sleep(0.2)")
+    proc.notify_exit(notified.set)
+    assert notified.wait(10), "no exit notification"
+    with pytest.raises(ChildProcessError):
+        os.waitpid(proc.pid, os.WNOHANG)  # already reaped: no zombie left behind
+    assert proc.poll() == 0
+    late = threading.Event()
+    proc.notify_exit(late.set)
+    assert late.is_set()
