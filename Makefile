@@ -112,6 +112,10 @@ bench-operator: k8s ## operator apply->pods latency vs raw pod creates, 200-job 
 bench-agent: k8s ## node agent: pods/s started and finished, exit->status latency, CPU per pod, bursts of 100 and 300
 	$(BIN)/python bench/agent_throughput.py
 
+.PHONY: bench-reports
+bench-reports: k8s ## report endpoint under load: reports/s from 200 trainers while 200 jobs start, p50/p95/p99
+	$(BIN)/python bench/report_load.py
+
 .PHONY: bench-sweep-overhead
 bench-sweep-overhead: k8s ## per sweep trial: trial created -> pod created / Running, finished -> next created
 	$(BIN)/python bench/sweep_overhead.py

@@ -109,6 +109,26 @@ def owned_pods(pods: Sequence[Mapping[str, Any]], uid: str) -> list[Mapping[str,
     ]
 
 
+def pod_dependencies(
+    job: TrainingJob, settings: OperatorSettings, token: str, zipapp: bytes | None
+) -> list[dict[str, Any]]:
+    """What the pods of `job` refer to and so must exist before them: the headless Service, the checkpoint
+    PVC (when the job asks for one by size), the ConfigMap carrying the metrics wrapper (a job with
+    spec.trainer.metrics; `zipapp` is its content) and the report-token Secret holding `token` (when
+    reports are on). The benchmark's raw floor creates the same list."""
+    children = [build_headless_service(job, settings)]
+    claim = build_checkpoint_pvc(job)
+    if claim is not None:
+        children.append(claim)
+    if job.spec.trainer.metrics is not None:
+        if zipapp is None:
+            raise ValueError("a job with spec.trainer.metrics needs the metrics wrapper's zipapp")
+        children.append(build_client_configmap(job, zipapp))
+    if settings.report_url is not None:
+        children.append(build_report_token_secret(job, token))
+    return children
+
+
 class TrainingJobController:
     """Reconciles TrainingJobs; shared by the Kopf handlers and the report endpoint through the Kopf memo."""
 
@@ -130,7 +150,7 @@ class TrainingJobController:
         self.tokens = tokens
         self.clock = clock
         self._accounted_until: dict[JobKey, datetime] = {}
-        # job -> uid of the incarnation whose Service/Secret/PVC exist (a re-created job gets a new uid).
+        # job -> uid of the incarnation whose pod dependencies exist (a re-created job gets a new uid).
         self._children_ensured: dict[JobKey, str] = {}
         # job -> the body of its ADDED event while the job has no status yet (dropped once used).
         self._fresh: dict[JobKey, Mapping[str, Any]] = {}
@@ -239,26 +259,33 @@ class TrainingJobController:
     ) -> bool:
         """Carry out `plan`; True when a replica name was still taken by a foreign pod.
 
-        Everything in a plan is independent (it never creates a name it deletes), so the replicas (a gang
-        is wanted anyway), the deletions and the checkpoint PVC (which the scheduler waits for) go out
-        concurrently; the report-token Secret and the headless Service follow, out of the apiserver's way
-        while it creates the pods. A pod may so exist a moment before its Secret: the kubelet (and the
-        local node agent, `devcluster/agent/pod_worker.py` with `podenv.py`) resolves a container's env only
-        once the pod is scheduled and its sandbox is up, and retries a missing Secret with back-off.
-        What the API answers is recorded in the pod cache at once."""
+        Everything a pod depends on (`pod_dependencies`: the report-token Secret its env reads, the
+        checkpoint PVC and the metrics wrapper's ConfigMap it mounts, the headless Service its peers resolve
+        it by) is created before the pods, concurrently with each other, then the replicas concurrently (a
+        gang is wanted anyway). A pod that reaches the scheduler or the kubelet before what it refers to
+        exists gets Warning Events (FailedScheduling `persistentvolumeclaim ... not found`, FailedMount,
+        `secret ... not found`) that page anyone alerting on them, and its start waits for the kubelet's
+        retry back-off (issue 13); the dependencies cost one concurrent round-trip. Deletions are
+        independent of both (a plan never creates a name it deletes) and go out alongside. A failed
+        dependency create raises before any pod is sent; the next reconcile tries again (all creates are
+        create-if-absent). What the API answers about pods is recorded in the pod cache at once."""
         uid = str((body.get("metadata") or {}).get("uid", ""))
         ensure = plan.ensure_children and bool(plan.create or self._children_ensured.get(key) != uid)
         uids = {str(pod["metadata"]["name"]): pod["metadata"].get("uid") for pod in pods}
-        claim = build_checkpoint_pvc(job) if ensure else None
-        results = await asyncio.gather(
-            *(self._create_replica(key, job, index, plan.attempt) for index in plan.create),
-            *(self._delete_replica(key, name, uids.get(name)) for name in plan.delete),
-            *([self.kube.create_if_absent(claim)] if claim is not None else []),
+
+        async def dependencies_then_replicas() -> list[bool]:
+            if ensure:
+                await asyncio.gather(*(self.kube.create_if_absent(child) for child in self._dependencies(job)))
+                self._children_ensured[key] = uid
+            return list(
+                await asyncio.gather(*(self._create_replica(key, job, index, plan.attempt) for index in plan.create))
+            )
+
+        created, _ = await asyncio.gather(
+            dependencies_then_replicas(),
+            asyncio.gather(*(self._delete_replica(key, name, uids.get(name)) for name in plan.delete)),
         )
-        if ensure:
-            await asyncio.gather(*(self.kube.create_if_absent(child) for child in self._named_children(job)))
-            self._children_ensured[key] = uid
-        taken = not all(results[: len(plan.create)])
+        taken = not all(created)
         if plan.delete_job:
             log.info("%s: ttlSecondsAfterFinished has passed; deleting the job", key)
             await self.kube.delete_trainingjob(key.namespace, key.name, uid)
@@ -284,14 +311,8 @@ class TrainingJobController:
             self.pods.record_gone(key, name, uid)
         return True
 
-    def _named_children(self, job: TrainingJob) -> list[dict[str, Any]]:
-        """The report-token Secret (when reports are on), the headless Service and, for a job with
-        spec.trainer.metrics, the ConfigMap carrying the metrics wrapper its pods mount."""
-        children = [build_headless_service(job, self.settings)]
-        if job.spec.trainer.metrics is not None:
-            children.append(build_client_configmap(job, client_zipapp()))
-        if self.settings.report_url is not None:
-            # Generated here and sent only to the API: never logged, never kept beyond this call. When
-            # the Secret exists already, creation fails with AlreadyExists and its token stays.
-            children.append(build_report_token_secret(job, secrets.token_urlsafe(32)))
-        return children
+    def _dependencies(self, job: TrainingJob) -> list[dict[str, Any]]:
+        zipapp = client_zipapp() if job.spec.trainer.metrics is not None else None
+        # The token is generated here and sent only to the API: never logged, never kept beyond this call.
+        # When the Secret exists already, creation fails with AlreadyExists and its token stays.
+        return pod_dependencies(job, self.settings, secrets.token_urlsafe(32), zipapp)

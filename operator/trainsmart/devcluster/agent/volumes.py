@@ -186,7 +186,8 @@ def _write_files(base: Path, files: list[ProjectedFile], fs_group: int | None) -
 def _writable_dir(path: Path, fs_group: int | None) -> None:
     """Create (0777, as the kubelet makes emptyDirs) and apply fsGroup on root mismatch."""
     if not path.exists():
-        path.mkdir(parents=True)
+        # exist_ok: the replicas of one job set up their shared claim's directory at the same moment
+        path.mkdir(parents=True, exist_ok=True)
         path.chmod(0o777)  # what the kubelet gives an emptyDir: any runAsUser can write
     if fs_group is None or path.stat().st_gid == fs_group:
         return
