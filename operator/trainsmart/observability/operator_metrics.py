@@ -21,6 +21,10 @@ K = TypeVar("K")
 
 RECONCILE_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 """Seconds: a reconcile is a few API calls (tens of ms); seconds mean a slow or struggling apiserver."""
+REPORT_BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+"""Seconds: a report is answered in about a millisecond; the trainer's client gives up after 5 s."""
+LOOP_LAG_BUCKETS: Final = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+"""Seconds an event loop's timer fired late: anything above tens of ms is a callback blocking the loop."""
 REJECTION_REASONS: Final = {
     400: "invalid",
     401: "unauthenticated",
@@ -63,6 +67,25 @@ class OperatorMetrics:
         )
         self.report_rejections = Counter(
             "trainsmart_report_rejections", "Reports refused, by reason.", ["reason"], registry=reg
+        )
+        self.report_seconds = Histogram(
+            "trainsmart_report_handling_seconds",
+            "Time from a report request's arrival in its handler to its answer (token check included).",
+            buckets=REPORT_BUCKETS,
+            registry=reg,
+        )
+        self.token_read_seconds = Histogram(
+            "trainsmart_report_token_read_seconds",
+            "Time to read a job's report token from its Secret (a report for a job not yet in the cache).",
+            buckets=REPORT_BUCKETS,
+            registry=reg,
+        )
+        self.loop_lag = Histogram(
+            "trainsmart_event_loop_lag_seconds",
+            "How late a periodic timer of an event loop fired, by loop: the time a callback blocked it.",
+            ["loop"],
+            buckets=LOOP_LAG_BUCKETS,
+            registry=reg,
         )
         for kind in (TRAININGJOB_KIND, SWEEP_KIND):
             for outcome in ("success", "error"):
@@ -119,6 +142,10 @@ class OperatorMetrics:
         self.report_requests.labels(str(status)).inc()
         if status >= 400:
             self.report_rejections.labels(REJECTION_REASONS.get(status, "other")).inc()
+
+    def report_handled(self, seconds: float) -> None:
+        """The handling time of one report request (its hook in `reports.build_report_app`)."""
+        self.report_seconds.observe(seconds)
 
     def exposition(self) -> bytes:
         """The text format Prometheus scrapes."""
