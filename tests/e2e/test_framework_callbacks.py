@@ -47,7 +47,7 @@ def run_to_the_end(api: client.ApiClient, namespace: str, name: str, spec: dict[
         status = job_status()
         return status if status.get("phase") in ("Succeeded", "Failed") else None
 
-    status = wait_for(finished, 60, f"{name} to finish", lambda: str(job_status()))
+    status = wait_for(finished, 180, f"{name} to finish", lambda: str(job_status()))
     assert status["phase"] == "Succeeded", condition(status, "Failed").get("message")
     assert status["progress"]["epoch"] == total and status["progress"]["percent"] == 100
     return status

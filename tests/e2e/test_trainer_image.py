@@ -50,6 +50,7 @@ from typing import Any
 
 import pytest
 from kubernetes import client
+from kubernetes.client.rest import ApiException
 
 from support.images import base_image, build, in_image, missing_tools, remove_image, run
 from support.kubeapi import create_job, get_job, job_pods, status_of
@@ -157,7 +158,10 @@ class PodRunner:
         return manifest
 
     def plan(self, pod: dict[str, Any], attempt: int) -> PodmanRun:
-        secret = self.core.read_namespaced_secret(report_secret_name(self.job), self.namespace)
+        # The operator creates the Secret before the pods (issue 13); waiting keeps the test honest either way.
+        secret = wait_for(
+            lambda: _read_secret(self.core, report_secret_name(self.job), self.namespace), 30, "the report-token Secret"
+        )
         config_maps = {}
         for volume in pod["spec"]["volumes"]:
             if "configMap" in volume:
@@ -249,7 +253,7 @@ def _status_when(
         status = status_of(get_job(api, namespace, job))
         return status if check(status) else None
 
-    return wait_for(probe, 60, what, lambda: json.dumps(status_of(get_job(api, namespace, job)), indent=1))
+    return wait_for(probe, 180, what, lambda: json.dumps(status_of(get_job(api, namespace, job)), indent=1))
 
 
 def _epochs_logged(text: str) -> list[int]:
@@ -384,3 +388,12 @@ def test_python3_only_user_image_gets_metrics_through_the_wrapper(
     assert _written_outside_volumes(container, plan) == []
     assert pods.finish(pod, plan, container) == 0
     _status_when(api_client, namespace, "fit-line", lambda s: s.get("phase") == "Succeeded", "phase Succeeded")
+
+
+def _read_secret(core: client.CoreV1Api, name: str, namespace: str) -> client.V1Secret | None:
+    try:
+        return core.read_namespaced_secret(name, namespace)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
