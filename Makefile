@@ -124,6 +124,14 @@ bench-sweep-overhead: k8s ## per sweep trial: trial created -> pod created / Run
 bench-sweep: $(STAMP) ## grid/random/TPE vs Optuna best-vs-trials; epochs saved by median/ASHA vs Optuna's pruners
 	$(BIN)/python bench/sweep.py
 
+.PHONY: chaos
+chaos: k8s ## operator SIGKILLed at random across 100 job/sweep lifecycles: duplicates, stuck objects, lost epochs (goal 0)
+	$(BIN)/python bench/chaos.py --lifecycles 100 --seed 1
+
+.PHONY: fuzz
+fuzz: k8s ## fuzzed TrainingJobs/sweeps through the real apiserver, webhook and operator (1,000 objects), figures
+	$(BIN)/python bench/fuzz.py --examples 1000
+
 .PHONY: clean
 clean: ## remove the venv and caches (not the cached Kubernetes binaries)
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -39,8 +39,15 @@ from typing import Any, Final
 
 import pydantic
 
-from trainsmart.api import TRAININGJOB_PLURAL, TrainingJob, TrainingJobStatus, format_validation_error
-from trainsmart.api.conditions import StatusEvent
+from trainsmart.api import (
+    TRAININGJOB_PLURAL,
+    TrainingJob,
+    TrainingJobConditionType,
+    TrainingJobPhase,
+    TrainingJobStatus,
+    format_validation_error,
+)
+from trainsmart.api.conditions import StatusEvent, is_condition_true
 from trainsmart.builders import (
     build_checkpoint_pvc,
     build_headless_service,
@@ -91,9 +98,24 @@ def parse_job(body: Mapping[str, Any]) -> TrainingJob | list[str]:
 def may_act_before_writing_status(previous: TrainingJobStatus | None, status: TrainingJobStatus, plan: Plan) -> bool:
     """True when `plan` may be carried out before the status patch: it deletes nothing (no pod, not the
     job), so the restart-counted-before-delete invariant is untouched, and the pods it creates are of the
-    attempt the *stored* status already records."""
+    attempt the *stored* status already records.
+
+    Never while the stored status is still in a transition (Restarting, or Suspended with a resume under
+    way): an operator killed between such creates and the patch would leave the new run's pods beside a
+    stored status that says the old run is still being stopped, and its successor would take them for the
+    old run and delete them (issue 13's chaos suite found exactly that: a duplicate pod of one attempt).
+    Pods of a restart or resume are created only once the status says the transition is over."""
     stored_attempt = previous.restarts if previous is not None else 0
-    return not plan.delete and not plan.delete_job and plan.attempt == stored_attempt == status.restarts
+    in_transition = previous is not None and (
+        previous.phase == TrainingJobPhase.SUSPENDED
+        or is_condition_true(previous.conditions, TrainingJobConditionType.RESTARTING)
+    )
+    return (
+        not in_transition
+        and not plan.delete
+        and not plan.delete_job
+        and plan.attempt == stored_attempt == status.restarts
+    )
 
 
 def owned_pods(pods: Sequence[Mapping[str, Any]], uid: str) -> list[Mapping[str, Any]]:

@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
-from trainsmart.api import TrainingJobStatus
+from trainsmart.api import TrainingJobConditionType, TrainingJobPhase, TrainingJobStatus
+from trainsmart.api.conditions import ConditionStatus, make_condition
 from trainsmart.handlers.podcache import PodCache
 from trainsmart.handlers.trainingjob_controller import TrainingJobController, may_act_before_writing_status
 from trainsmart.report_endpoint import JobKey, ReportInbox, TokenVerifier
@@ -56,6 +58,29 @@ def test_the_plan_goes_first_only_when_it_deletes_nothing_and_the_attempt_is_sto
 ) -> None:
     previous = TrainingJobStatus(restarts=stored) if stored is not None else None
     assert may_act_before_writing_status(previous, TrainingJobStatus(restarts=derived), plan) is first
+
+
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def test_pods_of_a_restart_or_resume_wait_for_the_status_that_ends_the_transition() -> None:
+    """An operator killed between creating the new run's pods and the patch would leave a stored status
+    still in transition, and its successor would delete those pods as the old run's (a duplicate pod)."""
+    create = Plan(create=(0, 1), attempt=1)
+    restarting = TrainingJobStatus(
+        phase=TrainingJobPhase.RESTARTING,
+        restarts=1,
+        conditions=[
+            make_condition(
+                None, TrainingJobConditionType.RESTARTING, ConditionStatus.TRUE, "RetryableExitCode", "restarting", NOW
+            )
+        ],
+    )
+    assert may_act_before_writing_status(restarting, TrainingJobStatus(restarts=1), create) is False
+    suspended = TrainingJobStatus(phase=TrainingJobPhase.SUSPENDED, restarts=1)
+    assert may_act_before_writing_status(suspended, TrainingJobStatus(restarts=1), create) is False
+    running = TrainingJobStatus(phase=TrainingJobPhase.RUNNING, restarts=1)
+    assert may_act_before_writing_status(running, TrainingJobStatus(restarts=1), create) is True
 
 
 # ---- what a pod depends on exists before the pod (issue 13: no Warning Events in a normal run) -------------
