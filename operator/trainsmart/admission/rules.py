@@ -38,6 +38,7 @@ longer parses is checked only as a new object, so the user can fix it.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
@@ -47,16 +48,27 @@ from pydantic import BaseModel, ValidationError
 from trainsmart.api import HyperparamSweepSpec, TrainingJobPhase, TrainingJobSpec, format_validation_error
 from trainsmart.api.placeholders import PlaceholderError, placeholder_names, placeholder_sites
 from trainsmart.builders.env import is_reserved_env_name
-from trainsmart.names import DNS_LABEL_MAX, name_problems, pod_name, trial_name
+from trainsmart.names import DNS_LABEL_MAX, KUEUE_QUEUE_LABEL, name_problems, pod_name, trial_name
 
 STARTED_PHASES: Final = frozenset(
     {TrainingJobPhase.RUNNING, TrainingJobPhase.RESTARTING, TrainingJobPhase.SUCCEEDED, TrainingJobPhase.FAILED}
 )
 FINISHED_PHASES: Final = frozenset({TrainingJobPhase.SUCCEEDED, TrainingJobPhase.FAILED})
 M = TypeVar("M", bound=BaseModel)
+# Label syntax as the apiserver checks it on the pods (the CRD only bounds the length): a node selector
+# the pods cannot carry was admitted and then failed every pod create (issue 13, found by tests/fuzz).
+_LABEL_NAME_RE: Final = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
+_LABEL_PREFIX_RE: Final = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 SWEEP_FROZEN_FIELDS: Final = ("objective", "algorithm", "parameters", "trialTemplate")
 # Changed sub-paths named in one message at most; the rest are summarised ("and 3 more").
 _MAX_PATHS_NAMED: Final = 3
+MAX_SPEC_DEPTH: Final = 64
+"""Objects and lists nested deeper than this under `spec` are refused (issue 13, found by tests/fuzz).
+
+Free-form fields (affinity, volumes, security contexts) keep whatever the user writes, and pydantic's
+serializer gives up at a few hundred levels ("Maximum serialization depth exceeded"): such a job passed
+admission and then failed every reconcile. A real Kubernetes object is a dozen levels deep at most
+(a pod affinity term is about ten below `spec`), so 64 levels leave ample room."""
 
 
 @dataclass(frozen=True, order=True)
@@ -76,13 +88,15 @@ def validate_trainingjob(
     """Every problem with a TrainingJob create (`old` None) or update (`status`: the stored status)."""
     if _is_bookkeeping(new, old):
         return []
-    spec, problems = _parse(TrainingJobSpec, new.get("spec"), "spec")
+    too_deep = _depth_problems(new.get("spec"), "spec")
+    spec, problems = (None, too_deep) if too_deep else _parse(TrainingJobSpec, new.get("spec"), "spec")
     raw_spec = _mapping(new.get("spec"))
     replicas = spec.replicas if spec is not None else _positive_int(raw_spec.get("replicas"))
     name = _mapping(new.get("metadata")).get("name")
     if isinstance(name, str) and name:
         problems += [_name_problem(message) for message in name_problems(name, replicas)]
     problems += _reserved_env_problems(_mapping(raw_spec.get("trainer")).get("env"), "spec.trainer.env")
+    problems += _pod_field_problems(raw_spec, "spec")
     if spec is not None and old is not None:
         old_spec, old_problems = _parse(TrainingJobSpec, old.get("spec"), "spec")
         if old_spec is not None and not old_problems:
@@ -96,7 +110,8 @@ def validate_sweep(
     """Every problem with a HyperparamSweep create (`old` None) or update (`status`: the stored status)."""
     if _is_bookkeeping(new, old):
         return []
-    spec, problems = _parse(HyperparamSweepSpec, new.get("spec"), "spec")
+    too_deep = _depth_problems(new.get("spec"), "spec")
+    spec, problems = (None, too_deep) if too_deep else _parse(HyperparamSweepSpec, new.get("spec"), "spec")
     raw_template = _mapping(_mapping(new.get("spec")).get("trialTemplate"))
     name = _mapping(new.get("metadata")).get("name")
     if isinstance(name, str) and name:
@@ -105,6 +120,7 @@ def validate_sweep(
         problems += _sweep_name_problems(name, max(trials, 1), replicas)
     env = _mapping(raw_template.get("trainer")).get("env")
     problems += _reserved_env_problems(env, "spec.trialTemplate.trainer.env")
+    problems += _pod_field_problems(raw_template, "spec.trialTemplate")
     if spec is not None:
         problems += _placeholder_problems(spec)
     if old is not None and _sweep_has_trials(_mapping(status)):
@@ -165,6 +181,33 @@ def _parse(model: type[M], data: Any, prefix: str) -> tuple[M | None, list[Probl
         return None, [_split(line, prefix) for line in format_validation_error(exc, prefix=prefix, model=model)]
 
 
+def _depth_problems(value: Any, prefix: str, limit: int = MAX_SPEC_DEPTH) -> list[Problem]:
+    """The first place where `value` nests objects and lists deeper than `limit`, as a problem at the
+    top-level field that holds it. Iterative: a hostile object may be nested far beyond Python's
+    recursion limit."""
+    stack: list[tuple[Any, tuple[int | str, ...]]] = [(value, ())]
+    while stack:
+        node, path = stack.pop()
+        if len(path) > limit:
+            field = _dotted(prefix, path[:2])
+            return [
+                Problem(
+                    field,
+                    f"is nested too deeply: more than {limit} levels of objects and lists below {prefix} (at "
+                    f"{_dotted(prefix, path[:4])}...); no Kubernetes object is this deep, check what generated it",
+                )
+            ]
+        if isinstance(node, Mapping):
+            stack.extend((item, (*path, str(key))) for key, item in node.items())
+        elif isinstance(node, list | tuple):
+            stack.extend((item, (*path, index)) for index, item in enumerate(node))
+    return []
+
+
+def _dotted(prefix: str, path: Sequence[int | str]) -> str:
+    return prefix + "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in path)
+
+
 def _split(line: str, prefix: str) -> Problem:
     # format_validation_error writes `<path>: <message>` and paths never contain ": ".
     path, separator, reason = line.partition(": ")
@@ -216,6 +259,76 @@ def _reserved_env_problems(env: Any, path: str) -> list[Problem]:
                     f"{path}[{index}].name",
                     f"{name} is reserved: the operator sets it for every replica (distributed layout, config, "
                     "checkpoints, report endpoint); remove it or use another name",
+                )
+            )
+    return problems
+
+
+_STANDARD_RESOURCES: Final = frozenset({"cpu", "memory", "ephemeral-storage"})
+
+
+def _pod_field_problems(job: Mapping[str, Any], path: str) -> list[Problem]:
+    """What the apiserver refuses on every replica pod although the CRD schema allows it: label syntax of
+    node selectors and pod labels, annotation keys, resource names (issue 13, found by tests/fuzz: such a
+    job was admitted and then failed every pod create)."""
+    template = _mapping(job.get("template"))
+    problems = _label_problems(job.get("nodeSelector"), f"{path}.nodeSelector")
+    queue = job.get("queueName")
+    if isinstance(queue, str) and (len(queue) > DNS_LABEL_MAX or not _LABEL_NAME_RE.fullmatch(queue)):
+        # The pods carry it as the value of Kueue's queue-name label.
+        problems.append(
+            Problem(
+                f"{path}.queueName",
+                f"is not a label value (the pods carry it as {KUEUE_QUEUE_LABEL}): at most 63 characters",
+            )
+        )
+    problems += _label_problems(template.get("labels"), f"{path}.template.labels")
+    problems += _label_problems(template.get("annotations"), f"{path}.template.annotations", values=False)
+    for kind in ("requests", "limits"):
+        for name in _mapping(_mapping(job.get("resources")).get(kind)):
+            qualified = "/" in str(name) and not _label_problems({name: ""}, "")
+            if str(name) not in _STANDARD_RESOURCES and not str(name).startswith("hugepages-") and not qualified:
+                problems.append(
+                    Problem(
+                        f"{path}.resources.{kind}[{json.dumps(str(name))}]",
+                        "is not a resource name: cpu, memory, ephemeral-storage, hugepages-<size>, or a fully "
+                        "qualified name such as example.com/device",
+                    )
+                )
+    return problems
+
+
+def _label_problems(selector: Any, path: str, values: bool = True) -> list[Problem]:
+    """Keys (and `values`) that are no Kubernetes label keys and values."""
+    if not isinstance(selector, Mapping):
+        return []
+    problems = []
+    for key, value in selector.items():
+        where = f"{path}[{json.dumps(str(key))}]"
+        prefix, slash, name = str(key).rpartition("/")
+        if (
+            not _LABEL_NAME_RE.fullmatch(name)
+            or len(name) > DNS_LABEL_MAX
+            or (slash and (not _LABEL_PREFIX_RE.fullmatch(prefix) or len(prefix) > 253))
+        ):
+            problems.append(
+                Problem(
+                    where,
+                    "is not a label key: [prefix/]name, the name at most 63 letters, digits, '-', '_' or '.' "
+                    "starting and ending with a letter or digit, the prefix a DNS subdomain",
+                )
+            )
+        if (
+            values
+            and isinstance(value, str)
+            and value
+            and (len(value) > DNS_LABEL_MAX or not _LABEL_NAME_RE.fullmatch(value))
+        ):
+            problems.append(
+                Problem(
+                    where,
+                    "is not a label value: at most 63 letters, digits, '-', '_' or '.', starting and ending "
+                    "with a letter or digit (or empty)",
                 )
             )
     return problems
