@@ -64,6 +64,18 @@ def _cmd_dev(args: argparse.Namespace) -> int:
         path = files[args.container] if args.container else next(iter(files.values()))
         sys.stdout.write(path.read_text(errors="replace"))
         return 0
+    if args.dev_command == "node":
+        if devenv.read_state(state_dir) is None:
+            print("no dev cluster is running", file=sys.stderr)
+            return 1
+        try:
+            devenv.set_node_down(state_dir, args.node, args.action == "down")
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        what = "down: heartbeats stop, its pods' processes are killed" if args.action == "down" else "up (rebooted)"
+        print(f"node {args.node} {what}")
+        return 0
     if args.dev_command == "down":
         print("dev cluster stopped" if devenv.down(state_dir) else "no dev cluster was running")
         return 0
@@ -125,6 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("serve", "run the local cluster in the foreground (what `up` starts)"),
         ("status", "show the running local cluster and its GPU nodes"),
         ("logs", "print a pod's container log (the stand-in for kubectl logs)"),
+        ("node", "take a simulated node down (as a machine that fails) or bring it up (rebooted)"),
         ("down", "stop the local cluster"),
     ):
         sub = dev_commands.add_parser(name, help=help_text)
@@ -141,6 +154,9 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("pod", help="pod name")
             sub.add_argument("-n", "--namespace", default="default", help="namespace (default: default)")
             sub.add_argument("-c", "--container", default=None, help="container name")
+        if name == "node":
+            sub.add_argument("action", choices=("down", "up"), help="down: heartbeats stop, pods die; up: reboot")
+            sub.add_argument("node", help="node name, e.g. trainsmart-gpu-1")
     dev.set_defaults(func=_cmd_dev)
     _add_operator_parser(commands)
     return parser

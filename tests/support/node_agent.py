@@ -11,12 +11,14 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from kubernetes import client
 
 from trainsmart.devcluster.agent.agent import agent_log_path
+from trainsmart.devcluster.agent.node_control import set_node_down
 from trainsmart.devcluster.controlplane import die_with_parent
 from trainsmart.devcluster.operator_process import terminate
 
@@ -48,6 +50,15 @@ class RunningAgent:
             return ""
         return "\n".join(self.output.read_text(errors="replace").splitlines()[-lines:])
 
+    def node_down(self, name: str) -> None:
+        """Take `name` down as a failing machine (heartbeats stop, its pods' processes are SIGKILLed);
+        the agent acts within `node_control.POLL_SECONDS`."""
+        set_node_down(self.state_dir, name, down=True)
+
+    def node_up(self, name: str) -> None:
+        """Bring `name` back as a rebooted machine."""
+        set_node_down(self.state_dir, name, down=False)
+
     def stop(self, timeout: float = 20.0) -> int:
         return terminate(self.process, timeout)
 
@@ -61,6 +72,7 @@ def start_agent(
     gpus_per_node: int = GPUS_PER_NODE,
     prefix: str = NODE_PREFIX,
     cpu_nodes: int = 0,
+    extra_args: Sequence[str] = (),
     timeout: float = 60.0,
 ) -> RunningAgent:
     """Start `python -m trainsmart.devcluster.agent` and wait until all its nodes are Ready. CPU nodes
@@ -75,6 +87,7 @@ def start_agent(
         "--node-prefix", prefix,
         "--cpu-nodes", str(cpu_nodes),
         "--cpu-node-prefix", f"{prefix}-cpu",
+        *extra_args,
     ]  # fmt: skip
     with (state_dir / "agent.out").open("ab") as out:
         process = subprocess.Popen(

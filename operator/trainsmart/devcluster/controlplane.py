@@ -38,6 +38,14 @@ ADMIN_USER = "trainsmart-admin"
 RESTRICTED_USERS = ("alice", "bob")
 RESTRICTED_GROUP = "trainsmart:developers"
 SERVICE_CIDR = "10.0.0.0/24"
+# Node loss, detected and acted on within ~40 s instead of ~6 min (docs/devcluster.md, "Node loss"): the
+# node-lifecycle controller looks every NODE_MONITOR_PERIOD_S, marks a node NotReady (Unknown) once its
+# Lease and status have not moved for NODE_MONITOR_GRACE_S (the agent renews every 2 s: ten missed renewals,
+# so a loaded machine does not make nodes flap) and taints it; the taint manager deletes its pods when the
+# default toleration the apiserver adds (DefaultTolerationSeconds) runs out.
+NODE_MONITOR_PERIOD_S = 2
+NODE_MONITOR_GRACE_S = 20
+NODE_TOLERATION_S = 15
 _PR_SET_PDEATHSIG = 1
 
 
@@ -241,6 +249,7 @@ class ControlPlane:
                 f"--service-account-private-key-file={self.pki.sa_private_key}",
                 f"--root-ca-file={self.pki.ca_cert}",
                 "--controllers=*",
+                *node_lifecycle_flags(self.binaries.version),
             ]
             self._spawn("kube-controller-manager", argv)
         time.sleep(0.05)
@@ -265,6 +274,7 @@ class ControlPlane:
             f"--service-account-signing-key-file={self.pki.sa_private_key}",
             # The node agent, not this admission plugin, provides service-account tokens to the pods it runs.
             "--disable-admission-plugins=ServiceAccount",
+            *apiserver_eviction_flags(),
         ]
         if self.binaries.version < (1, 24):
             argv.append("--insecure-port=0")
@@ -345,6 +355,34 @@ class ControlPlane:
         }
 
 
+def node_lifecycle_flags(version: tuple[int, ...]) -> list[str]:
+    """kube-controller-manager flags for fast node-loss detection (see NODE_MONITOR_GRACE_S).
+
+    `--unhealthy-zone-threshold=1`: nodes come and go with test agents, and a stopped agent's nodes stay
+    NotReady; by default a zone with more than 2 NotReady nodes and 55 % of them NotReady counts as partly
+    disrupted, where a small cluster stops evicting altogether. At 1 only a zone that is wholly NotReady
+    stops evictions (the controller then blames its own connectivity, as upstream). `--node-eviction-rate`
+    lets two nodes lost together be tainted together, not 10 s apart."""
+    flags = [
+        f"--node-monitor-period={NODE_MONITOR_PERIOD_S}s",
+        f"--node-monitor-grace-period={NODE_MONITOR_GRACE_S}s",
+        "--node-eviction-rate=1",
+        "--unhealthy-zone-threshold=1",
+    ]
+    if version < (1, 27):  # only used without taint-based eviction, and gone in 1.27; kept consistent
+        flags.append(f"--pod-eviction-timeout={NODE_TOLERATION_S}s")
+    return flags
+
+
+def apiserver_eviction_flags() -> list[str]:
+    """kube-apiserver flags: the tolerationSeconds DefaultTolerationSeconds gives every pod for the
+    `node.kubernetes.io/not-ready` and `unreachable` NoExecute taints (300 s upstream)."""
+    return [
+        f"--default-not-ready-toleration-seconds={NODE_TOLERATION_S}",
+        f"--default-unreachable-toleration-seconds={NODE_TOLERATION_S}",
+    ]
+
+
 def _signal_group(popen: subprocess.Popen[bytes], sig: signal.Signals) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(popen.pid, sig)
@@ -361,4 +399,12 @@ def running_control_plane(**kwargs: object) -> Iterator[ControlPlane]:
         cp.stop()
 
 
-__all__ = ["ADMIN_USER", "RESTRICTED_USERS", "ControlPlane", "ControlPlaneError", "free_port"]
+__all__ = [
+    "ADMIN_USER",
+    "RESTRICTED_USERS",
+    "ControlPlane",
+    "ControlPlaneError",
+    "apiserver_eviction_flags",
+    "free_port",
+    "node_lifecycle_flags",
+]

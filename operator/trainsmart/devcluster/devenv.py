@@ -220,6 +220,13 @@ def log_files(state_dir: Path, namespace: str, pod: str) -> dict[str, Path]:
     return pod_log_paths(state_dir / "agent", namespace, pod)
 
 
+def set_node_down(state_dir: Path, node: str, down: bool) -> None:
+    """`trainsmart dev node down|up NODE`: ask the cluster's node agent (`agent/node_control.py`)."""
+    from trainsmart.devcluster.agent.node_control import set_node_down
+
+    set_node_down(state_dir / "agent", node, down)
+
+
 def status_lines(state_dir: Path) -> list[str]:
     """Human-readable status: where the cluster is and what its GPU nodes hold."""
     state = read_state(state_dir)

@@ -24,7 +24,7 @@ from trainsmart.devcluster.agent.agent import (
     api_client_from_kubeconfig,
     build_default_runtime,
 )
-from trainsmart.devcluster.agent.nodes import node_configs
+from trainsmart.devcluster.agent.nodes import HEARTBEAT_INTERVAL, node_configs
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -44,7 +44,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--gpu-product", default="NVIDIA-A100-SXM4-40GB", help="nvidia.com/gpu.product label")
     parser.add_argument("--gpu-memory-mib", type=int, default=40960, help="nvidia.com/gpu.memory label")
     parser.add_argument("--resync-interval", type=float, default=30.0, help="seconds between full relists")
-    parser.add_argument("--heartbeat-interval", type=float, default=10.0, help="seconds between heartbeats")
+    parser.add_argument(
+        "--heartbeat-interval",
+        type=float,
+        default=HEARTBEAT_INTERVAL,
+        help=f"seconds between Lease renewals (default {HEARTBEAT_INTERVAL:g})",
+    )
     parser.add_argument(
         "--no-provisioner",
         action="store_true",

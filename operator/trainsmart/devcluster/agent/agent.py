@@ -5,9 +5,11 @@ One thread lists and watches the pods bound to our nodes and hands each to its `
 the same for Services, which only feed the sandbox's cluster DNS (hosts files). Lists are repeated every
 `resync_interval` seconds (each watch is opened with that timeout), so the agent is level-based: a missed
 event, an expired watch (410 Gone) or a dropped connection costs at most one interval. A third thread keeps
-the nodes Ready. What must survive the agent itself lives in the state directory: a lock (one agent per
-state dir), the pids of running containers (so the next instance kills what a crashed one left instead of
-running a pod twice) and the container logs (`agent_log_path`).
+the nodes Ready; a fourth takes nodes down and up on request (`node_control.py`: a node that is down
+sends no heartbeat, its pods' processes are SIGKILLed and nothing more is written for them). What must
+survive the agent itself lives in the state directory: a lock (one agent per state dir), the pids of
+running containers (so the next instance kills what a crashed one left instead of running a pod twice)
+and the container logs (`agent_log_path`).
 
 Beyond a kubelet's job, the agent is also the local cluster's dynamic volume provisioner (`provisioner.py`,
 on unless `provision_volumes=False`): nothing else there turns a PersistentVolumeClaim into a volume, and
@@ -29,6 +31,7 @@ from typing import IO, Any
 
 from kubernetes import client
 
+from trainsmart.devcluster.agent import node_control
 from trainsmart.devcluster.agent.gpus import GpuAllocator
 from trainsmart.devcluster.agent.kubeio import (
     FileJournal,
@@ -38,7 +41,7 @@ from trainsmart.devcluster.agent.kubeio import (
     api_client_from_kubeconfig,
     pod_log_paths,
 )
-from trainsmart.devcluster.agent.nodes import NodeConfig, NodeRegistrar
+from trainsmart.devcluster.agent.nodes import HEARTBEAT_INTERVAL, NodeConfig, NodeRegistrar
 from trainsmart.devcluster.agent.pod_runtime_contract import PodRuntime
 from trainsmart.devcluster.agent.pod_worker import PodWorker, WorkerSettings
 from trainsmart.devcluster.agent.provisioner import VolumeProvisioner
@@ -63,7 +66,7 @@ __all__ = [
 class AgentConfig:
     state_dir: Path
     nodes: Sequence[NodeConfig]
-    heartbeat_interval: float = 10.0
+    heartbeat_interval: float = HEARTBEAT_INTERVAL
     resync_interval: float = 30.0
     backoff_initial: float = 0.5
     backoff_max: float = 20.0
@@ -98,6 +101,9 @@ class NodeAgent:
         self._dns_dirty = threading.Event()
         self._stopping = threading.Event()
         self._dns_thread: threading.Thread | None = None
+        self._down: frozenset[str] = frozenset()  # nodes taken down (see node_control.py)
+        self._crashed: list[PodWorker] = []  # workers of down nodes, until they have killed their pods
+        self._control_thread: threading.Thread | None = None
         core = client.CoreV1Api(api)
         self._pod_watch = ListWatch(
             "pods",
@@ -166,6 +172,8 @@ class NodeAgent:
         self._stopping.clear()
         self._dns_thread = threading.Thread(target=self._dns_loop, name="cluster-dns", daemon=True)
         self._dns_thread.start()
+        self._control_thread = threading.Thread(target=self._control_loop, name="node-control", daemon=True)
+        self._control_thread.start()
         self._service_watch.start()
         self._pod_watch.start()
 
@@ -187,6 +195,8 @@ class NodeAgent:
             worker.join(timeout=self._config.shutdown_grace + 5)
         if self._dns_thread is not None:
             self._dns_thread.join(timeout=5)
+        if self._control_thread is not None:
+            self._control_thread.join(timeout=5)
         if self._registrar is not None:
             self._registrar.stop()
             if delete_nodes:
@@ -220,10 +230,13 @@ class NodeAgent:
         self._dispatch(pod, deleted=kind == "DELETED")
 
     def _dispatch(self, pod: dict[str, Any], deleted: bool) -> None:
-        if (pod.get("spec") or {}).get("nodeName") not in self._node_names:
+        node = (pod.get("spec") or {}).get("nodeName")
+        if node not in self._node_names:
             return
         uid = pod["metadata"]["uid"]
         with self._lock:
+            if node in self._down:
+                return  # a dead machine sees nothing
             worker = self._workers.get(uid)
             if worker is None:
                 if deleted:
@@ -242,6 +255,51 @@ class NodeAgent:
             worker.deleted()
         else:
             worker.update(pod)
+
+    # -- nodes going down and up ---------------------------------------------------------------------
+
+    def _control_loop(self) -> None:
+        while not self._stopping.wait(node_control.POLL_SECONDS):
+            wanted = node_control.read_down_nodes(self._config.state_dir)
+            down, up = node_control.changes(self._down, wanted, self._node_names)
+            for name in down:
+                self.node_down(name)
+            for name in up:
+                try:
+                    self.node_up(name)
+                except Exception:  # the next poll tries again
+                    log.exception("bringing node %s up failed", name)
+
+    def node_down(self, name: str) -> None:
+        """`name` fails like a machine losing power: heartbeats stop, its pods' processes are SIGKILLed,
+        nothing more is written for them (their objects keep their last status)."""
+        assert self._registrar is not None
+        self._registrar.set_down(name)
+        with self._lock:
+            self._down = self._down | {name}
+            lost = {uid: w for uid, w in self._workers.items() if w.node == name}
+            for uid in lost:
+                del self._workers[uid]
+            self._crashed = [w for w in self._crashed if not w.finalized] + list(lost.values())
+        for worker in lost.values():
+            worker.crash()
+        log.warning("node %s is down: no heartbeats; %d pods' processes killed", name, len(lost))
+
+    def node_up(self, name: str) -> None:
+        """`name` boots again: it registers afresh, and its pods are taken up as a restarted kubelet does
+        (deletions finished, dead containers handed to the restart policy)."""
+        assert self._registrar is not None
+        with self._lock:
+            crashed = [w for w in self._crashed if w.node == name]
+        for worker in crashed:  # a pod's processes are dead before the "rebooted" node sees it again
+            worker.join(timeout=10)
+        self._registrar.set_up(name)
+        with self._lock:
+            self._down = self._down - {name}
+            pods = [p for p in self._pods.values() if (p.get("spec") or {}).get("nodeName") == name]
+        for pod in pods:
+            self._dispatch(pod, deleted=False)
+        log.warning("node %s is up again (rebooted): %d pods bound to it", name, len(pods))
 
     # -- services, for DNS -----------------------------------------------------------------------------
 

@@ -3,9 +3,11 @@
 A node is only as schedulable as its object says: the real kube-scheduler places pods by `allocatable`
 (including `nvidia.com/gpu`), taints and labels, and the real node-lifecycle controller marks a node
 NotReady, then taints and evicts its pods, when neither its Lease nor its Ready condition moves for
-40 s. So this module writes what a kubelet plus the NVIDIA device plugin and GPU Feature Discovery would:
-capacity, GFD labels, the `nvidia.com/gpu=present:NoSchedule` taint GPU node pools carry, an InternalIP,
-and a heartbeat (Lease renewal and Ready condition refresh) every `interval` seconds.
+`node-monitor-grace-period` (10 s in the local cluster, see `controlplane.py`). So this module writes what a
+kubelet plus the NVIDIA device plugin and GPU Feature Discovery would: capacity, GFD labels, the
+`nvidia.com/gpu=present:NoSchedule` taint GPU node pools carry, an InternalIP, and heartbeats: a Lease
+renewal every `interval` seconds and a NodeStatus refresh every `STATUS_INTERVAL` (as a kubelet splits
+them). A node taken down (`node_control.py`) gets neither until it is brought up again.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -29,6 +32,10 @@ log = logging.getLogger(__name__)
 
 LEASE_NAMESPACE = "kube-node-lease"
 LEASE_DURATION_SECONDS = 40
+HEARTBEAT_INTERVAL = 2.0
+"""Seconds between Lease renewals: well inside the local cluster's 10 s node-monitor-grace-period."""
+STATUS_INTERVAL = 10.0
+"""Seconds between NodeStatus refreshes (the Lease alone keeps a node Ready)."""
 GPU_TAINT = {"key": GPU_RESOURCE, "value": "present", "effect": "NoSchedule"}
 SIMULATED_LABEL = "trainsmart.dev/simulated"
 STRATEGIC = "application/strategic-merge-patch+json"
@@ -187,13 +194,18 @@ def _body(resp: Any) -> dict[str, Any]:
 class NodeRegistrar:
     """Registers the nodes once, then keeps them Ready from a daemon thread until `stop()`."""
 
-    def __init__(self, api: client.ApiClient, nodes: Sequence[NodeConfig], interval: float = 10.0) -> None:
+    def __init__(
+        self, api: client.ApiClient, nodes: Sequence[NodeConfig], interval: float = HEARTBEAT_INTERVAL
+    ) -> None:
         self._core = client.CoreV1Api(api)
         self._coord = client.CoordinationV1Api(api)
         self._nodes = list(nodes)
         self._interval = interval
         self._ready_since: dict[str, datetime] = {}
         self._uids: dict[str, str] = {}
+        self._status_posted: dict[str, float] = {}  # node -> monotonic time of its last NodeStatus
+        self._down: set[str] = set()
+        self._lock = threading.Lock()  # the beat of one node vs. taking it down or up
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -213,6 +225,23 @@ class NodeRegistrar:
         if self._thread is not None:
             self._thread.join(timeout=10)
             self._thread = None
+
+    @property
+    def down(self) -> frozenset[str]:
+        return frozenset(self._down)
+
+    def set_down(self, name: str) -> None:
+        """Stop `name`'s heartbeats, as a machine that lost power: returns once no beat is in flight."""
+        with self._lock:
+            self._down.add(name)
+
+    def set_up(self, name: str) -> None:
+        """`name` boots again: registered afresh (Ready since now), heartbeats resume."""
+        with self._lock:
+            self._down.discard(name)
+            for cfg in self._nodes:
+                if cfg.name == name:
+                    self._register(cfg)
 
     def delete_nodes(self) -> None:
         """Remove our Node objects (their Leases follow through garbage collection). Not what a kubelet
@@ -243,6 +272,7 @@ class NodeRegistrar:
         self._renew_lease(cfg)
 
     def _post_status(self, cfg: NodeConfig) -> None:
+        self._status_posted[cfg.name] = time.monotonic()
         status = node_status(cfg, self._ready_since[cfg.name], datetime.now(UTC))
         self._core.patch_node_status(cfg.name, {"status": status}, _content_type=STRATEGIC, _preload_content=False)
 
@@ -262,7 +292,8 @@ class NodeRegistrar:
     def _beat(self, cfg: NodeConfig) -> None:
         try:
             self._renew_lease(cfg)
-            self._post_status(cfg)
+            if time.monotonic() - self._status_posted.get(cfg.name, 0.0) >= STATUS_INTERVAL:
+                self._post_status(cfg)
         except ApiException as exc:
             if exc.status == 404:  # someone deleted the node: a kubelet re-registers, so do we
                 log.warning("node %s disappeared; registering it again", cfg.name)
@@ -274,6 +305,8 @@ class NodeRegistrar:
         while not self._stop.wait(self._interval):
             for cfg in self._nodes:
                 try:
-                    self._beat(cfg)
+                    with self._lock:
+                        if cfg.name not in self._down:
+                            self._beat(cfg)
                 except Exception:  # keep beating for the other nodes and the next round
                     log.exception("heartbeat for node %s failed", cfg.name)

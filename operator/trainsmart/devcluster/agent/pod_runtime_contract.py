@@ -64,7 +64,8 @@ class ContainerProcess(Protocol):
         once if it already has. This is how the lifecycle learns of exits: it does not poll for them."""
 
     def terminate(self, grace_seconds: float) -> int:
-        """SIGTERM, wait up to `grace_seconds`, then SIGKILL; returns the exit code. Idempotent."""
+        """SIGTERM, wait up to `grace_seconds`, then SIGKILL (no grace: SIGKILL alone); returns the exit
+        code. Idempotent."""
 
 
 class PodSandbox(Protocol):

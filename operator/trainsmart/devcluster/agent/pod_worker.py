@@ -125,7 +125,7 @@ class PodWorker:
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         # Below: touched only by the worker thread, or before it starts.
-        self._stopping = self._gone = self._finalized = self._deletion_sent = False
+        self._stopping = self._gone = self._finalized = self._deletion_sent = self._crashed = False
         self._admitted = self._finished = self._dirty = False
         self._failure: tuple[str, str] | None = None
         self._slots: list[_Slot] = []
@@ -157,6 +157,13 @@ class PodWorker:
         self._gpus.wake()  # in case this worker itself waits for devices: it no longer needs them
         self._kick()
 
+    def crash(self) -> None:
+        """The node died: SIGKILL the processes, let go of what the pod held here, write nothing more (no
+        status, no events, no deletion). The agent forgets the worker; `finalized` says when it is done."""
+        self._crashed = True
+        self._gpus.wake()
+        self._kick()
+
     def stop(self) -> None:
         self._stopping = True
         self._gpus.wake()
@@ -177,7 +184,7 @@ class PodWorker:
     def _needs_thread(self) -> bool:
         if self._finalized:
             return False
-        if self._stopping:
+        if self._stopping or self._crashed:
             return self._sandbox is not None or any(s.process for s in self._slots)
         return (
             self._gone or not self._finished or self._dirty or (ps.is_deleting(self._pod) and not self._deletion_sent)
@@ -190,6 +197,14 @@ class PodWorker:
             try:
                 self._step_until_idle()
             except Exception as exc:  # one bad pod must not take the agent down
+                if self._crashed:
+                    with contextlib.suppress(Exception):
+                        self._stop_processes(0.0)
+                        self._release()
+                    self._finalized = True
+                    with self._lock:
+                        self._thread = None
+                    return
                 log.exception("pod %s failed in the node agent", self._name())
                 self._fail_hard(exc)
                 self._wake.wait(1.0)  # what failed may be retried (a delete, say): not in a hot loop
@@ -210,6 +225,12 @@ class PodWorker:
         while True:
             pod = self._current()
             self._wake.clear()
+            if self._crashed:
+                self._stop_processes(0.0)  # a power cut: no SIGTERM, no grace
+                self._release()
+                self._runtime.release_pod(pod)
+                self._finalized = True
+                return
             if self._stopping:
                 grace = min(ps.deletion_grace(pod), self._settings.shutdown_grace)
                 self._stop_processes(grace)
@@ -429,6 +450,8 @@ class PodWorker:
         )
 
     def _report(self, pod: Mapping[str, Any]) -> None:
+        if self._crashed:
+            return  # a dead node writes nothing
         if not self._slots and self._failure is None:
             return  # a pod first seen terminal: nothing of ours to say
         previous = (self._last_sent or pod.get("status") or {}).get("conditions") or []

@@ -16,6 +16,7 @@ Pins:
   (UnexpectedAdmissionError), but GPUs still held by a pod whose object is gone are waited for; a
   sandbox that blows up -> Failed (AgentError), the worker survives;
 - agent shutdown stops processes without writing to the API; a DELETED object releases the pod;
+- a crash (the node taken down): SIGKILL without SIGTERM, nothing written, everything let go;
 - a pod a previous agent ran: Never -> Failed (killed), OnFailure -> restarted with restartCount + 1;
 - the pid journal kills leftovers of a previous instance, never a process that reused the pid;
 - logs are found by pod name: the newest pod of that name wins;
@@ -86,7 +87,8 @@ class FakeProcess:
 
     def terminate(self, grace_seconds: float) -> int:
         if self._popen.poll() is None:
-            os.killpg(self._popen.pid, signal.SIGTERM)
+            if grace_seconds > 0:  # no grace: SIGKILL alone (the contract)
+                os.killpg(self._popen.pid, signal.SIGTERM)
             try:
                 self._popen.wait(grace_seconds)
             except subprocess.TimeoutExpired:
@@ -539,3 +541,23 @@ def test_each_run_gets_a_fresh_message_file(harness: Harness, tmp_path: Path) ->
     status = main_status(harness)
     assert status["state"]["terminated"]["message"] == "second"
     assert status["lastState"]["terminated"]["message"] == "first"
+
+
+def test_crash_sigkills_and_writes_nothing(harness: Harness, tmp_path: Path) -> None:
+    """A node that goes down (`node_control.py`): no SIGTERM (the trap would write a file), no status, no
+    event, no deletion; devices and the sandbox are let go and the worker is finalized."""
+    marker = tmp_path / "got-sigterm"
+    worker = harness.run(make_pod(f"trap 'touch {marker}' TERM; sleep 60 & wait", gpus=1))
+    wait_for(lambda: phase(harness) == "Running")
+    pid = int(main_status(harness)["containerID"].removeprefix("trainsmart://"))
+    writes, events = len(harness.api.statuses), len(harness.api.events)
+    worker.crash()
+    wait_for(lambda: worker.finalized)
+    with pytest.raises(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
+    assert not marker.exists()
+    assert len(harness.api.statuses) == writes and len(harness.api.events) == events
+    assert harness.api.deleted == []
+    assert harness.runtime.sandboxes[0].closed and len(harness.runtime.released) == 1
+    both = {"containers": [{"name": "c", "resources": {"limits": {"nvidia.com/gpu": "2"}}}]}
+    assert harness.gpus.allocate(NODE, "next", both)  # the crashed pod's GPU is free again

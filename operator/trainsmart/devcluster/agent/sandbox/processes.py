@@ -118,7 +118,8 @@ class LocalProcess:
         code = self.poll()
         if code is not None:
             return code
-        kill_group(self.pid, signal.SIGTERM)
+        if grace_seconds > 0:  # no grace: SIGKILL alone, as when a node loses power (node_control.py)
+            kill_group(self.pid, signal.SIGTERM)
         deadline = time.monotonic() + max(grace_seconds, 0.0)
         while (left := deadline - time.monotonic()) > 0:
             code = self.poll()
