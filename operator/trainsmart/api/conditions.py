@@ -108,6 +108,8 @@ class Reason(StrEnum):
     PODS_DISRUPTED = "PodDisrupted"
     """A replica was evicted, preempted or deleted from outside: all replicas restart, not counted."""
     REPLICAS_RECREATED = "ReplicasRecreated"
+    POD_CREATE_REFUSED = "FailedCreatePod"
+    """The API (or the client's own validation) refused a replica pod: the Event says why; retried."""
     """The replicas of a restart are all gone; fresh ones are being created."""
     NO_RESTART = "NoRestart"
     NO_FAILURE = "NoFailure"

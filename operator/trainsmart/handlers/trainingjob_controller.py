@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import logging
 import secrets
 from collections.abc import Callable, Mapping, Sequence
@@ -38,6 +39,7 @@ from datetime import datetime
 from typing import Any, Final
 
 import pydantic
+from kubernetes.client.rest import ApiException
 
 from trainsmart.api import (
     TRAININGJOB_PLURAL,
@@ -47,7 +49,7 @@ from trainsmart.api import (
     TrainingJobStatus,
     format_validation_error,
 )
-from trainsmart.api.conditions import StatusEvent, is_condition_true
+from trainsmart.api.conditions import Reason, StatusEvent, is_condition_true
 from trainsmart.builders import (
     build_checkpoint_pvc,
     build_headless_service,
@@ -69,9 +71,13 @@ from trainsmart.status import (
     plan_trainingjob,
     status_events,
 )
+from trainsmart.status.podview import shorten
 
 log = logging.getLogger(__name__)
 
+POD_REFUSED_RETRY_S: Final = 30.0
+"""A replica pod the API refused: try again this much later (the cause, e.g. a PriorityClass, may be fixed)."""
+REFUSAL_MAX_CHARS: Final = 1024
 NAME_TAKEN_RETRY_S: Final = 2.0
 """A replica name still held by a pod of another object: look again soon, it is usually terminating."""
 
@@ -93,6 +99,15 @@ def parse_job(body: Mapping[str, Any]) -> TrainingJob | list[str]:
         return format_validation_error(error, prefix="", model=TrainingJob)
     name = str((body.get("metadata") or {}).get("name", ""))
     return name_problems(name, job.spec.replicas) or job
+
+
+def _api_message(error: ApiException) -> str:
+    """The apiserver's own words for a refusal (the Status message), bounded."""
+    try:
+        message = str(json.loads(error.body or "{}").get("message") or error.reason)
+    except (ValueError, AttributeError):
+        message = str(error.reason)
+    return shorten(f"{error.status} {message}", REFUSAL_MAX_CHARS)
 
 
 def may_act_before_writing_status(previous: TrainingJobStatus | None, status: TrainingJobStatus, plan: Plan) -> bool:
@@ -176,6 +191,8 @@ class TrainingJobController:
         self._children_ensured: dict[JobKey, str] = {}
         # job -> the body of its ADDED event while the job has no status yet (dropped once used).
         self._fresh: dict[JobKey, Mapping[str, Any]] = {}
+        # job -> why the API refused one of its pods in this reconcile (posted as a Warning Event).
+        self._refused: dict[JobKey, str] = {}
 
     # ---- triggers (called by the Kopf handlers) ------------------------------------------------------------
 
@@ -250,7 +267,13 @@ class TrainingJobController:
             return None
         if taken is None:
             taken = await self._act(key, job, body, pods, plan)
+        refused = self._refused.pop(key, None)
+        if refused is not None:
+            log.warning("%s: a replica pod was refused: %s", key, refused)
+            events = [*events, StatusEvent("Warning", Reason.POD_CREATE_REFUSED, refused)]
         await self.core.post_events(body, events)
+        if refused is not None:
+            return POD_REFUSED_RETRY_S
         if taken:
             return NAME_TAKEN_RETRY_S
         if plan.requeue_after is not None:
@@ -315,8 +338,23 @@ class TrainingJobController:
         return taken
 
     async def _create_replica(self, key: JobKey, job: TrainingJob, index: int, attempt: int) -> bool:
-        """False when the name is taken (by a pod the cache did not show: it lists the job again)."""
-        created = await self.kube.create_if_absent(build_worker_pod(job, index, attempt, self.settings))
+        """False when the name is taken (by a pod the cache did not show: it lists the job again).
+
+        A pod the API refuses (a PriorityClass that does not exist, a quota, a pass-through field that is
+        no Kubernetes object, which the client's own validation refuses before sending) is recorded for a
+        Warning Event after the status patch and retried later: a refusal must reach the user as an Event on
+        the job, never as a traceback on every retry with no status at all (issue 13's fuzz suite)."""
+        pod = build_worker_pod(job, index, attempt, self.settings)
+        try:
+            created = await self.kube.create_if_absent(pod)
+        except ApiException as error:
+            if error.status is None or not 400 <= error.status < 500 or error.status == 429:
+                raise  # not a refusal: the apiserver is unwell or busy
+            self._refused[key] = f"pod {pod['metadata']['name']}: {_api_message(error)}"
+            return True
+        except (pydantic.ValidationError, ValueError, TypeError) as error:
+            self._refused[key] = f"pod {pod['metadata']['name']}: {shorten(str(error), REFUSAL_MAX_CHARS)}"
+            return True
         if created is None:
             self.pods.invalidate(key)
             return False
