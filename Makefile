@@ -132,6 +132,10 @@ chaos: k8s ## operator SIGKILLed at random across 100 job/sweep lifecycles: dupl
 fuzz: k8s ## fuzzed TrainingJobs/sweeps through the real apiserver, webhook and operator (1,000 objects), figures
 	$(BIN)/python bench/fuzz.py --examples 1000
 
+.PHONY: scale
+scale: k8s ## 5,000 jobs with a sweep active: operator RSS (goal <= 250 MiB) and its return; resync after a restart; 1,000 at once vs the raw floor
+	$(BIN)/python bench/scale.py
+
 .PHONY: clean
 clean: ## remove the venv and caches (not the cached Kubernetes binaries)
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

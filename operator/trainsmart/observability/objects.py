@@ -35,11 +35,22 @@ Key = tuple[str, str]
 
 
 class ObjectStore:
-    """(namespace, name) -> latest snapshot, per kind."""
+    """(namespace, name) -> latest snapshot, per kind; and which of them this process has reconciled."""
 
     def __init__(self) -> None:
         self.jobs: dict[Key, JobSnapshot] = {}
         self.sweeps: dict[Key, SweepSnapshot] = {}
+        self.reconciled: dict[str, set[Key]] = {TRAININGJOB_KIND: set(), SWEEP_KIND: set()}
+        """Per kind, the watched objects reconciled at least once since this process started: when it
+        counts every watched object, the first full pass after a (re)start is over (issue 13's resync
+        time). Only objects still in the map are added, and DELETED drops them, so it never outgrows it."""
+
+    def mark_reconciled(self, kind: str, key: Key) -> None:
+        """A reconcile of `key` succeeded; counted only while the object is watched (a reconcile that
+        runs after the DELETED event, finding the object gone, must not add it back)."""
+        watched = self.jobs if kind == TRAININGJOB_KIND else self.sweeps
+        if key in watched:
+            self.reconciled[kind].add(key)
 
     def put_job(self, snapshot: JobSnapshot) -> None:
         self.jobs[(snapshot.namespace, snapshot.name)] = snapshot
@@ -49,9 +60,11 @@ class ObjectStore:
 
     def forget_job(self, namespace: str, name: str) -> None:
         self.jobs.pop((namespace, name), None)
+        self.reconciled[TRAININGJOB_KIND].discard((namespace, name))
 
     def forget_sweep(self, namespace: str, name: str) -> None:
         self.sweeps.pop((namespace, name), None)
+        self.reconciled[SWEEP_KIND].discard((namespace, name))
 
 
 def _phase_counts(kind: str, phases: Iterable[str]) -> Iterator[tuple[list[str], float]]:
@@ -135,6 +148,33 @@ class ObjectsCollector(Collector):
                 (*SWEEP_LABELS, "metric"),
             ),
         }
+
+
+class ReconciledCollector(Collector):
+    """`trainsmart_objects_reconciled{kind}`: a collector of its own, so a scrape that asks only for it
+    (`/metrics?name[]=trainsmart_objects_reconciled`, as a resync wait polls it) costs a few bytes instead
+    of every job's series."""
+
+    def __init__(self, store: ObjectStore) -> None:
+        self.store = store
+
+    def describe(self) -> Iterable[Metric]:
+        return [self._family()]
+
+    def collect(self) -> Iterable[Metric]:
+        family = self._family()
+        for kind, keys in self.store.reconciled.items():
+            family.add_metric([kind], float(len(keys)))
+        return [family]
+
+    @staticmethod
+    def _family() -> GaugeMetricFamily:
+        return _gauge(
+            "trainsmart_objects_reconciled",
+            "Watched objects reconciled at least once by this process, by kind: equal to "
+            "sum(trainsmart_objects) by kind once its first full pass after a start is over.",
+            ("kind",),
+        )
 
 
 def _add_job(families: Mapping[str, GaugeMetricFamily | CounterMetricFamily], job: JobSnapshot) -> None:

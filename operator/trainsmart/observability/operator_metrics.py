@@ -8,13 +8,13 @@ one process, and a global registry would refuse the second set of collectors (or
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from typing import Any, Final, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector, generate_latest
 
 from trainsmart.api import SWEEP_KIND, TRAININGJOB_KIND
-from trainsmart.observability.objects import ObjectsCollector, ObjectStore
+from trainsmart.observability.objects import ObjectsCollector, ObjectStore, ReconciledCollector
 from trainsmart.observability.snapshots import job_snapshot, sweep_snapshot
 
 K = TypeVar("K")
@@ -43,6 +43,7 @@ class OperatorMetrics:
         reg = self.registry
         self.store = ObjectStore()
         reg.register(ObjectsCollector(self.store))
+        reg.register(ReconciledCollector(self.store))
         if process:
             # Memory and CPU of the operator itself: the figure to alert on long before an OOM kill.
             ProcessCollector(registry=reg)
@@ -133,6 +134,8 @@ class OperatorMetrics:
                 raise
             seconds.observe(time.perf_counter() - started)
             succeeded.inc()
+            if isinstance(key, tuple) and len(key) == 2:  # (namespace, name): JobKey
+                self.store.mark_reconciled(kind, (str(key[0]), str(key[1])))
             return result
 
         return counted
@@ -147,6 +150,7 @@ class OperatorMetrics:
         """The handling time of one report request (its hook in `reports.build_report_app`)."""
         self.report_seconds.observe(seconds)
 
-    def exposition(self) -> bytes:
-        """The text format Prometheus scrapes."""
-        return bytes(generate_latest(self.registry))
+    def exposition(self, names: Collection[str] = ()) -> bytes:
+        """The text format Prometheus scrapes; only the series `names` when given (`?name[]=...`)."""
+        registry = self.registry.restricted_registry(names) if names else self.registry
+        return bytes(generate_latest(registry))

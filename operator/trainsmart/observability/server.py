@@ -18,6 +18,12 @@ from typing import Final
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4
 
+from trainsmart.observability.memory_debug import (
+    DEBUG_MEMORY_PATH,
+    memory_debug_enabled,
+    memory_report,
+    start_tracing,
+)
 from trainsmart.observability.operator_metrics import OperatorMetrics
 
 log = logging.getLogger(__name__)
@@ -28,12 +34,22 @@ METRICS_PATH: Final = "/metrics"
 def build_metrics_app(metrics: OperatorMetrics) -> web.Application:
     """GET /metrics in the classic text format (0.0.4), which every Prometheus 2.x parses."""
 
-    async def scrape(_: web.Request) -> web.Response:
-        body = await asyncio.to_thread(metrics.exposition)
+    async def scrape(request: web.Request) -> web.Response:
+        # `name[]` restricts the answer to those series, as prometheus_client's own handler does.
+        body = await asyncio.to_thread(metrics.exposition, request.query.getall("name[]", []))
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_PLAIN_0_0_4})
 
     app = web.Application()
     app.router.add_get(METRICS_PATH, scrape)
+    if memory_debug_enabled():
+        start_tracing()
+
+        async def memory(request: web.Request) -> web.Response:
+            trim = request.query.get("trim", "") not in ("", "0")
+            # In the loop on purpose: a consistent picture, and nothing else allocates meanwhile.
+            return web.json_response(memory_report(trim=trim))
+
+        app.router.add_get(DEBUG_MEMORY_PATH, memory)
     return app
 
 
