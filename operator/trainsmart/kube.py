@@ -159,6 +159,19 @@ class Kube:
             raise
         return dict(body)
 
+    async def read_node(self, name: str) -> dict[str, Any] | None:
+        """A Node as stored, or None when it does not exist (a lost node's pods: `status/node_loss.py`).
+        Raises ApiException 403 where the operator may not read nodes (the chart grants it only with
+        `operator.lostNodeForceDeleteAfterSeconds` set)."""
+        try:
+            response = await self._call(self.core.read_node, name, _preload_content=False)
+        except ApiException as error:
+            if _status_of(error) == 404:
+                return None
+            raise
+        body: dict[str, Any] = _raw(response)
+        return body
+
     async def list_job_pods(self, namespace: str, job: str | None) -> list[dict[str, Any]]:
         """Every pod carrying the job's selector labels (job None: every job's replica pods in the
         namespace), as API dicts; owner filtering is the caller's."""
@@ -243,6 +256,20 @@ class Kube:
             raise
         body: dict[str, Any] = _raw(response)
         return body if body.get("kind") == "Pod" else {}
+
+    async def force_delete_pod(self, namespace: str, name: str, uid: str | None) -> bool:
+        """Remove a pod at once (grace 0) without its kubelet's confirmation: only for a pod whose node is
+        lost (`status/node_loss.py`). False when it was already gone or the name is a newer pod's."""
+        options = client.V1DeleteOptions(
+            grace_period_seconds=0, preconditions=client.V1Preconditions(uid=uid) if uid else None
+        )
+        try:
+            await self._call(self.core.delete_namespaced_pod, name, namespace, body=options, _preload_content=False)
+        except ApiException as error:
+            if _status_of(error) in (404, 409):
+                return False
+            raise
+        return True
 
     async def delete_trainingjob(self, namespace: str, name: str, uid: str) -> bool:
         """Delete the job (its children go with it by owner reference); False if already gone."""

@@ -33,7 +33,7 @@ from trainsmart.options import (
     ServiceRef,
     WebhookOptions,
 )
-from trainsmart.settings import NamespaceMode, OperatorSettings
+from trainsmart.settings import DEFAULT_LOST_NODE_FORCE_DELETE_AFTER_S, NamespaceMode, OperatorSettings
 
 ENV_PREFIX: Final = "TRAINSMART_OPERATOR_"
 _TRUE: Final = frozenset({"1", "true", "yes", "on"})
@@ -97,6 +97,14 @@ def add_operator_arguments(op: argparse.ArgumentParser) -> None:
         default=None,
         help="command for jobs that leave spec.trainer.command unset, as one shell-quoted string; "
         "default: python -m trainsmart_trainer",
+    )
+    op.add_argument(
+        "--lost-node-force-delete-after",
+        type=int,
+        default=DEFAULT_LOST_NODE_FORCE_DELETE_AFTER_S,
+        help="force-delete a terminating replica pod once its node has not reported for this many seconds "
+        f"(Ready Unknown), so the replica can start elsewhere (default {DEFAULT_LOST_NODE_FORCE_DELETE_AFTER_S}; "
+        "-1: never). Needs get on nodes",
     )
     op.add_argument("--peering", default=None, help="Kopf peering name (HA standby); default: standalone")
     op.add_argument(
@@ -219,6 +227,9 @@ def operator_options(args: argparse.Namespace, priority: int | None = None) -> O
         settings = OperatorSettings(
             **trainer,
             report_url=report_url,
+            lost_node_force_delete_after_seconds=(
+                None if args.lost_node_force_delete_after < 0 else args.lost_node_force_delete_after
+            ),
             namespace_mode=NamespaceMode.LIST if namespaces else NamespaceMode.ALL,
             namespaces=namespaces,
         )

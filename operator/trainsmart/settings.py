@@ -23,6 +23,7 @@ DEFAULT_MASTER_PORT: Final = 29500
 # Long enough for rank 0 to finish its step and write a checkpoint after SIGTERM (suspend, restart,
 # preemption); the kubelet's 30 s default would cut large checkpoints short.
 DEFAULT_TERMINATION_GRACE_SECONDS: Final = 120
+DEFAULT_LOST_NODE_FORCE_DELETE_AFTER_S: Final = 60
 NON_ROOT_ID: Final = 1000
 
 
@@ -57,6 +58,9 @@ class OperatorSettings(BaseModel):
     """Port of the trainer's Prometheus endpoint; None: not served."""
     termination_grace_period_seconds: int = Field(default=DEFAULT_TERMINATION_GRACE_SECONDS, ge=0)
     """How long a deleted replica has to checkpoint and exit before SIGKILL."""
+    lost_node_force_delete_after_seconds: int | None = Field(default=DEFAULT_LOST_NODE_FORCE_DELETE_AFTER_S, ge=0)
+    """Force-delete a terminating replica pod once its node's Ready condition has been Unknown this long
+    (`status/node_loss.py`); None: never (the pod waits for its node, or a person)."""
     run_as_user: int = Field(default=NON_ROOT_ID, ge=1)
     run_as_group: int = Field(default=NON_ROOT_ID, ge=1)
     fs_group: int | None = Field(default=NON_ROOT_ID, ge=0)

@@ -49,7 +49,7 @@ DEFAULT_REFRESH_AFTER_S: Final = 60.0
 DELETED_UIDS_KEPT: Final = 4096
 """How many uids of deleted pods are remembered, so a late answer to the operator's own write cannot
 bring one back (only the last moments matter: answers arrive within seconds)."""
-_KEPT_METADATA: Final = ("name", "namespace", "uid", "labels", "deletionTimestamp")
+_KEPT_METADATA: Final = ("name", "namespace", "uid", "labels", "deletionTimestamp", "deletionGracePeriodSeconds")
 
 _Kind = Literal["put", "drop", "created", "deleting", "gone"]
 _Op = tuple[_Kind, JobKey, str, str, dict[str, Any] | None]
@@ -58,8 +58,9 @@ _Op = tuple[_Kind, JobKey, str, str, dict[str, Any] | None]
 
 def slim_pod(pod: Mapping[str, Any]) -> dict[str, Any]:
     """The parts of a pod the reconcile reads (`status.podview.view_pod`, owner filtering, deletes by uid):
-    metadata identity, labels and deletion mark, the controller owner's uid, the trainer container's
-    resource limits, and the whole status. Spec details and managedFields are most of a pod's size."""
+    metadata identity, labels and deletion mark (with its grace), the controller owner's uid, the node
+    it is bound to (`status/node_loss.py`), the trainer container's resource limits, and the whole
+    status. Spec details and managedFields are most of a pod's size."""
     meta = pod.get("metadata") or {}
     slim_meta: dict[str, Any] = {key: meta[key] for key in _KEPT_METADATA if key in meta}
     owners = [
@@ -74,7 +75,11 @@ def slim_pod(pod: Mapping[str, Any]) -> dict[str, Any]:
         for c in (pod.get("spec") or {}).get("containers") or []
         if isinstance(c, Mapping) and c.get("name") == TRAINER_CONTAINER_NAME
     ]
-    return {"metadata": slim_meta, "spec": {"containers": containers}, "status": pod.get("status") or {}}
+    spec: dict[str, Any] = {"containers": containers}
+    node = (pod.get("spec") or {}).get("nodeName")
+    if node:
+        spec["nodeName"] = node
+    return {"metadata": slim_meta, "spec": spec, "status": pod.get("status") or {}}
 
 
 def job_key_of(pod: Mapping[str, Any]) -> JobKey | None:

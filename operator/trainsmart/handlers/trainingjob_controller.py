@@ -35,7 +35,7 @@ import json
 import logging
 import secrets
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Final
 
 import pydantic
@@ -71,6 +71,7 @@ from trainsmart.status import (
     plan_trainingjob,
     status_events,
 )
+from trainsmart.status.node_loss import NodeVerdict, StuckPod, force_delete_message, judge_node
 from trainsmart.status.podview import shorten
 
 log = logging.getLogger(__name__)
@@ -193,6 +194,8 @@ class TrainingJobController:
         self._fresh: dict[JobKey, Mapping[str, Any]] = {}
         # job -> why the API refused one of its pods in this reconcile (posted as a Warning Event).
         self._refused: dict[JobKey, str] = {}
+        # The API refused to show a node once (no RBAC for nodes): said once at WARNING, then at DEBUG.
+        self._nodes_forbidden = False
 
     # ---- triggers (called by the Kopf handlers) ------------------------------------------------------------
 
@@ -267,6 +270,8 @@ class TrainingJobController:
             return None
         if taken is None:
             taken = await self._act(key, job, body, pods, plan)
+        if plan.stuck:
+            events = [*events, *await self._force_delete_lost(key, pods, plan.stuck, now)]
         refused = self._refused.pop(key, None)
         if refused is not None:
             log.warning("%s: a replica pod was refused: %s", key, refused)
@@ -370,6 +375,52 @@ class TrainingJobController:
         elif uid:
             self.pods.record_gone(key, name, uid)
         return True
+
+    async def _force_delete_lost(
+        self, key: JobKey, pods: Sequence[Mapping[str, Any]], stuck: Sequence[StuckPod], now: datetime
+    ) -> list[StatusEvent]:
+        """Force-delete the stuck pods whose node is lost (`status/node_loss.py`); their Warning Events.
+        After the status patch, as every deletion: a restart is counted before its pods go."""
+        after = self.settings.lost_node_force_delete_after_seconds
+        if after is None:
+            return []
+        uids = {str(pod["metadata"]["name"]): pod["metadata"].get("uid") for pod in pods}
+        verdicts: dict[str, NodeVerdict] = {}
+        events: list[StatusEvent] = []
+        for pod in stuck:
+            if pod.node not in verdicts:
+                try:
+                    node = await self.kube.read_node(pod.node)
+                except ApiException as error:
+                    if error.status != 403:
+                        raise
+                    level = logging.DEBUG if self._nodes_forbidden else logging.WARNING
+                    self._nodes_forbidden = True
+                    log.log(
+                        level,
+                        "%s: pod %s waits for node %s, which the operator may not read (%s): "
+                        "pods on a lost node are not force-deleted",
+                        key,
+                        pod.name,
+                        pod.node,
+                        error.reason,
+                    )
+                    return events
+                verdicts[pod.node] = judge_node(node, now, timedelta(seconds=after))
+            verdict = verdicts[pod.node]
+            if not verdict.lost:
+                log.debug("%s: pod %s is still terminating; its node %s %s", key, pod.name, pod.node, verdict.why)
+                continue
+            uid = uids.get(pod.name)
+            if await self.kube.force_delete_pod(key.namespace, pod.name, uid):
+                message = force_delete_message(pod.name, pod.node, verdict)
+                log.warning("%s: %s", key, message)
+                events.append(StatusEvent("Warning", Reason.POD_FORCE_DELETED, message))
+            if uid:
+                self.pods.record_gone(key, pod.name, uid)
+            else:
+                self.pods.invalidate(key)
+        return events
 
     def _dependencies(self, job: TrainingJob) -> list[dict[str, Any]]:
         zipapp = client_zipapp() if job.spec.trainer.metrics is not None else None

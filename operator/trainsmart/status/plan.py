@@ -13,18 +13,22 @@ into pod creations and deletions:
 * Pending/Running: delete pods that do not belong to the current attempt; create each missing replica
   of attempt `status.restarts`, but only when no pod is terminating or left from an older attempt.
 
+In every phase, terminating pods bound to a node whose deletion has waited a while are named in `stuck`:
+the I/O side looks at their nodes and force-deletes those on a lost node (`status/node_loss.py`).
+
 Invariants (property-tested): at most `replicas` creations, indices in range, never a name still taken.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Final
 
 from trainsmart.api import CleanPodPolicy, TrainingJob, TrainingJobPhase, TrainingJobStatus
 from trainsmart.names import job_name, pod_name
+from trainsmart.status.node_loss import StuckPod, next_candidate_in, stuck_pods
 from trainsmart.status.podview import PodView, view_pods
 
 FINISHED_PHASES: Final = frozenset({TrainingJobPhase.SUCCEEDED, TrainingJobPhase.FAILED})
@@ -51,7 +55,11 @@ class Plan:
     ensure_children: bool = True
     """The headless Service, report-token Secret and checkpoint PVC should exist (create if absent)."""
     requeue_after: float | None = None
-    """Seconds until a deadline or TTL falls due: reconcile again then, even without any event."""
+    """Seconds until a deadline or TTL falls due, or a terminating pod's node deserves a look: reconcile
+    again then, even without any event."""
+    stuck: tuple[StuckPod, ...] = ()
+    """Terminating pods whose deletion has waited long enough to look at their node (force-deleted, after
+    the status patch, when the node is lost)."""
 
 
 def _seconds_until(moment: datetime, now: datetime) -> float:
@@ -95,6 +103,15 @@ def plan_trainingjob(
 ) -> Plan:
     """The actions that move the job's pods toward what `status` (just derived) says they should be."""
     views = view_pods(pods, job_name(job))
+    plan = _phase_plan(job, views, status, now)
+    look = next_candidate_in(views, now)
+    if look is None:
+        return plan
+    requeue = look if plan.requeue_after is None else min(plan.requeue_after, look)
+    return replace(plan, stuck=stuck_pods(views, now), requeue_after=requeue)
+
+
+def _phase_plan(job: TrainingJob, views: Sequence[PodView], status: TrainingJobStatus, now: datetime) -> Plan:
     if status.phase in FINISHED_PHASES:
         return _finished_plan(job, views, status, now)
     live = tuple(view.name for view in views if not view.terminating)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Final
 
@@ -58,6 +58,11 @@ class PodView:
     started_at: datetime | None = None
     finished_at: datetime | None = None
     gpus: int = 0
+    node: str = ""
+    """spec.nodeName: where the pod was bound ("" while unscheduled)."""
+    deletion_requested_at: datetime | None = None
+    """When its deletion was asked for (deletionTimestamp less the grace period it was given): how long a
+    terminating pod has been waiting for its kubelet (`status/node_loss.py`)."""
     termination_message: str = ""
     """The trainer's termination message as written (cut after RAW_MESSAGE_MAX_CHARS), for folding its
     final result into status (`status/termination_fold.py`); `message` is only its readable part."""
@@ -80,6 +85,14 @@ def parse_time(value: Any) -> datetime | None:
         return datetime.fromisoformat(value)
     except ValueError:
         return None
+
+
+def _deletion_requested_at(metadata: Mapping[str, Any]) -> datetime | None:
+    due = parse_time(metadata.get("deletionTimestamp"))
+    if due is None:
+        return None
+    grace = metadata.get("deletionGracePeriodSeconds")
+    return due - timedelta(seconds=grace) if isinstance(grace, int) and grace > 0 else due
 
 
 def _int_label(labels: Mapping[str, Any], key: str) -> int | None:
@@ -175,6 +188,8 @@ def view_pod(pod: Mapping[str, Any]) -> PodView:
         "pod_phase": phase,
         "terminating": bool(metadata.get("deletionTimestamp")),
         "gpus": _gpus(spec),
+        "node": str(spec.get("nodeName") or ""),
+        "deletion_requested_at": _deletion_requested_at(metadata),
     }
     if terminated:
         base |= {

@@ -248,7 +248,7 @@ def test_namespaced_mode_grants_nothing_namespaced_cluster_wide() -> None:
     objects = render(NAMESPACED)
     cluster_resources = {res for rule in _rules(objects, "ClusterRole") for res in rule["resources"]}
     webhook_configurations = {"validatingwebhookconfigurations", "mutatingwebhookconfigurations"}
-    assert cluster_resources <= {"customresourcedefinitions", "namespaces", *webhook_configurations}
+    assert cluster_resources <= {"customresourcedefinitions", "namespaces", "nodes", *webhook_configurations}
     jobs = [r for r in pick(objects, "Role") if r["metadata"]["name"].endswith("-jobs")]
     assert {r["metadata"]["namespace"] for r in jobs} == {"team-a", "team-b"}
     bindings = {r["metadata"]["namespace"] for r in pick(objects, "RoleBinding")}
@@ -257,6 +257,18 @@ def test_namespaced_mode_grants_nothing_namespaced_cluster_wide() -> None:
     assert own["rules"] == [{"apiGroups": [""], "resources": ["pods"], "verbs": ["patch"]}]
     assert {p["metadata"]["namespace"] for p in pick(objects, "KopfPeering")} == {"team-a", "team-b"}
     assert not pick(objects, "ClusterKopfPeering")
+
+
+def test_nodes_are_readable_only_while_pods_on_lost_nodes_are_force_deleted() -> None:
+    def node_rules(values: dict[str, str]) -> list[dict[str, Any]]:
+        return [r for r in _rules(render(values), "ClusterRole") if "nodes" in r["resources"]]
+
+    assert node_rules({}) == [{"apiGroups": [""], "resources": ["nodes"], "verbs": ["get"]}]
+    assert node_rules({"operator.lostNodeForceDeleteAfterSeconds": "-1"}) == []
+    (deployment,) = pick(render({"operator.lostNodeForceDeleteAfterSeconds": "-1"}), "Deployment")
+    args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    options = operator_options(build_parser().parse_args(["operator", *args]))
+    assert options.settings.lost_node_force_delete_after_seconds is None
 
 
 def test_webhook_configuration_rbac_only_when_the_operator_manages_it() -> None:

@@ -26,6 +26,7 @@ from trainsmart.api.common import GPU_RESOURCE, TRAINER_CONTAINER_NAME
 from trainsmart.handlers.podcache import PodCache, slim_pod
 from trainsmart.names import JOB_NAME_LABEL
 from trainsmart.report_endpoint import JobKey
+from trainsmart.status.podview import view_pod
 
 JOB = JobKey("ml", "digits")
 
@@ -262,3 +263,14 @@ def test_pods_are_kept_slim() -> None:
         "spec": {"containers": [{"name": TRAINER_CONTAINER_NAME, "resources": {"limits": {GPU_RESOURCE: "1"}}}]},
         "status": {"phase": "Pending"},
     }
+
+
+def test_a_slim_pod_looks_the_same_to_the_reconcile_as_the_whole_pod() -> None:
+    """What the plan reads of a terminating pod on a node (`status/node_loss.py`) survives slimming: the
+    node-loss e2e test found the node cut away, and pods on a lost node were never force-deleted."""
+    whole = pod("digits-0", deletionTimestamp="2026-12-07T12:02:00Z", deletionGracePeriodSeconds=120)
+    whole["spec"]["nodeName"] = "gpu-node-7"
+    whole["spec"]["containers"][0]["env"] = [{"name": "X", "value": "y"}]
+    assert view_pod(slim_pod(whole)) == view_pod(whole)
+    assert view_pod(slim_pod(whole)).node == "gpu-node-7"
+    assert view_pod(slim_pod(whole)).deletion_requested_at is not None
