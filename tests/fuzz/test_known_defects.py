@@ -1,11 +1,9 @@
-"""Defects the fuzz suite found outside the files it may change (issue 13): the one still open is pinned
-as a strict xfail; the two fixed since (a pod the API refuses: a Warning Event and a status, no
-traceback) are ordinary tests now.
+"""Defects the fuzz suite found outside the files it first could change (issue 13), each fixed since and
+pinned here as an ordinary test: a spec nested beyond what Python's JSON decoder reads is refused with a
+path (no 500 from the webhook); a pod the API refuses becomes a Warning Event and a status, no traceback.
 
-Each test states the behaviour the issue asks for; it fails today, and passes (so, being strict, turns
-the run red) once the defect is fixed: then drop its marker, and the generator's `KNOWN_DEFECTS` switch
-(support/fuzz_objects.py) for that shape. `TRAINSMART_FUZZ_KNOWN_DEFECTS=1` makes the fuzz run generate
-these shapes too.
+`TRAINSMART_FUZZ_KNOWN_DEFECTS=1` makes the fuzz run also generate free-form pass-through values of any
+shape (support/fuzz_objects.py), which the operator cannot turn into pods (refused at pod creation).
 """
 
 from __future__ import annotations
@@ -27,8 +25,7 @@ pytestmark = [pytest.mark.cluster]
 
 
 def _log_since(operator: Any, offset: int) -> str:
-    """What the operator logged after `offset` bytes: the module shares one operator, and the open defect
-    above leaves its own traceback in the log."""
+    """What the operator logged after `offset` bytes: the module shares one operator with other tests."""
     with operator.log_path.open("rb") as log:
         log.seek(offset)
         return log.read().decode(errors="replace")
@@ -39,14 +36,8 @@ def _create(api_client: client.ApiClient, namespace: str, body: dict[str, Any]) 
     return RawApi(api_client).request("POST", path, encode(body))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="kopf.WebhookServer._serve json.loads the review with Python's recursive decoder: a spec nested "
-    "~1000 levels (the apiserver stores up to 10000) raises RecursionError there and the apiserver gets a 500 "
-    "('failed calling webhook'); fix in admission/webhook.py AdmissionWebhookServer._serve (decode under a raised "
-    "recursion limit, or answer 422 at spec when the body is too deep)",
-)
 def test_a_spec_nested_1000_levels_is_refused_with_a_path(fuzz_cluster: Any, api_client: client.ApiClient) -> None:
+    """Too deep for Python's JSON decoder, where Kopf answered 500: refused by `admission/review_depth.py`."""
     body = trainingjob_body("deep-1000", JOB_BASE | {"affinity": {"nodeAffinity": nested(1000)}})
     status, answer = _create(api_client, fuzz_cluster.namespace, body)
     assert status == 422 and "spec.affinity" in answer["message"], (status, answer)

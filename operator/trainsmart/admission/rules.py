@@ -189,19 +189,25 @@ def _depth_problems(value: Any, prefix: str, limit: int = MAX_SPEC_DEPTH) -> lis
     while stack:
         node, path = stack.pop()
         if len(path) > limit:
-            field = _dotted(prefix, path[:2])
-            return [
-                Problem(
-                    field,
-                    f"is nested too deeply: more than {limit} levels of objects and lists below {prefix} (at "
-                    f"{_dotted(prefix, path[:4])}...); no Kubernetes object is this deep, check what generated it",
-                )
-            ]
+            return [Problem(_dotted(prefix, path[:2]), _too_deep_reason(prefix, path, limit))]
         if isinstance(node, Mapping):
             stack.extend((item, (*path, str(key))) for key, item in node.items())
         elif isinstance(node, list | tuple):
             stack.extend((item, (*path, index)) for index, item in enumerate(node))
     return []
+
+
+def _too_deep_reason(prefix: str, path: Sequence[int | str], limit: int) -> str:
+    return (
+        f"is nested too deeply: more than {limit} levels of objects and lists below {prefix} (at "
+        f"{_dotted(prefix, path[:4])}...); no Kubernetes object is this deep, check what generated it"
+    )
+
+
+def too_deep_message(prefix: str, path: Sequence[int | str], limit: int = MAX_SPEC_DEPTH) -> str:
+    """`<field>: <reason>` for a value nested deeper than `limit` at `path` below `prefix`, as the
+    admission rules word it (also for reviews too deep to decode: `admission/review_depth.py`)."""
+    return f"{_dotted(prefix, path[:2])}: {_too_deep_reason(prefix, path, limit)}"
 
 
 def _dotted(prefix: str, path: Sequence[int | str]) -> str:

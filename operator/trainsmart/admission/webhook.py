@@ -27,6 +27,7 @@ raises it to `MAX_REVIEW_BYTES` (issue 13).
 from __future__ import annotations
 
 import ipaddress
+import json
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +38,7 @@ import kopf
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from trainsmart.admission.review_depth import may_be_too_deep, too_deep_denial
 from trainsmart.admission.rules import (
     Problem,
     format_problems,
@@ -120,7 +122,21 @@ class AdmissionWebhookServer(kopf.WebhookServer):
     @staticmethod
     async def _serve(fn: kopf.WebhookFn, request: aiohttp.web.Request) -> aiohttp.web.Response:
         # A staticmethod, like the Kopf method it extends: Kopf calls it as self._serve(fn, request).
-        return await kopf.WebhookServer._serve(fn, request.clone(client_max_size=MAX_REVIEW_BYTES))
+        request = request.clone(client_max_size=MAX_REVIEW_BYTES)
+        text = await request.text()  # kept by the request: Kopf's own read returns the same text
+        if may_be_too_deep(text):
+            # Python's decoder recurses per level: a review too deep for it is refused with a path here,
+            # where Kopf would answer 500 (`admission/review_depth.py`).
+            try:
+                json.loads(text)
+            except RecursionError:
+                denial = too_deep_denial(text)
+                if denial is not None:
+                    return aiohttp.web.json_response(denial)
+                raise aiohttp.web.HTTPBadRequest(reason="the review is nested too deeply to read") from None
+            except ValueError:
+                pass  # not JSON: Kopf answers that itself
+        return await kopf.WebhookServer._serve(fn, request)
 
 
 class ServiceWebhookServer(AdmissionWebhookServer):
