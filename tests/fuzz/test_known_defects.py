@@ -2,8 +2,8 @@
 pinned here as an ordinary test: a spec nested beyond what Python's JSON decoder reads is refused with a
 path (no 500 from the webhook); a pod the API refuses becomes a Warning Event and a status, no traceback.
 
-`TRAINSMART_FUZZ_KNOWN_DEFECTS=1` makes the fuzz run also generate free-form pass-through values of any
-shape (support/fuzz_objects.py), which the operator cannot turn into pods (refused at pod creation).
+The fuzz run generates these shapes too (support/fuzz_objects.py, `KNOWN_DEFECTS`: free-form pass-through
+values of any shape, which the operator cannot turn into pods, refused at pod creation).
 """
 
 from __future__ import annotations
