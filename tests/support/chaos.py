@@ -349,7 +349,9 @@ class Chaos:
             spec["trainer"]["command"] = ["python", "-c", FAIL_ONCE]
         elif lc.kind == "suspend":
             lc.checkpoints = True
-            spec = self._base({**SLOW_DIGITS, "batchSize": 2, "epochs": 5}, checkpoint={"size": "64Mi"})
+            # Ten epochs: with five, 11 of 17 suspend lifecycles of a 100-lifecycle run finished before the
+            # suspension landed (the operator is down for seconds at a time), so suspend went mostly untested.
+            spec = self._base({**SLOW_DIGITS, "batchSize": 2, "epochs": 10}, checkpoint={"size": "64Mi"})
         elif lc.kind == "ttl":
             spec = self._base({**FAST_DIGITS, "epochs": 2}, runPolicy={"ttlSecondsAfterFinished": 3})
         elif lc.kind == "median":
