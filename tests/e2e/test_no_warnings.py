@@ -8,7 +8,8 @@ exist yet. Anyone alerting on Warning Events would be paged by every healthy job
 
 Pins:
 - a 2-replica job with the report-token Secret and a checkpoint on a claim that is already bound runs to
-  Succeeded with not a single Warning Event in its namespace (all of them listed when there is one);
+  Succeeded with not a single Warning Event in its namespace (all of them listed when there is one), bar
+  the endpoint controller's own write conflict, which it retries (`endpoint_controller_conflict`);
 - a 2-replica job with an operator-made checkpoint claim (`checkpoint.size`) runs to Succeeded with no
   Warning Event saying that something the pods refer to was not found, nor any FailedMount or Failed.
   Not "no Warning at all": the local cluster's `trainsmart-local` StorageClass binds `Immediate`, so the
@@ -96,8 +97,20 @@ def test_healthy_job_posts_no_warning_event(
     operator_process: Any, api_client: client.ApiClient, namespace: str, bound_claim: str
 ) -> None:
     run_to_success(api_client, namespace, "quiet", {"claimName": bound_claim})
-    warnings = warning_events(api_client, namespace)
+    warnings = [e for e in warning_events(api_client, namespace) if not endpoint_controller_conflict(e)]
     assert not warnings, f"{len(warnings)} Warning Event(s) for a healthy job:\n{listed(warnings)}"
+
+
+def endpoint_controller_conflict(event: Any) -> bool:
+    """kube-controller-manager's endpoint controller, on a loaded machine, sometimes writes an Endpoints
+    object from a stale cache, gets a resourceVersion conflict, posts FailedToUpdateEndpoint and retries
+    (a clean-clone CI rehearsal saw one for the headless Service). Nothing of ours writes Endpoints, and the
+    controller's retry succeeds, so this one is the control plane's own and not a sign of the job."""
+    return (
+        event.reason == "FailedToUpdateEndpoint"
+        and (event.source.component if event.source else "") == "endpoint-controller"
+        and "the object has been modified" in (event.message or "")
+    )
 
 
 def test_operator_made_claim_is_never_missing(

@@ -76,6 +76,12 @@ from trainsmart.status.podview import shorten
 
 log = logging.getLogger(__name__)
 
+IDLE_RESYNC_S: Final = 600.0
+"""Resync of a suspended job with no pods left: nothing about it changes with time (no GPU time, no
+deadline running), so only an event (a spec edit, a pod event) has anything to act on, and the resync is
+a safety net for a lost watch event. At RESYNC_S every suspended job cost a GET and a pod LIST per minute:
+5,000 of them kept a 2-core apiserver busy with ~170 requests/s, and creating more jobs slowed to ~4/s
+(issue 13's scale suite)."""
 POD_REFUSED_RETRY_S: Final = 30.0
 """A replica pod the API refused: try again this much later (the cause, e.g. a PriorityClass, may be fixed)."""
 REFUSAL_MAX_CHARS: Final = 1024
@@ -283,7 +289,9 @@ class TrainingJobController:
             return NAME_TAKEN_RETRY_S
         if plan.requeue_after is not None:
             return min(plan.requeue_after, RESYNC_S) if not plan.terminal else plan.requeue_after
-        return None if plan.terminal else RESYNC_S
+        if plan.terminal:
+            return None
+        return IDLE_RESYNC_S if status.phase == TrainingJobPhase.SUSPENDED and not pods else RESYNC_S
 
     async def _write_status(
         self,

@@ -21,8 +21,13 @@ import pytest
 
 from trainsmart.api import TrainingJobConditionType, TrainingJobPhase, TrainingJobStatus
 from trainsmart.api.conditions import ConditionStatus, make_condition
+from trainsmart.handlers.controller_core import RESYNC_S
 from trainsmart.handlers.podcache import PodCache
-from trainsmart.handlers.trainingjob_controller import TrainingJobController, may_act_before_writing_status
+from trainsmart.handlers.trainingjob_controller import (
+    IDLE_RESYNC_S,
+    TrainingJobController,
+    may_act_before_writing_status,
+)
 from trainsmart.report_endpoint import JobKey, ReportInbox, TokenVerifier
 from trainsmart.settings import OperatorSettings
 from trainsmart.status import Plan
@@ -181,3 +186,19 @@ async def test_a_repeated_or_restarted_reconcile_creates_nothing_twice() -> None
     await first_reconcile(kube, controller_with(kube))  # a new operator process: nothing remembered
     assert kube.stored == stored
     assert sorted(name for kind, name in stored if kind == "Pod") == ["deps-0", "deps-1", "deps-2"]
+
+
+# ---- resync (issue 13's scale suite: every suspended job cost a GET and a pod LIST a minute) ----------------
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(("suspend", "every"), [(True, IDLE_RESYNC_S), (False, RESYNC_S)])
+async def test_a_suspended_job_without_pods_is_resynced_rarely_an_active_one_every_minute(
+    suspend: bool, every: float
+) -> None:
+    kube = OrderRecordingKube()
+    controller = controller_with(kube)
+    key = JobKey("ml", "deps")
+    controller.offer(key, {**JOB_BODY, "spec": {**JOB_BODY["spec"], "suspend": suspend}})
+    assert await controller.reconcile(key) == every
+    assert any(kind == "Pod" for kind, _ in kube.stored) is not suspend
