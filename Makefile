@@ -82,9 +82,10 @@ image-tools: ## buildah, mmdebstrap, podman, runc (operator image test); lua5.1,
 checkov: $(STAMP) ## checkov in .venv/tools/checkov, for the chart and Dockerfile scan (.checkov.yaml)
 	bash scripts/install-checkov.sh $(PYTHON) $(VENV)/tools/checkov >/dev/null
 
+# --durations: the slowest tests are listed at the end of the run, where a CI log's tail shows them.
 .PHONY: test
 test: lint crds-check k8s apiext kubectl prometheus helm checkov image-tools ## everything: lint, CRD drift, unit, real-cluster and end-to-end tests
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest --durations=25 $(PYTEST_ARGS)
 
 .PHONY: dev-up
 dev-up: k8s ## start the local cluster with simulated GPU nodes

@@ -290,6 +290,11 @@ class Scale:
 # ---- the phases -------------------------------------------------------------------------------------------
 
 
+def step(label: str, what: str) -> None:
+    """One line per finished step, flushed: where a slow run spends its time (pytest shows it on failure)."""
+    print(f"    [{time.strftime('%H:%M:%S')}] {label}: {what}", flush=True)
+
+
 def rss_cycle(scale: Scale, prefix: str, jobs: int, active_every: int, threads: int, quiet: float) -> dict[str, float]:
     """Create `jobs`, wait until all are handled, let it go quiet, delete them all, let it go quiet: the RSS
     peak, with all present and after deletion; threads after; seconds to apply, handle, delete."""
@@ -299,10 +304,14 @@ def rss_cycle(scale: Scale, prefix: str, jobs: int, active_every: int, threads: 
         started = time.monotonic()
         pods = scale.create_jobs(names, active_every, threads)
         applied = time.monotonic() - started
+        step(prefix, f"{jobs} jobs applied in {applied:.1f} s")
         handled = scale.wait_handled(jobs, pods, timeout=120.0 + jobs * 0.2)
+        step(prefix, f"all handled {handled:.1f} s later")
         present = scale.settle_rss(quiet)
         present_peak = peak()
+        scale.memory_debug(f"{prefix}-present")
         deleted = scale.delete_jobs(timeout=120.0 + jobs * 0.5)
+        step(prefix, f"all deleted in {deleted:.1f} s")
         after = scale.settle_rss(quiet + 5.0)
     finally:
         stop()

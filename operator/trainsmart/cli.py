@@ -83,6 +83,9 @@ def _cmd_dev(args: argparse.Namespace) -> int:
 
 
 def _cmd_operator(args: argparse.Namespace) -> int:
+    from trainsmart.malloc_arenas import cap_malloc_arenas
+
+    cap_malloc_arenas()  # first, before any import or the event loop starts a thread
     import kopf
 
     from trainsmart.main import register_operator

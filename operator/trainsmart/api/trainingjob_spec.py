@@ -479,7 +479,8 @@ class TrainingJobSpec(ApiModel):
     suspend: bool = Field(
         default=False,
         description="true stops all pods (checkpointing first when possible) and holds the job; false runs "
-        "or resumes it. Kueue sets this to admit queued jobs.",
+        "or resumes it. A job created suspended gets its Service, Secret and PVC when it first runs. Kueue sets "
+        "this to admit queued jobs.",
     )
     template: PodTemplateOverrides = Field(
         default_factory=PodTemplateOverrides, description="Additions to every replica pod."

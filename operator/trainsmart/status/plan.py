@@ -7,7 +7,9 @@ into pod creations and deletions:
 
 * Succeeded/Failed: delete pods per `runPolicy.cleanPodPolicy` (All; Running: pods not yet finished,
   finished ones keep their logs; None), and delete the job itself once `completionTime + ttl <= now`.
-* Suspended: delete every pod (the trainer checkpoints on SIGTERM); create nothing.
+* Suspended: delete every pod (the trainer checkpoints on SIGTERM); create nothing, not even the pods'
+  dependencies: a job created suspended (queued by a user or a sweep) holds no Service, Secret or PVC
+  until it first runs. Those it already has are kept (the PVC holds its checkpoint).
 * Restarting (a restart, a disruption, or a resume while old pods remain): delete every pod; create
   nothing until all are gone, since names are reused and two runs must never share a rendezvous.
 * Pending/Running: delete pods that do not belong to the current attempt; create each missing replica
@@ -118,7 +120,7 @@ def _phase_plan(job: TrainingJob, views: Sequence[PodView], status: TrainingJobS
     terminating = tuple(view.name for view in views if view.terminating)
     attempt = status.restarts
     if status.phase == TrainingJobPhase.SUSPENDED:
-        return Plan(delete=live, attempt=attempt, waiting_for=terminating)
+        return Plan(delete=live, attempt=attempt, waiting_for=terminating, ensure_children=False)
     requeue = _deadline_requeue(job, status, now)
     if status.phase == TrainingJobPhase.RESTARTING:
         return Plan(delete=live, attempt=attempt, restart_all=True, waiting_for=terminating, requeue_after=requeue)

@@ -81,7 +81,7 @@ JOB = make_job()
         (
             [pod(JOB, i) for i in range(3)],
             status(Phase.SUSPENDED),
-            Plan(delete=("mnist-0", "mnist-1", "mnist-2")),
+            Plan(delete=("mnist-0", "mnist-1", "mnist-2"), ensure_children=False),
         ),
     ],
     ids=[
@@ -255,6 +255,8 @@ def test_plan_invariants(case: tuple[TrainingJob, list[dict[str, Any]]], phase: 
         assert plan.attempt == restarts
     if phase in (Phase.SUCCEEDED, Phase.FAILED, Phase.SUSPENDED, Phase.RESTARTING):
         assert plan.create == ()
+    if phase in (Phase.SUCCEEDED, Phase.FAILED, Phase.SUSPENDED):
+        assert not plan.ensure_children  # nothing will run: no Service, Secret or PVC is created for it
 
 
 @settings(max_examples=150, deadline=None)
