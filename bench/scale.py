@@ -118,7 +118,7 @@ class Scale:
         return int(self.ops.operator_rss_bytes(self.operator))
 
     def hyperopt_loaded(self) -> bool:
-        """hyperopt imports scipy, whose extension modules then show in the process's memory map."""
+        """hyperopt.tpe imports scipy.special, whose extension modules then show in the process's memory map."""
         assert self.operator.process is not None
         maps = Path(f"/proc/{self.operator.process.pid}/maps").read_text()
         return "scipy" in maps

@@ -20,6 +20,7 @@ from typing import Any, Final
 
 from trainsmart.api.common import ParameterValue, Scalar
 from trainsmart.api.search_space import Parameter, ParameterType
+from trainsmart.sweep.lean_hyperopt import import_hyperopt
 
 __all__ = [
     "ParameterValue",
@@ -80,6 +81,7 @@ def quantized_range(parameter: Parameter) -> tuple[int, int]:
 
 def hyperopt_expression(parameter: Parameter) -> Any:
     """The hyperopt expression that draws `parameter` (bounds in real space become hyperopt's)."""
+    import_hyperopt()
     from hyperopt import hp  # on first use: see suggest.py on the operator's memory
 
     label, low, high = parameter.name, parameter.min, parameter.max

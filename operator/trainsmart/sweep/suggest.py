@@ -31,13 +31,15 @@ from typing import TYPE_CHECKING, Any, Final
 from trainsmart.api.search_space import Parameter
 from trainsmart.api.sweep_spec import AlgorithmName, Goal, HyperparamSweepSpec, TpeSettings
 from trainsmart.sweep.grid import grid_points
+from trainsmart.sweep.lean_hyperopt import import_hyperopt
 from trainsmart.sweep.space import ParameterValue, hyperopt_space, point_from_vals, vals_from_point, value_key
 
 if TYPE_CHECKING:
     from hyperopt import Domain, Trials
 
-# hyperopt (with its scipy/networkx imports) is imported on first use, inside the functions below: it
-# costs the operator ~110 MiB of RSS, which a cluster without sweeps (or with grid sweeps only) never pays.
+# hyperopt (with its scipy/networkx imports) is imported on first use, inside the functions below, and
+# without ATPE (`lean_hyperopt`): it costs the operator ~40 MiB of RSS (83 MiB with ATPE), which a
+# cluster without sweeps (or with grid sweeps only) never pays.
 
 # hyperopt's default weight of the prior in TPE's Parzen estimators; not a user setting.
 TPE_PRIOR_WEIGHT: Final = 1.0
@@ -113,6 +115,7 @@ def _next_grid_points(
 def _hyperopt_points(
     spec: HyperparamSweepSpec, history: list[TrialPoint], count: int, seed: int
 ) -> list[dict[str, ParameterValue]]:
+    import_hyperopt()
     from hyperopt import Trials
 
     parameters = spec.parameters
@@ -138,6 +141,7 @@ SuggestFunction = Callable[[list[int], Any, "Trials", int], list[dict[str, Any]]
 
 
 def _algorithm(spec: HyperparamSweepSpec) -> SuggestFunction:
+    import_hyperopt()
     from hyperopt import anneal, rand, tpe
 
     match spec.algorithm.name:
@@ -161,6 +165,7 @@ def _algorithm(spec: HyperparamSweepSpec) -> SuggestFunction:
 @functools.lru_cache(maxsize=32)
 def _domain(parameters_json: tuple[str, ...]) -> Domain:
     """hyperopt's compiled space, cached: building it costs far more than a draw, and it is only read."""
+    import_hyperopt()
     from hyperopt import Domain
 
     parameters = [Parameter.model_validate_json(text) for text in parameters_json]
@@ -173,6 +178,7 @@ def _never_called(_: Any) -> None:  # pragma: no cover - trials run as TrainingJ
 
 def _hyperopt_doc(point: TrialPoint, parameters: Sequence[Parameter], goal: Goal) -> dict[str, Any]:
     """A hyperopt trial document for a recorded trial (see the module doc for how outcomes map)."""
+    import_hyperopt()
     from hyperopt import STATUS_FAIL, STATUS_OK, STATUS_RUNNING
     from hyperopt.base import JOB_STATE_DONE, JOB_STATE_RUNNING
 

@@ -1,7 +1,8 @@
 """Pins: loading the operator (every Kopf handler, both controllers) does not import hyperopt.
 
-hyperopt and what it pulls in (scipy, networkx) add ~110 MiB to the operator's RSS; the RSS budget with
-1,000 TrainingJobs (bench/operator.py) only holds when they are loaded on a sweep's first suggestion.
+hyperopt and what it pulls in (networkx, parts of scipy) add ~40 MiB to the operator's RSS even without
+ATPE (`lean_hyperopt`); a cluster without sweeps never pays it, as they are loaded on a sweep's first
+suggestion.
 """
 
 from __future__ import annotations
