@@ -131,6 +131,19 @@ class Scale:
         match = re.search(rf'^{RECONCILED_SERIES}{{kind="TrainingJob"}} (\S+)$', text, re.MULTILINE)
         return int(float(match.group(1))) if match else 0
 
+    def watched_jobs(self) -> int:
+        """TrainingJobs in the operator's watch cache: the sum of `trainsmart_objects{kind="TrainingJob"}`."""
+        url = f"{self.operator.metrics_base}/metrics?name[]=trainsmart_objects"
+        with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 - our own loopback URL
+            text = response.read().decode()
+        pattern = r'^trainsmart_objects{kind="TrainingJob",phase="[^"]*"} (\S+)$'
+        return int(sum(float(value) for value in re.findall(pattern, text, re.MULTILINE)))
+
+    def caught_up(self) -> bool:
+        """The operator has seen every deletion: it watches no more TrainingJobs than the cluster holds."""
+        self.operator.check()
+        return self.watched_jobs() <= self.all_trainingjobs()
+
     def memory_debug(self, label: str) -> None:
         """With `--memory-debug DIR`: the operator's /debug/memory answer (glibc trimmed first) to DIR."""
         directory = os.environ.get("TRAINSMART_SCALE_MEMORY_DIR")
@@ -312,6 +325,9 @@ def rss_cycle(scale: Scale, prefix: str, jobs: int, active_every: int, threads: 
         scale.memory_debug(f"{prefix}-present")
         deleted = scale.delete_jobs(timeout=120.0 + jobs * 0.5)
         step(prefix, f"all deleted in {deleted:.1f} s")
+        # RSS "after" is read once the operator has processed every DELETED event, not while it catches up.
+        scale.wait(scale.caught_up, 60.0 + jobs * 0.05, "the operator to see every deletion", poll=1.0)
+        step(prefix, "the operator watches none of them")
         after = scale.settle_rss(quiet + 5.0)
     finally:
         stop()

@@ -1,4 +1,4 @@
-"""Cap glibc's malloc arenas in the operator process, so memory freed after a burst of jobs is reused.
+"""glibc's allocator in the operator process: arenas capped, free memory given back after bursts.
 
 glibc gives every new thread an arena of its own until there are eight per core, and each arena keeps
 what is freed into it for that arena's next allocations. The operator's threads (the API worker pool,
@@ -8,30 +8,82 @@ where it started, and it grew with the number of threads rather than with anythi
 scale suite; the Python heap, traced, was flat). The work is mostly one asyncio thread, so two arenas
 cost no measurable contention and make freed memory reusable by whichever thread allocates next.
 
-Must run before the process starts threads (glibc fixes its arena limit when the first thread needs an
-arena). `MALLOC_ARENA_MAX` in the environment wins: glibc has already applied it. Without glibc (musl,
-macOS) this does nothing.
+`cap_malloc_arenas` must run before the process starts threads (glibc fixes its arena limit when the first
+thread needs an arena). `MALLOC_ARENA_MAX` in the environment wins: glibc has already applied it.
+
+glibc returns freed memory to the system only from the top of its heap; pages freed in the middle stay in
+the process until `malloc_trim` gives them back. After thousands of jobs were created and deleted that was
+10-20 MiB of the operator's RSS (bench/scale.py with /debug/memory?trim=1), so `PeriodicTrim` calls it once
+a minute (a few milliseconds, on the loop: nothing else allocates meanwhile anyway).
+
+Without glibc (musl, macOS) all of this does nothing.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import ctypes
 import os
-from typing import Final
+from typing import Any, Final
 
 M_ARENA_MAX: Final = -8
 """mallopt's parameter number for the arena limit (glibc's malloc.h)."""
 OPERATOR_ARENAS: Final = 2
+TRIM_INTERVAL_S: Final = 60.0
+
+
+def _libc_function(name: str) -> Any:
+    """A function of the process's C library, or None where it has no such function (not glibc)."""
+    try:
+        return getattr(ctypes.CDLL(None), name)
+    except (AttributeError, OSError):
+        return None
 
 
 def cap_malloc_arenas(arenas: int = OPERATOR_ARENAS) -> bool:
     """Limit glibc's malloc arenas to `arenas`; False where the environment decides or there is no glibc."""
     if os.environ.get("MALLOC_ARENA_MAX"):
         return False
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (AttributeError, OSError):
+    mallopt = _libc_function("mallopt")
+    if mallopt is None:
         return False
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
     mallopt.restype = ctypes.c_int
     return bool(mallopt(M_ARENA_MAX, arenas))
+
+
+def malloc_trim() -> bool:
+    """glibc's malloc_trim(0): free pages of every arena back to the system; False where there is no glibc."""
+    trim = _libc_function("malloc_trim")
+    if trim is None:
+        return False
+    trim.argtypes = (ctypes.c_size_t,)
+    trim.restype = ctypes.c_int
+    trim(0)
+    return True
+
+
+class PeriodicTrim:
+    """A task in the running loop that calls `malloc_trim` every `interval` seconds; `start` in the loop,
+    `stop` before it ends."""
+
+    def __init__(self, interval: float = TRIM_INTERVAL_S) -> None:
+        self._interval = interval
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if _libc_function("malloc_trim") is not None:
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="malloc trim")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
+            malloc_trim()

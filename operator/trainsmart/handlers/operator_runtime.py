@@ -32,6 +32,7 @@ from trainsmart.handlers.standby import ActivePodLabeller
 from trainsmart.handlers.sweep_controller import SweepController
 from trainsmart.handlers.trainingjob_controller import TrainingJobController
 from trainsmart.kube import Kube, new_api_client
+from trainsmart.malloc_arenas import PeriodicTrim
 from trainsmart.names import SWEEP_NAME_LABEL
 from trainsmart.observability import OperatorMetrics, start_metrics_server
 from trainsmart.observability.loop_lag import LoopLagMonitor
@@ -117,6 +118,7 @@ class OperatorRuntime:
         )
         self.metrics_server: web.AppRunner | None = None
         self.loop_lag = LoopLagMonitor(self.metrics.loop_lag.labels("controller").observe)
+        self.trim = PeriodicTrim()
         self.labeller = ActivePodLabeller(self.kube, options.active_label) if options.active_label else None
 
     async def _read_report_token(self, namespace: str, name: str) -> str | None:
@@ -139,6 +141,7 @@ class OperatorRuntime:
 
     async def start(self) -> None:
         self.loop_lag.start()
+        self.trim.start()
         if self.labeller is not None:
             self.labeller.start()
         if not self.options.controllers:
@@ -175,6 +178,7 @@ class OperatorRuntime:
 
     async def stop(self) -> None:
         await self.loop_lag.stop()
+        await self.trim.stop()
         if self.labeller is not None:
             await self.labeller.stop()
         if self.reports is not None:

@@ -12,13 +12,13 @@ shows how much of it was slack. Never on by default: tracemalloc costs memory an
 from __future__ import annotations
 
 import collections
-import ctypes
-import ctypes.util
 import gc
 import os
 import tracemalloc
 from pathlib import Path
 from typing import Any, Final
+
+from trainsmart.malloc_arenas import malloc_trim
 
 DEBUG_MEMORY_ENV: Final = "TRAINSMART_DEBUG_MEMORY"
 DEBUG_MEMORY_PATH: Final = "/debug/memory"
@@ -40,19 +40,6 @@ def rss_bytes() -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) * 1024
     return 0
-
-
-def malloc_trim() -> bool:
-    """glibc's malloc_trim(0); False where there is no glibc."""
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return False
-    libc = ctypes.CDLL(name)
-    trim = getattr(libc, "malloc_trim", None)
-    if trim is None:
-        return False
-    trim(0)
-    return True
 
 
 def memory_report(*, trim: bool = False, top: int = 25) -> dict[str, Any]:
