@@ -25,6 +25,7 @@ PARAM_PREFIX = "TRAINSMART_PARAM_"
 RANK = "RANK"
 PET_NODE_RANK = "PET_NODE_RANK"
 WORLD_SIZE = "WORLD_SIZE"
+ATTEMPT = "TRAINSMART_ATTEMPT"
 NVIDIA_VISIBLE_DEVICES = "NVIDIA_VISIBLE_DEVICES"
 
 SIMULATED_GPUS_ON = "1"
@@ -41,6 +42,16 @@ def _int(value: str | None, default: int, minimum: int) -> int:
     return max(number, minimum)
 
 
+def _attempt(value: str | None) -> int | None:
+    """The attempt the operator set, or None when unset or not a count (the report then goes without it:
+    an invalid one would get the whole report refused)."""
+    try:
+        number = int(value) if value else None
+    except ValueError:
+        return None
+    return number if number is not None and number >= 0 else None
+
+
 @dataclass(frozen=True)
 class JobEnvironment:
     """The job identity and report settings of this process; `report_url` None means "not in a job"."""
@@ -54,6 +65,8 @@ class JobEnvironment:
     world_size: int
     checkpoint_dir: str | None
     device: dict[str, Any]
+    attempt: int | None = None
+    """Which run of the job this is (the operator's attempt label); None outside a job or from an older one."""
 
     @property
     def in_job(self) -> bool:
@@ -65,7 +78,15 @@ class JobEnvironment:
         return self.in_job and self.rank == 0
 
     def identity(self) -> dict[str, Any]:
-        return {"namespace": self.namespace, "name": self.name, "rank": self.rank, "worldSize": self.world_size}
+        identity: dict[str, Any] = {
+            "namespace": self.namespace,
+            "name": self.name,
+            "rank": self.rank,
+            "worldSize": self.world_size,
+        }
+        if self.attempt is not None:
+            identity["attempt"] = self.attempt
+        return identity
 
 
 def device_info(env: Mapping[str, str]) -> dict[str, Any]:
@@ -107,4 +128,5 @@ def read_job_environment(env: Mapping[str, str] | None = None) -> JobEnvironment
         world_size=_int(env.get(WORLD_SIZE), 1, 1),
         checkpoint_dir=env.get(CHECKPOINT_DIR) or None,
         device=device_info(env),
+        attempt=_attempt(env.get(ATTEMPT)),
     )

@@ -97,6 +97,10 @@ JOB_NAME: Final = "TRAINSMART_JOB_NAME"
 """Name of the TrainingJob this pod belongs to; part of every report's identity."""
 JOB_NAMESPACE: Final = "TRAINSMART_NAMESPACE"
 """Namespace of the TrainingJob; part of every report's identity."""
+ATTEMPT: Final = "TRAINSMART_ATTEMPT"
+"""Which run of the job this pod belongs to: 0, then one more for each whole-job restart or resume (the
+job's `status.restarts` when the pod was created). Part of every report's identity, so the operator orders
+reports by attempt first: a late report of an earlier run never moves a later run's progress."""
 PARAM_ENV_PREFIX: Final = "TRAINSMART_PARAM_"
 """A sweep trial's pods get one variable per parameter, `TRAINSMART_PARAM_<NAME>` (see `param_env_name`),
 holding the text a `${params.NAME}` placeholder becomes (strings as they are, everything else as JSON)."""
@@ -240,6 +244,7 @@ class JobIdentity(_WireModel):
     name: str = ""
     rank: int = Field(default=0, ge=0)
     world_size: int = Field(default=1, ge=1)
+    attempt: int | None = Field(default=None, ge=0, description="The run of the job (`ATTEMPT`); None: not told.")
 
 
 class DeviceInfo(_WireModel):

@@ -96,6 +96,7 @@ class TrainingRun:
             name=settings.job_name,
             rank=self.dist.rank,
             world_size=self.dist.world_size,
+            attempt=settings.attempt,
         )
 
     def _device_info(self) -> DeviceInfo:

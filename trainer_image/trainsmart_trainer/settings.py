@@ -148,6 +148,7 @@ class RuntimeSettings:
     termination_log: Path | None = None
     job_name: str = ""
     job_namespace: str = ""
+    attempt: int | None = None
 
 
 def _int_env(env: Mapping[str, str], name: str, default: int | None, minimum: int) -> int | None:
@@ -204,4 +205,5 @@ def runtime_settings(
         termination_log=Path(termination) if termination else default_termination_log(),
         job_name=env.get(contract.JOB_NAME, ""),
         job_namespace=env.get(contract.JOB_NAMESPACE, ""),
+        attempt=_int_env(env, contract.ATTEMPT, None, 0),
     )

@@ -54,6 +54,12 @@ class Progress(ApiModel):
         description="When the trainer sent the newest report this progress reflects (the trainer's clock). A "
         "report that arrives later but is older, and not further in training, is not folded.",
     )
+    attempt: int | None = Field(
+        default=None,
+        ge=0,
+        description="The run (status.restarts when its pods were created) of the newest report this progress "
+        "reflects; reports are ordered by attempt first. Empty for trainers that do not say.",
+    )
 
 
 class HistoryPoint(ApiModel):

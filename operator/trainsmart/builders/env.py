@@ -11,7 +11,8 @@ Layout for `replicas` pods x `processes` per pod (world size = replicas x proces
   launcher gives each worker its own `RANK` and `LOCAL_RANK`. `LOCAL_RANK` is never set here: its
   presence tells a process it is a worker that must not spawn workers of its own.
 * config as inline JSON (`TRAINSMART_CONFIG`): the validated `spec.trainer.config`, no file to mount;
-* identity through the downward API, the report token through a secretKeyRef (never a literal value);
+* identity (job, namespace, attempt) through the downward API, the report token through a secretKeyRef
+  (never a literal value);
 * with an https report URL and the operator's own CA: `TRAINSMART_REPORT_CA_FILE`, the CA bundle as a
   file (`report_ca_volume`), so the trainer verifies the endpoint it hands its token to.
 
@@ -30,6 +31,7 @@ from trainsmart.api.common import RESERVED_LABEL_PREFIX, RESERVED_VOLUME_PREFIX
 from trainsmart.builders.metrics_wrapper import client_env
 from trainsmart.builders.trial_params import parameter_env
 from trainsmart.names import (
+    ATTEMPT_LABEL,
     JOB_NAME_LABEL,
     REPORT_TOKEN_KEY,
     job_name,
@@ -61,6 +63,7 @@ OPERATOR_ENV_NAMES: Final = frozenset(
         contract.METRICS_PORT,
         contract.JOB_NAME,
         contract.JOB_NAMESPACE,
+        contract.ATTEMPT,
         contract.PARAMS_FILE,
     }
 )
@@ -125,6 +128,7 @@ def contract_env(job: TrainingJob, index: int, settings: OperatorSettings) -> li
     env += [
         _field_ref(contract.JOB_NAME, f"metadata.labels['{JOB_NAME_LABEL}']"),
         _field_ref(contract.JOB_NAMESPACE, "metadata.namespace"),
+        _field_ref(contract.ATTEMPT, f"metadata.labels['{ATTEMPT_LABEL}']"),
     ]
     config = config_json(job)
     if config is not None:

@@ -11,16 +11,17 @@ Each epoch report also updates the loss curve and adds the operator's own findin
 
 Order (issue 13): reports reach the operator over HTTP, retried after timeouts, so a report can arrive after
 a newer one was folded, in a later reconcile. Status therefore records the newest report it reflects
-(`progress.reportTime`, the trainer's clock, and `progress.step`), and a report is *stale* when it was sent
-before that one and is not further in training by (epoch, step): a stale report moves neither progress nor
-the latest metrics, the headline or the loss curve, and never rewrites a history point; it only fills an
-epoch the history lacks (a report that was lost and retried still counts) and competes for `best` (its
-values were observed). Both halves of the test matter: the time separates attempts (a restarted run goes
-back in epochs but forward in time), and (epoch, step) lets a run whose node's clock is behind the previous
-attempt's go forward at once instead of waiting for its clock to catch up. Reports carry no attempt number
-and no sequence number; a report from an earlier attempt that arrived after a restarted run's first
-reports *and* is further in training would still be folded (it cannot happen in practice: the operator
-starts the new attempt only once every pod of the old one is gone, and a report is sent by a live process).
+(`progress.attempt`, `progress.reportTime`, the trainer's clock, and `progress.step`), and a report is
+*stale* when it comes from an earlier attempt (the pods' `TRAINSMART_ATTEMPT`, from their attempt label:
+older than the job's current attempt `status.restarts`, or than the attempt progress reflects), or, within
+one attempt, when it was sent before that one and is not further in training by (epoch, step). A stale
+report moves neither progress nor the latest metrics, the headline or the loss curve, and never rewrites a
+history point; it only fills an epoch the history lacks (a report that was lost and retried still counts)
+and competes for `best` (its values were observed). A newer attempt's report is never stale, however far
+back in epochs it starts. Within an attempt both halves of the test matter: the time orders reports, and
+(epoch, step) lets a run whose clock went back (a node's clock corrected) go forward at once. Reports from
+trainers that do not send an attempt (custom code on an older client) fall back to the time and (epoch,
+step) test alone: the time then separates attempts, since a restarted run goes forward in time.
 
 Restarts: a restarted trainer's first report says where it runs before it has loaded its checkpoint (epoch
 0, step 0: nothing done yet). Taken literally it would drop `progress` to 0 until the resumed trainer
@@ -155,10 +156,18 @@ def _reported_epoch(report: TrainerReport) -> int:
     return report.final.epochs_completed if report.final is not None else report.epoch
 
 
-def is_stale(progress: Progress | None, report: TrainerReport) -> bool:
-    """`report` is older than the newest report `progress` reflects: sent before it (the trainer's clock)
-    and not further in training by (epoch, step). A status written before reports were ordered has no
-    report time: nothing is stale then."""
+def is_stale(progress: Progress | None, report: TrainerReport, current_attempt: int = 0) -> bool:
+    """`report` is older than the newest report `progress` reflects: from an earlier attempt than the job's
+    `current_attempt` or than progress's, or, in the same attempt, sent before it (the trainer's clock) and
+    not further in training by (epoch, step). A status written before reports were ordered has no report
+    time: nothing is stale then, except an earlier attempt's report."""
+    attempt = report.job.attempt
+    if attempt is not None:
+        if attempt < current_attempt:
+            return True
+        reflected = progress.attempt if progress is not None else None
+        if reflected is not None and attempt != reflected:
+            return attempt < reflected
     if progress is None or progress.report_time is None or as_aware(report.time) >= progress.report_time:
         return False
     return (_reported_epoch(report), report.step) <= (progress.epoch, progress.step)
@@ -179,6 +188,7 @@ def _progress(report: TrainerReport, checkpoint: CheckpointStatus | None) -> Pro
         eta_seconds=0.0 if report.kind == ReportKind.FINAL else report.eta_seconds,
         step=report.step,
         report_time=as_aware(report.time),
+        attempt=report.job.attempt,
     )
 
 
@@ -234,7 +244,7 @@ def fold_report(
     A stale report (`is_stale`, module docstring) leaves progress, the latest metrics and every history
     point it would rewrite as they are.
     """
-    stale = is_stale(status.progress, report)
+    stale = is_stale(status.progress, report, status.restarts)
     values = dict(report.metrics)
     if report.final is not None:
         values = {**values, **report.final.metrics}
@@ -313,7 +323,8 @@ def fold_reports(
     goals: Mapping[str, Goal] | None = None,
     objective: str | None = None,
 ) -> TrainingJobStatus:
-    """Fold reports oldest first (by the trainer's time, then step), whatever order they arrived in."""
-    for report in sorted(reports, key=lambda item: (as_aware(item.time), item.step)):
+    """Fold reports oldest first (by attempt where told, then the trainer's time, then step), whatever order
+    they arrived in."""
+    for report in sorted(reports, key=lambda item: (item.job.attempt or 0, as_aware(item.time), item.step)):
         status = fold_report(status, report, now, goals=goals, objective=objective)
     return status

@@ -23,6 +23,7 @@ from trainsmart.builders import build_report_token_secret, build_worker_pod
 from trainsmart.builders.env import OPERATOR_ENV_NAMES, RESERVED_ENV_NAMES
 from trainsmart.devcluster.agent.podenv import ConfigMapData, resolve_env
 from trainsmart.settings import OperatorSettings
+from trainsmart_client.job_env import read_job_environment
 from trainsmart_trainer import contract, launch
 from trainsmart_trainer.settings import load_config, runtime_settings
 
@@ -53,8 +54,8 @@ class Secrets:
         return self.data if (namespace, name) == ("ml", self.name) else None
 
 
-def resolved_env(job: TrainingJob, index: int) -> dict[str, str]:
-    pod = build_worker_pod(job, index, 0, SETTINGS)
+def resolved_env(job: TrainingJob, index: int, attempt: int = 0) -> dict[str, str]:
+    pod = build_worker_pod(job, index, attempt, SETTINGS)
     container = pod["spec"]["containers"][0]
     return resolve_env(pod, container, source=Secrets(job), pod_ip="10.1.0.5", host_ip="10.0.0.2")
 
@@ -106,7 +107,7 @@ def test_trainer_reads_back_the_distributed_layout(replicas: int, gpus: int, pro
 
 def test_trainer_reads_back_config_checkpoint_report_and_identity() -> None:
     job = make_job(FULL_SPEC)
-    env = resolved_env(job, 1)
+    env = resolved_env(job, 1, attempt=3)
     config, sources = load_config(None, env)
     assert config == job.spec.trainer.config
     assert sources == [contract.CONFIG_JSON]
@@ -117,6 +118,8 @@ def test_trainer_reads_back_config_checkpoint_report_and_identity() -> None:
     assert settings.report_token == TOKEN
     assert settings.metrics_port == contract.DEFAULT_METRICS_PORT
     assert (settings.job_name, settings.job_namespace) == ("mnist", "ml")
+    assert settings.attempt == 3  # from the pod's attempt label, so reports can be ordered by attempt
+    assert read_job_environment(env).attempt == 3  # custom code's client reads the same variable
     assert env["NCCL_DEBUG"] == "INFO"
 
 

@@ -113,6 +113,9 @@ def test_identity_config_checkpoint_report_and_metrics_env() -> None:
         "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.labels['trainsmart.dev/job-name']"}
     }
     assert env[contract.JOB_NAMESPACE] == {"fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}
+    assert env[contract.ATTEMPT] == {
+        "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.labels['trainsmart.dev/attempt']"}
+    }
     assert json.loads(env[contract.CONFIG_JSON]) == {"epochs": 3, "learningRate": 0.01}
     assert TrainerConfig.model_validate_json(env[contract.CONFIG_JSON]) == job.spec.trainer.config
     assert env[contract.CHECKPOINT_DIR] == "/checkpoints"

@@ -41,6 +41,7 @@ def test_the_variable_names_are_the_contracts() -> None:
         client_env.RANK: contract.RANK,
         client_env.PET_NODE_RANK: contract.PET_NODE_RANK,
         client_env.WORLD_SIZE: contract.WORLD_SIZE,
+        client_env.ATTEMPT: contract.ATTEMPT,
         client_env.NVIDIA_VISIBLE_DEVICES: contract.NVIDIA_VISIBLE_DEVICES,
         client_env.PARAMS_FILE: contract.PARAMS_FILE,
         client_env.PARAM_PREFIX: contract.PARAM_ENV_PREFIX,
@@ -152,6 +153,24 @@ def test_only_rank_zero_reports_and_the_pod_index_decides_without_a_rank(job_var
     assert read_job_environment({**without_rank, "PET_NODE_RANK": "0"}).reports
     assert not read_job_environment({**without_rank, "PET_NODE_RANK": "1"}).reports
     assert not read_job_environment({**job_vars, "TRAINSMART_REPORT_URL": "ftp://x"}).in_job
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"), [("2", 2), ("0", 0), (None, None), ("", None), ("x", None), ("-1", None)]
+)
+def test_the_attempt_goes_into_every_reports_identity_when_the_operator_set_it(
+    job_vars: dict[str, str], recorder: PostRecorder, value: str | None, expected: int | None
+) -> None:
+    """An unusable value is left out rather than sent: the endpoint would refuse the whole report."""
+    variables = {key: item for key, item in job_vars.items() if key != contract.ATTEMPT}
+    if value is not None:
+        variables[contract.ATTEMPT] = value
+    session = finished_session(read_job_environment(variables), recorder)
+    session.report({"val_loss": 0.2}, epoch=1)
+    session.report({"val_loss": 0.1}, epoch=2, final=True)
+    assert session.finish(5)
+    reports = sent_reports(recorder)
+    assert reports and {report.job.attempt for report in reports} == {expected}
 
 
 def test_a_non_zero_rank_sends_nothing(job_vars: dict[str, str], recorder: PostRecorder) -> None:

@@ -10,7 +10,10 @@ Pins:
   checkpoint is loaded) does not drop progress below the newest checkpoint's epoch; without a checkpoint
   the restart from epoch 0 shows; a report with work done below the checkpoint (the trainer did not
   resume from it) shows as it is;
-- through `derive_trainingjob_status`, a late report in a later reconcile changes nothing.
+- through `derive_trainingjob_status`, a late report in a later reconcile changes nothing;
+- reports that carry their attempt are ordered by it first: an earlier attempt's report is stale however far
+  in training or late in time it is (also before any progress of the current attempt), a newer attempt's
+  is folded however far back it starts; without an attempt, the clock and (epoch, step) order them.
 """
 
 from __future__ import annotations
@@ -148,3 +151,50 @@ def test_a_late_report_in_a_later_reconcile_changes_nothing() -> None:
     assert second.progress == first.progress
     assert history(second) == [(3, 7.0), (4, 0.25), (5, 0.2)]
     assert second.metrics is not None and second.metrics.latest == {"val_loss": 0.2}
+
+
+# ---- attempts (the pods' TRAINSMART_ATTEMPT, sent in every report's identity) ---------------------------------
+
+
+def attempt_report(attempt: int, epoch: int, seconds: float, **extra: Any) -> TrainerReport:
+    job = {"namespace": "ml", "name": "mnist", "attempt": attempt}
+    return report(epoch=epoch, seconds=seconds, job=job, **({"metrics": {"val_loss": 1.0 / epoch}} | extra))
+
+
+def test_a_late_report_of_an_earlier_attempt_moves_nothing_even_further_in_training_and_time() -> None:
+    """The case the clock and (epoch, step) alone could not order: attempt 0's report for epoch 6, sent
+    after attempt 1 had reported epoch 5, arrives last. Attempt 1 is the run that counts."""
+    restarted = TrainingJobStatus(restarts=1)
+    status = fold_report(restarted, attempt_report(1, epoch=5, seconds=600), NOW)
+    late = fold_report(status, attempt_report(0, epoch=6, seconds=660, metrics={"val_loss": 0.01}), NOW)
+    assert late.progress == status.progress
+    assert late.progress is not None and (late.progress.epoch, late.progress.attempt) == (5, 1)
+    assert late.metrics is not None and status.metrics is not None
+    assert late.metrics.latest == status.metrics.latest
+    assert (6, 0.01) in history(late)  # an epoch the history lacked: filled, and it competes for best
+
+
+def test_an_earlier_attempts_report_is_stale_once_the_job_restarted_even_with_no_progress_yet() -> None:
+    late = fold_report(TrainingJobStatus(restarts=2), attempt_report(1, epoch=4, seconds=400), NOW)
+    assert late.progress is None
+
+
+def test_a_newer_attempts_report_is_folded_although_it_is_behind_in_epochs_and_clock() -> None:
+    """Attempt 1 runs on a node whose clock is an hour behind and starts over (no checkpoint)."""
+    first = fold_report(TrainingJobStatus(), attempt_report(0, epoch=5, seconds=3600), NOW)
+    second = fold_report(first.model_copy(update={"restarts": 1}), attempt_report(1, epoch=1, seconds=60), NOW)
+    assert second.progress is not None and (second.progress.epoch, second.progress.attempt) == (1, 1)
+
+
+def test_reports_of_two_attempts_folded_in_one_reconcile_end_at_the_newer_attempt() -> None:
+    reports = [attempt_report(1, epoch=2, seconds=100), attempt_report(0, epoch=7, seconds=200)]
+    for order in (reports, reports[::-1]):
+        status = fold_reports(TrainingJobStatus(restarts=1), order, NOW)
+        assert status.progress is not None and (status.progress.epoch, status.progress.attempt) == (2, 1)
+
+
+def test_reports_without_an_attempt_keep_the_clock_and_epoch_order() -> None:
+    status = epochs(1, 2, 3)
+    assert status.progress is not None and status.progress.attempt is None
+    late = fold_report(status.model_copy(update={"restarts": 1}), report(epoch=2, seconds=150), NOW)
+    assert late.progress == status.progress

@@ -75,6 +75,7 @@ def test_our_variables_are_unique_and_prefixed() -> None:
         "TERMINATION_LOG",
         "JOB_NAME",
         "JOB_NAMESPACE",
+        "ATTEMPT",
         "SIMULATED_GPUS",
     ):
         assert required in ours, required

@@ -62,7 +62,9 @@ def endpoint() -> Iterator[tuple[str, Received]]:
 def test_endpoint_receives_device_epochs_and_final_with_the_token(endpoint: tuple[str, Received]) -> None:
     url, received = endpoint
     simulated = resolve_device(simulated=True, visible_devices="0,1", cuda=NO_CUDA)
-    settings = RuntimeSettings(report_url=url, report_token="job-token", job_name="demo", job_namespace="team")
+    settings = RuntimeSettings(
+        report_url=url, report_token="job-token", job_name="demo", job_namespace="team", attempt=2
+    )
     training = TrainingRun(TrainerConfig.model_validate({**CONFIG, "epochs": 2}), settings, DistInfo(), simulated)
     outcome = training.execute()
     assert outcome.exit_code == ExitCode.SUCCESS
@@ -74,6 +76,7 @@ def test_endpoint_receives_device_epochs_and_final_with_the_token(endpoint: tupl
     first = reports[0]
     assert first.device.type == "cpu" and first.device.simulated_gpus and first.device.gpus == 2
     assert (first.job.namespace, first.job.name) == ("team", "demo")
+    assert {r.job.attempt for r in reports} == {2}
     epochs = [r for r in reports if r.kind == ReportKind.EPOCH]
     assert [r.epoch for r in epochs] == [1, 2] and epochs[0].total_epochs == 2
     assert {"train_loss", "val_accuracy", "val_macro_f1"} <= set(epochs[1].metrics)
