@@ -23,10 +23,12 @@ Without glibc (musl, macOS) all of this does nothing.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ctypes
+import functools
 import os
 from typing import Any, Final
+
+from trainsmart.loop_task import LoopTask
 
 M_ARENA_MAX: Final = -8
 """mallopt's parameter number for the arena limit (glibc's malloc.h)."""
@@ -34,8 +36,10 @@ OPERATOR_ARENAS: Final = 2
 TRIM_INTERVAL_S: Final = 10.0
 
 
+@functools.cache
 def _libc_function(name: str) -> Any:
-    """A function of the process's C library, or None where it has no such function (not glibc)."""
+    """A function of the process's C library, or None where it has no such function (not glibc); looked
+    up once (the trim runs every few seconds)."""
     try:
         return getattr(ctypes.CDLL(None), name)
     except (AttributeError, OSError):
@@ -65,24 +69,17 @@ def malloc_trim() -> bool:
     return True
 
 
-class PeriodicTrim:
+class PeriodicTrim(LoopTask):
     """A task in the running loop that calls `malloc_trim` every `interval` seconds; `start` in the loop,
-    `stop` before it ends."""
+    `stop` before it ends. Without glibc it never starts."""
 
     def __init__(self, interval: float = TRIM_INTERVAL_S) -> None:
+        super().__init__("malloc trim")
         self._interval = interval
-        self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         if _libc_function("malloc_trim") is not None:
-            self._task = asyncio.get_running_loop().create_task(self._run(), name="malloc trim")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+            super().start()
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()

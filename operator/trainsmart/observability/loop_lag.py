@@ -5,31 +5,22 @@ that long, so this is the figure that shows a starved endpoint before its client
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable
 from typing import Final
+
+from trainsmart.loop_task import LoopTask
 
 LAG_INTERVAL_S: Final = 0.1
 
 
-class LoopLagMonitor:
+class LoopLagMonitor(LoopTask):
     """A task in the running loop that wakes every `interval` seconds and passes how late it woke to
     `observe`; `start` in the loop to watch, `stop` before the loop ends."""
 
     def __init__(self, observe: Callable[[float], None], interval: float = LAG_INTERVAL_S) -> None:
+        super().__init__("event-loop lag")
         self._observe = observe
         self._interval = interval
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="event-loop lag")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
