@@ -472,6 +472,11 @@ class TrainerConfig(_ConfigModel):
         ge=1,
         description="Save a checkpoint every N epochs. Unset: the TrainingJob's spec.checkpoint.intervalEpochs.",
     )
+    tensorboard: bool = Field(
+        default=True,
+        description="Write TensorBoard event files (per-epoch metrics, learning rate, throughput, hyperparameters) "
+        "into the tensorboard directory of the checkpoint volume; needs spec.checkpoint. false: none.",
+    )
 
     @model_validator(mode="after")
     def _check_combinations(self) -> Self:

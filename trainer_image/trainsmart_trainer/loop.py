@@ -40,6 +40,7 @@ from trainsmart_trainer.report import Reporter
 from trainsmart_trainer.resume import resume_run, save_run_checkpoint
 from trainsmart_trainer.run_state import RunState
 from trainsmart_trainer.settings import RuntimeSettings
+from trainsmart_trainer.tracking import Tracking, start_tracking
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +79,7 @@ class TrainingRun:
         self.objective = ""
         self.reporter = Reporter(identity=self._identity(), device=self._device_info(), total_epochs=config.epochs)
         self.metrics_exporter: TrainerMetrics | None = None
+        self.tracking = Tracking()  # TensorBoard / W&B on rank 0, started once the resume point is known
         self._last_progress = 0.0
         self._pass_started = 0.0
         self.clean_exit = False  # every rank ended the same orderly way: the process group can be destroyed
@@ -163,6 +165,8 @@ class TrainingRun:
         classification = data.task == "classification"
         self.trainee = build_trainee(config, model, loss_module, self.device, steps_per_epoch, classification)
         self._resume()
+        if self.dist.is_main:
+            self.tracking = start_tracking(config, self.settings, self.state.epoch)
         cuda = self.device.type == "cuda"
         if self.dist.distributed:
             device_ids = [self.device.index] if cuda else None
@@ -331,6 +335,7 @@ class TrainingRun:
                 eta_seconds=self._eta(),
                 checkpoint=state.last_checkpoint if state.saved_at == (state.epoch, 0) else None,
             )
+            self.tracking.log_epoch(state.epoch, metrics)
         if self.metrics_exporter is not None:
             self.metrics_exporter.set_epoch(state.epoch, self.config.epochs, state.global_step)
             self.metrics_exporter.set_metrics(metrics)
@@ -387,6 +392,7 @@ class TrainingRun:
                 checkpoint=self.state.last_checkpoint,
                 final=final,
             )
+            self.tracking.finish(final)
             if settings.result_path is not None:
                 document = results.result_document(final, self.reporter.identity.model_dump(mode="json", by_alias=True))
                 results.write_result_file(settings.result_path, document)
@@ -428,6 +434,7 @@ class TrainingRun:
             self._teardown()
 
     def _teardown(self) -> None:
+        self.tracking.close()
         delivered = self.reporter.close(self.report_close_timeout_s)
         if self.reporter.sender is not None and not delivered:
             log.warning("not every report reached %s; the result file and termination message have the outcome",

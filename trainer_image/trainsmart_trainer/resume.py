@@ -31,8 +31,9 @@ from trainsmart_trainer.settings import RuntimeSettings
 
 log = logging.getLogger(__name__)
 
-# Changing these between attempts is legitimate: a sweep promotes a trial by raising its epochs.
-_MAY_CHANGE_ON_RESUME = {"epochs", "checkpoint_every_epochs", "data_loader_workers"}
+# Changing these between attempts is legitimate: a sweep promotes a trial by raising its epochs; the rest
+# do not shape the run.
+_MAY_CHANGE_ON_RESUME = {"epochs", "checkpoint_every_epochs", "data_loader_workers", "tensorboard"}
 
 
 def config_fingerprint(config: TrainerConfig) -> str:

@@ -16,6 +16,12 @@ Layout for `replicas` pods x `processes` per pod (world size = replicas x proces
 * with an https report URL and the operator's own CA: `TRAINSMART_REPORT_CA_FILE`, the CA bundle as a
   file (`report_ca_volume`), so the trainer verifies the endpoint it hands its token to.
 
+* Weights & Biases run identity, only for a job whose `spec.trainer.env` already has a `WANDB_` variable
+  (the user asked for W&B) and only the variables the user did not set: `WANDB_RUN_ID` from the job's
+  uid (so every attempt, whichever pod runs rank 0, logs into one run; a re-created job is a new run),
+  `WANDB_RESUME=allow`, `WANDB_NAME` = the job's name, and for a sweep's trial `WANDB_RUN_GROUP` = the
+  sweep's name. wandb reads them itself, in the packaged trainer and in any user code alike.
+
 User variables (`spec.trainer.env`) come after these and may refer to them with `$(NAME)`, but may not
 redefine them: such entries are dropped here (and refused by the webhook), since a later duplicate would
 win in Kubernetes and silently break the distributed layout or the report authentication.
@@ -34,6 +40,7 @@ from trainsmart.names import (
     ATTEMPT_LABEL,
     JOB_NAME_LABEL,
     REPORT_TOKEN_KEY,
+    SWEEP_NAME_LABEL,
     job_name,
     job_namespace,
     master_address,
@@ -176,6 +183,43 @@ def report_ca_volume(settings: OperatorSettings) -> tuple[list[dict[str, Any]], 
     return [volume], [{"name": REPORT_CA_VOLUME, "mountPath": REPORT_CA_DIR, "readOnly": True}]
 
 
+WANDB_PREFIX: Final = "WANDB_"
+WANDB_RUN_ID: Final = "WANDB_RUN_ID"
+WANDB_RESUME: Final = "WANDB_RESUME"
+WANDB_NAME: Final = "WANDB_NAME"
+WANDB_RUN_GROUP: Final = "WANDB_RUN_GROUP"
+
+
+def wandb_run_id(uid: str) -> str:
+    """The W&B run id of the job with metadata.uid `uid`: its hex digits, lower-cased (W&B ids allow
+    [a-z0-9]; a Kubernetes uid is a UUID, so 32 of them, unique per object ever created)."""
+    run_id = "".join(c for c in uid.lower() if c.isascii() and c.isalnum())
+    if not run_id:
+        raise ValueError(f"metadata.uid {uid!r} has no letters or digits for a W&B run id")
+    return run_id
+
+
+def wandb_env(job: TrainingJob) -> list[dict[str, Any]]:
+    """W&B's run identity for a job whose env already has a `WANDB_` variable; each only when the user has
+    not set it. [] for any other job (no W&B wanted, or the user set the identity themselves)."""
+    names = {var.name for var in job.spec.trainer.env}
+    if not any(name.startswith(WANDB_PREFIX) for name in names):
+        return []
+    uid = job.metadata.get("uid")
+    if not isinstance(uid, str) or not uid:
+        raise ValueError("the TrainingJob has no metadata.uid; the W&B run id derives from it")
+    wanted = [
+        (WANDB_RUN_ID, wandb_run_id(uid)),
+        (WANDB_RESUME, "allow"),
+        (WANDB_NAME, job_name(job)),
+    ]
+    labels = job.metadata.get("labels")
+    sweep = labels.get(SWEEP_NAME_LABEL) if isinstance(labels, dict) else None
+    if isinstance(sweep, str) and sweep:
+        wanted.append((WANDB_RUN_GROUP, sweep))
+    return [_literal(name, value) for name, value in wanted if name not in names]
+
+
 def user_env(job: TrainingJob) -> list[dict[str, Any]]:
     """`spec.trainer.env` as written, minus entries that would redefine a reserved name."""
     return [var.to_api() for var in job.spec.trainer.env if not is_reserved_env_name(var.name)]
@@ -183,5 +227,6 @@ def user_env(job: TrainingJob) -> list[dict[str, Any]]:
 
 def trainer_env(job: TrainingJob, index: int, settings: OperatorSettings) -> list[dict[str, Any]]:
     """The whole env list of the trainer container: the contract first, then the metrics wrapper's
-    PYTHONPATH (only with spec.trainer.metrics), a sweep trial's parameters, then the user's additions."""
-    return contract_env(job, index, settings) + client_env(job) + parameter_env(job) + user_env(job)
+    PYTHONPATH (only with spec.trainer.metrics), a sweep trial's parameters, W&B's run identity (only for
+    a job that uses W&B), then the user's additions."""
+    return contract_env(job, index, settings) + client_env(job) + parameter_env(job) + wandb_env(job) + user_env(job)
