@@ -7,8 +7,9 @@ Where the values come from (Helm values, environment, flags) is the I/O side's b
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import StrEnum
-from typing import Final, Self
+from typing import Annotated, Final, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -25,6 +26,9 @@ DEFAULT_MASTER_PORT: Final = 29500
 DEFAULT_TERMINATION_GRACE_SECONDS: Final = 120
 DEFAULT_LOST_NODE_FORCE_DELETE_AFTER_S: Final = 60
 NON_ROOT_ID: Final = 1000
+DEFAULT_CURRENCY: Final = "USD"
+DEFAULT_PRICE_NODE_LABEL: Final = "nvidia.com/gpu.product"
+"""GPU Feature Discovery's label of a node's GPU model (e.g. NVIDIA-A100-SXM4-80GB)."""
 
 
 class NamespaceMode(StrEnum):
@@ -36,6 +40,35 @@ class NamespaceMode(StrEnum):
     """Only the namespace the operator runs in."""
     LIST = "list"
     """The namespaces in `namespaces`."""
+
+
+Price = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+"""A price per GPU-hour: finite, not negative (0 is allowed: a node pool someone else pays for)."""
+
+
+class GpuPricing(BaseModel):
+    """What a GPU-hour costs, for the estimated cost in status and metrics (`status/cost.py`).
+
+    An estimate: GPU time as the operator accounts it (`gpuSeconds`) times a price the cluster's owner
+    states, per node model where it differs; no cloud bill is read.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    price_per_gpu_hour: Price
+    """The price of one GPU for one hour on a node whose label value has no price of its own."""
+    currency: str = Field(default=DEFAULT_CURRENCY, pattern=r"^[A-Z]{3}$")
+    """ISO 4217 code the prices are in (shown beside every cost)."""
+    node_label: str = Field(default=DEFAULT_PRICE_NODE_LABEL, min_length=1)
+    """The node label whose value picks a price from `by_label_value`."""
+    by_label_value: Mapping[str, Price] = Field(default_factory=dict)
+    """Price per GPU-hour by the value of `node_label` (e.g. {"NVIDIA-H100-80GB-HBM3": 6.0})."""
+
+    def price_for(self, label_value: str | None) -> float:
+        """The price per GPU-hour on a node whose `node_label` is `label_value` (None: no such label)."""
+        if label_value is None:
+            return self.price_per_gpu_hour
+        return self.by_label_value.get(label_value, self.price_per_gpu_hour)
 
 
 class OperatorSettings(BaseModel):
@@ -73,6 +106,8 @@ class OperatorSettings(BaseModel):
     """Mount a memory-backed emptyDir at /dev/shm (the container runtime's 64 MiB default breaks DataLoaders)."""
     gpu_toleration: bool = True
     """Give GPU pods the `nvidia.com/gpu:NoSchedule` toleration GPU node pools are usually tainted with."""
+    pricing: GpuPricing | None = None
+    """The price of GPU time, for estimated costs; None: no cost is estimated or shown."""
     namespace_mode: NamespaceMode = NamespaceMode.ALL
     namespaces: tuple[str, ...] = ()
     """Watched namespaces with namespace_mode `list`."""

@@ -150,7 +150,7 @@ def test_status_subresource_pruning_and_printer_columns(
     }
     create(api_136, NAMESPACE, job)
     status = TrainingJobStatus.model_validate(
-        {"phase": "Running", "progress": {"epoch": 2, "totalEpochs": 4, "percent": 50.0}}
+        {"phase": "Running", "progress": {"epoch": 2, "totalEpochs": 4, "percent": 50.0, "headline": "2/4 (50%)"}}
     ).model_dump(mode="json", by_alias=True, exclude_none=True)
     objects = client.CustomObjectsApi(api_136)
     patched = objects.patch_namespaced_custom_object_status(
@@ -161,7 +161,7 @@ def test_status_subresource_pruning_and_printer_columns(
     assert shown.returncode == 0, shown.stderr
     header, row = shown.stdout.splitlines()
     assert header.split()[:6] == ["NAME", "PHASE", "REPLICAS", "GPUS", "PROGRESS", "METRIC"], header
-    assert row.split()[:5] == ["columns", "Running", "3", "2", "50"], row
+    assert row.split()[:6] == ["columns", "Running", "3", "2", "2/4", "(50%)"], row
 
 
 def test_kubectl_explain_shows_spec_fields(api_136: client.ApiClient, kubectl_136: tuple[str, ...]) -> None:

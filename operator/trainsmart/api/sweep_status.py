@@ -47,6 +47,11 @@ class BestTrial(ApiModel):
     )
     metric_value: float = Field(description="Its objective value.")
     epoch: int | None = Field(default=None, ge=0, description="The epoch that value was reached at.")
+    headline: str | None = Field(
+        default=None,
+        max_length=128,
+        description="The objective and its value to 4 significant digits, e.g. val_accuracy=0.9792, for `kubectl get`.",
+    )
 
 
 class TrialRecord(ApiModel):
@@ -59,6 +64,9 @@ class TrialRecord(ApiModel):
     metric_value: float | None = Field(default=None, description="Best objective value the trial reported.")
     epochs: int | None = Field(default=None, ge=0, description="Epochs the trial completed.")
     gpu_seconds: float = Field(default=0.0, ge=0, description="GPU time the trial consumed.")
+    estimated_cost: float | None = Field(
+        default=None, ge=0, description="The trial's estimated cost (its TrainingJob's status.estimatedCost)."
+    )
     start_time: AwareDatetime | None = Field(default=None, description="When the trial was created.")
     completion_time: AwareDatetime | None = Field(default=None, description="When the trial finished.")
     deleted: bool = Field(default=False, description="Its TrainingJob was deleted under trialRetention.")
@@ -96,3 +104,15 @@ class HyperparamSweepStatus(ApiModel):
         json_schema_extra=list_map("name"),
     )
     gpu_seconds: float = Field(default=0.0, ge=0, description="GPU time consumed by all trials.")
+    estimated_cost: float | None = Field(
+        default=None,
+        ge=0,
+        description="Estimated cost of all trials in costCurrency (the sum of their estimatedCost); an estimate, "
+        "not a bill. Empty when no price is configured.",
+    )
+    cost_currency: str | None = Field(
+        default=None, pattern=r"^[A-Z]{3}$", description="ISO 4217 code of estimatedCost, e.g. USD."
+    )
+    cost_headline: str | None = Field(
+        default=None, max_length=64, description="estimatedCost rounded to cents, e.g. $1.23, for `kubectl get`."
+    )

@@ -60,6 +60,11 @@ class Progress(ApiModel):
         description="The run (status.restarts when its pods were created) of the newest report this progress "
         "reflects; reports are ordered by attempt first. Empty for trainers that do not say.",
     )
+    headline: str | None = Field(
+        default=None,
+        max_length=64,
+        description="Epochs done of the total with the percent, e.g. 3/10 (30%), for `kubectl get`.",
+    )
 
 
 class HistoryPoint(ApiModel):
@@ -161,6 +166,18 @@ class TrainingJobStatus(ApiModel):
     checkpoint: CheckpointStatus | None = Field(default=None, description="The newest checkpoint.")
     gpu_seconds: float = Field(
         default=0.0, ge=0, description="GPU time consumed by all attempts: GPUs x seconds their pods ran."
+    )
+    estimated_cost: float | None = Field(
+        default=None,
+        ge=0,
+        description="Estimated cost of gpuSeconds in costCurrency: each pod's GPU time at the price the operator "
+        "is configured with for its node. An estimate, not a bill; empty when no price is configured.",
+    )
+    cost_currency: str | None = Field(
+        default=None, pattern=r"^[A-Z]{3}$", description="ISO 4217 code of estimatedCost, e.g. USD."
+    )
+    cost_headline: str | None = Field(
+        default=None, max_length=64, description="estimatedCost rounded to cents, e.g. $1.23, for `kubectl get`."
     )
     diagnostics: list[Diagnostic] = Field(
         default_factory=list,

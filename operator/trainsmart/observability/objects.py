@@ -123,6 +123,12 @@ class ObjectsCollector(Collector):
             "gpu_seconds": CounterMetricFamily(
                 "trainsmart_job_gpu_seconds", "GPU time consumed by all attempts.", labels=list(JOB_LABELS)
             ),
+            "estimated_cost": _gauge(
+                "trainsmart_job_estimated_cost",
+                "Estimated cost of the job's GPU time (status.estimatedCost), in `currency`; an estimate from the "
+                "operator's configured GPU price, not a bill. Absent without a price.",
+                (*JOB_LABELS, "currency"),
+            ),
             "epoch": _gauge("trainsmart_job_epoch", "Epochs completed."),
             "total_epochs": _gauge("trainsmart_job_total_epochs", "Epochs the run will do."),
             "progress": _gauge("trainsmart_job_progress_ratio", "Share of epochs completed, 0-1."),
@@ -142,6 +148,11 @@ class ObjectsCollector(Collector):
             ),
             "sweep_trials": _gauge("trainsmart_sweep_trials", "The sweep's trials by state.", (*SWEEP_LABELS, "state")),
             "sweep_planned": _gauge("trainsmart_sweep_trials_planned", "Trials the sweep runs at most.", SWEEP_LABELS),
+            "sweep_cost": _gauge(
+                "trainsmart_sweep_estimated_cost",
+                "Estimated cost of all the sweep's trials (status.estimatedCost), in `currency`.",
+                (*SWEEP_LABELS, "currency"),
+            ),
             "sweep_best": _gauge(
                 "trainsmart_sweep_best_objective",
                 "Objective value of the best finished trial so far.",
@@ -184,6 +195,8 @@ def _add_job(families: Mapping[str, GaugeMetricFamily | CounterMetricFamily], jo
     families["gpus_running"].add_metric(labels, float(job.gpus_running))
     families["restarts"].add_metric(labels, float(job.restarts))
     families["gpu_seconds"].add_metric(labels, job.gpu_seconds)
+    if job.estimated_cost is not None:
+        families["estimated_cost"].add_metric([*labels, job.cost_currency], job.estimated_cost)
     for key, value in (
         ("epoch", job.epoch),
         ("total_epochs", job.total_epochs),
@@ -209,5 +222,7 @@ def _add_sweep(families: Mapping[str, GaugeMetricFamily | CounterMetricFamily], 
         families["sweep_trials"].add_metric([*labels, state], float(count))
     if sweep.planned is not None:
         families["sweep_planned"].add_metric(labels, float(sweep.planned))
+    if sweep.estimated_cost is not None:
+        families["sweep_cost"].add_metric([*labels, sweep.cost_currency], sweep.estimated_cost)
     if sweep.best is not None:
         families["sweep_best"].add_metric([*labels, sweep.objective_metric], sweep.best)

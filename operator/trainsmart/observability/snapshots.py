@@ -37,6 +37,8 @@ class JobSnapshot:
     gpus_running: int = 0
     restarts: int = 0
     gpu_seconds: float = 0.0
+    estimated_cost: float | None = None
+    cost_currency: str = ""
     epoch: float | None = None
     total_epochs: float | None = None
     progress_ratio: float | None = None
@@ -60,6 +62,8 @@ class SweepSnapshot:
     trials: tuple[tuple[str, int], ...] = ()
     """(state, count) for each trial state, states as in the trial table (Pending, Running, ...)."""
     planned: int | None = None
+    estimated_cost: float | None = None
+    cost_currency: str = ""
 
 
 def _map(value: Any) -> Mapping[str, Any]:
@@ -127,6 +131,8 @@ def job_snapshot(body: Mapping[str, Any]) -> JobSnapshot:
         gpus_running=gpus * _count(_map(status.get("replicas")).get("running")),
         restarts=_count(status.get("restarts")),
         gpu_seconds=_number(status.get("gpuSeconds")) or 0.0,
+        estimated_cost=_number(status.get("estimatedCost")),
+        cost_currency=_text(status.get("costCurrency")),
         epoch=_number(progress.get("epoch")),
         total_epochs=_number(progress.get("totalEpochs")),
         progress_ratio=percent / 100.0 if percent is not None else None,
@@ -161,4 +167,6 @@ def sweep_snapshot(body: Mapping[str, Any]) -> SweepSnapshot:
         best=_number(_map(status.get("bestTrial")).get("metricValue")),
         trials=tuple((state, _count(counts.get(field))) for state, field in _TRIAL_COUNTS) if counts else (),
         planned=int(planned) if planned else None,
+        estimated_cost=_number(status.get("estimatedCost")),
+        cost_currency=_text(status.get("costCurrency")),
     )

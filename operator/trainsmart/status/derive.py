@@ -19,6 +19,11 @@ Semantics the decision module (`verdict`) documents in full; the times:
 * gpuSeconds: GPUs x seconds the trainers ran, accumulated between `gpu_accounted_until` (when the
   previous status was derived; None adds nothing) and `now`. Pods that vanish between two derivations
   lose at most that interval: the total errs low, never bills twice.
+* estimatedCost: the same GPU time, each pod's at its node's price (`status/cost.py`), accumulated in the
+  same increments; only with `prices` (a price is configured). A change of currency prices the GPU time
+  so far afresh, at the default price.
+* progress.headline, costHeadline: the strings `kubectl get` prints (`status/headlines.py`), made anew
+  from the numbers every time.
 """
 
 from __future__ import annotations
@@ -43,7 +48,9 @@ from trainsmart.names import (
     job_name,
     job_namespace,
 )
+from trainsmart.status.cost import NodePrices, accumulate_cost, format_money
 from trainsmart.status.exitcodes import ExitClass
+from trainsmart.status.headlines import progress_headline
 from trainsmart.status.job_conditions import JobFacts, job_conditions
 from trainsmart.status.plan import Plan, plan_trainingjob
 from trainsmart.status.podview import PodState, PodView, gpu_seconds_between, view_pods
@@ -145,6 +152,7 @@ def derive_trainingjob_status(
     now: datetime,
     *,
     gpu_accounted_until: datetime | None = None,
+    prices: NodePrices | None = None,
 ) -> TrainingJobStatus:
     """The status to write for `job`, given its pods (API dicts), the stored status and new reports.
 
@@ -181,17 +189,22 @@ def derive_trainingjob_status(
         "replicas": _replica_counts(job, views),
         "gpu_seconds": round(gpu, 1),
     }
+    if prices is not None:
+        same_currency = previous.cost_currency in (None, prices.currency)
+        cost = previous.estimated_cost if same_currency else None
+        common["estimated_cost"] = accumulate_cost(cost, previous.gpu_seconds, views, gpu_accounted_until, now, prices)
+        common["cost_currency"] = prices.currency
     if previous.phase in TERMINAL_PHASES:
         generation = job_generation(job)
         conditions = [
             condition.model_copy(update={"observed_generation": generation}) for condition in previous.conditions
         ]
-        return folded.model_copy(update={**common, "conditions": conditions})
+        return with_headlines(folded.model_copy(update={**common, "conditions": conditions}))
     restarts = max([previous.restarts, *(view.attempt for view in views if view.attempt is not None)])
     start_time = _start_time(job, previous, views, now)
     verdict = decide(job, previous, views, restarts, start_time, now, _latest_diagnostic(folded))
     finished = verdict.phase in TERMINAL_PHASES
-    return folded.model_copy(
+    status = folded.model_copy(
         update={
             **common,
             "phase": verdict.phase,
@@ -205,6 +218,18 @@ def derive_trainingjob_status(
             "completion_time": (previous.completion_time or to_api_time(now)) if finished else None,
         }
     )
+    return with_headlines(status)
+
+
+def with_headlines(status: TrainingJobStatus) -> TrainingJobStatus:
+    """`status` with the strings `kubectl get` prints made from its numbers (progress, cost)."""
+    progress = status.progress
+    if progress is not None:
+        progress = progress.model_copy(update={"headline": progress_headline(progress)})
+    cost = None
+    if status.estimated_cost is not None and status.cost_currency is not None:
+        cost = format_money(status.estimated_cost, status.cost_currency)
+    return status.model_copy(update={"progress": progress, "cost_headline": cost})
 
 
 def invalid_spec_status(

@@ -243,13 +243,15 @@ def gpu_seconds_between(views: Iterable[PodView], since: datetime, now: datetime
     A disrupted pod with no finish time stopped at an unknown moment and adds nothing, so the total errs
     low rather than billing GPU time that may not have been used.
     """
-    total = 0.0
-    for view in views:
-        if not view.gpus or view.started_at is None:
-            continue
-        end = view.finished_at or (now if view.state == PodState.RUNNING else None)
-        if end is None:
-            continue
-        seconds = (min(end, now) - max(view.started_at, since)).total_seconds()
-        total += view.gpus * max(seconds, 0.0)
-    return total
+    return sum((pod_gpu_seconds_between(view, since, now) for view in views), 0.0)
+
+
+def pod_gpu_seconds_between(view: PodView, since: datetime, now: datetime) -> float:
+    """One pod's share of `gpu_seconds_between` (the estimated cost prices each pod by its node)."""
+    if not view.gpus or view.started_at is None:
+        return 0.0
+    end = view.finished_at or (now if view.state == PodState.RUNNING else None)
+    if end is None:
+        return 0.0
+    seconds = (min(end, now) - max(view.started_at, since)).total_seconds()
+    return view.gpus * max(seconds, 0.0)

@@ -50,6 +50,7 @@ from trainsmart.api.trainingjob_status import (
     Progress,
 )
 from trainsmart.status.curve_diagnostics import curve_findings, episode_start, loss_point, record_losses
+from trainsmart.status.headlines import metric_headline
 from trainsmart_trainer.contract import FinalResult, ObjectiveDirection, ReportKind, TrainerReport
 
 Goal = ObjectiveDirection
@@ -74,7 +75,6 @@ _HIGHER_IS_BETTER: Final = (
     "per_second",
     "throughput",
 )
-HEADLINE_MAX_CHARS: Final = 128
 
 
 def as_aware(moment: datetime) -> datetime:
@@ -138,7 +138,7 @@ def _fold_metrics(
         history = sorted(history, key=lambda point: point.epoch)[-HISTORY_MAX_ITEMS:]
     headline = metrics.headline
     if objective in latest and not stale:
-        headline = f"{objective}={latest[objective]:.4g}"[:HEADLINE_MAX_CHARS]
+        headline = metric_headline(objective, latest[objective])
     loss_curve = list(metrics.loss_curve)
     if not stale and epoch_point is not None and (point := loss_point(epoch_point, values)) is not None:
         loss_curve = record_losses(loss_curve, point)

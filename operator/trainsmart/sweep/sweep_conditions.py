@@ -27,6 +27,8 @@ from trainsmart.sweep.sweep_ending import Ending
 from trainsmart.sweep.trial_table import TrialView
 
 Type = SweepConditionType
+BUDGET_REASONS: Final = frozenset({Reason.MAX_DURATION_REACHED, Reason.MAX_GPU_HOURS_REACHED, Reason.MAX_COST_REACHED})
+"""The endings that make BudgetExhausted True."""
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,10 @@ class SweepFacts:
     start: datetime | None
     gpu_seconds: float
     now: datetime
+    cost_headline: str | None = None
+    """The estimated cost so far as shown (None: not estimated)."""
+    priced: bool = True
+    """The operator has a GPU price configured (maxCost can apply)."""
 
     @property
     def finished(self) -> bool:
@@ -102,13 +108,23 @@ def goal_reached(facts: SweepFacts) -> Outcome:
 
 
 def budget_exhausted(facts: SweepFacts) -> Outcome:
-    ending = facts.ending
-    if ending is not None and ending.reason in (Reason.MAX_DURATION_REACHED, Reason.MAX_GPU_HOURS_REACHED):
+    ending, budget = facts.ending, facts.sweep.spec.budget
+    if ending is not None and ending.reason in BUDGET_REASONS:
         return True, ending.reason, ending.message
-    if facts.sweep.spec.budget is None:
+    if budget is None:
         return False, Reason.NO_BUDGET, "spec.budget is not set"
     elapsed = (facts.now - facts.start).total_seconds() if facts.start is not None else 0.0
-    return False, Reason.WITHIN_BUDGET, f"{elapsed:.0f} s elapsed, {facts.gpu_seconds / 3600:.3g} GPU-hours used"
+    used = f"{elapsed:.0f} s elapsed, {facts.gpu_seconds / 3600:.3g} GPU-hours used"
+    if budget.max_cost is not None and not facts.priced:
+        return (
+            False,
+            Reason.NO_PRICE_CONFIGURED,
+            "maxCost is set but the operator has no GPU price configured (chart value cost.pricePerGpuHour): "
+            f"maxCost does not apply; {used}",
+        )
+    if facts.cost_headline is not None:
+        used += f", {facts.cost_headline} estimated cost"
+    return False, Reason.WITHIN_BUDGET, used
 
 
 def suspended(facts: SweepFacts) -> Outcome:

@@ -19,6 +19,7 @@ import pydantic
 from trainsmart.api import HyperparamSweep, HyperparamSweepStatus
 from trainsmart.api.conditions import StatusEvent
 from trainsmart.builders.trial import build_trial
+from trainsmart.settings import GpuPricing
 from trainsmart.sweep.sweep_derive import derive_sweep_status
 from trainsmart.sweep.sweep_events import invalid_trial_event
 from trainsmart.sweep.sweep_plan import SweepPlan, plan_sweep
@@ -43,9 +44,11 @@ def decide_sweep(
     trial_jobs: Sequence[Mapping[str, Any]],
     previous: HyperparamSweepStatus | None,
     now: datetime,
+    pricing: GpuPricing | None = None,
 ) -> SweepDecision:
-    """Derive, plan, and build the new trials of `sweep` given its trial TrainingJobs (API dicts)."""
-    status = derive_sweep_status(sweep, trial_jobs, previous, now)
+    """Derive, plan, and build the new trials of `sweep` given its trial TrainingJobs (API dicts);
+    `pricing`: the operator's GPU price, if one is configured."""
+    status = derive_sweep_status(sweep, trial_jobs, previous, now, pricing=pricing)
     plan = plan_sweep(sweep, trial_jobs, status, now)
     manifests: list[dict[str, Any]] = []
     rows, warnings = [], []

@@ -18,10 +18,15 @@ The end of a sweep, decided afresh each time (so raising maxTrials or maxFailedT
 lets it go on), first match wins:
 1. GoalReached: some trial's objective reached `objective.target`;
 2. Failed: more than `maxFailedTrials` trials failed on their own (NoMetric included, TrialDeleted not);
-3. BudgetExhausted: `maxDuration` since the first trial, or `maxGpuHours` over all trials, is used up;
+3. BudgetExhausted: `maxDuration` since the first trial, or `maxGpuHours` or `maxCost` (the estimated cost,
+   only where the operator has a GPU price; without one the BudgetExhausted condition says so) over all
+   trials, is used up;
 4. complete: every planned trial was created and has finished, with no ASHA promotion pending.
 Cases 1-3 stop the trials still running (gracefully, see sweep_plan); the phase turns Succeeded (a best trial
 exists) or Failed (none, or case 2) once none is active any more.
+
+estimatedCost is the sum of the trials' own (each TrainingJob's, kept in the table once it is deleted),
+in the currency of the operator's price; bestTrial.headline and costHeadline are what `kubectl get` prints.
 """
 
 from __future__ import annotations
@@ -33,6 +38,9 @@ from typing import Any
 
 from trainsmart.api import BestTrial, HyperparamSweep, HyperparamSweepStatus, SweepPhase, TrialCounts, TrialPhase
 from trainsmart.api.conditions import to_api_time, with_invalid_spec
+from trainsmart.settings import DEFAULT_CURRENCY, GpuPricing
+from trainsmart.status.cost import COST_DECIMALS, format_money
+from trainsmart.status.headlines import metric_headline
 from trainsmart.sweep.sweep_conditions import SWEEP_CONDITION_ORDER, SweepFacts, sweep_conditions
 from trainsmart.sweep.sweep_ending import Ending, best_trial, sweep_ending, sweep_start
 from trainsmart.sweep.trial_stopping import promotions_pending
@@ -79,38 +87,69 @@ def derive_sweep_status(
     trial_jobs: Sequence[Mapping[str, Any]],
     previous_status: HyperparamSweepStatus | None,
     now: datetime,
+    *,
+    pricing: GpuPricing | None = None,
 ) -> HyperparamSweepStatus:
-    """The status to write for `sweep`, given its trial TrainingJobs (API dicts) and the stored status."""
+    """The status to write for `sweep`, given its trial TrainingJobs (API dicts) and the stored status;
+    `pricing`: the operator's GPU price, if one is configured."""
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware (e.g. datetime.now(UTC))")
     previous = previous_status if previous_status is not None else HyperparamSweepStatus()
     trials = view_trials(sweep, trial_jobs, previous.trials)
     gpu_seconds = round(sum(trial.gpu_seconds for trial in trials), 1)
+    cost, currency = _cost(trials, pricing, previous)
     start = sweep_start(trials, previous)
-    ending = sweep_ending(sweep, trials, start, gpu_seconds, now, promotions_pending(sweep, trials))
+    ending = sweep_ending(
+        sweep, trials, start, gpu_seconds, now, promotions_pending(sweep, trials), cost=cost, currency=currency
+    )
     best = best_trial(sweep, trials)
     phase = _phase(sweep, trials, ending, best)
     counts = _counts(trials, sweep.spec.planned_trials())
     finished = phase in (SweepPhase.SUCCEEDED, SweepPhase.FAILED)
+    cost_headline = format_money(cost, currency) if cost is not None and currency is not None else None
+    priced = pricing is not None
     generation = sweep.metadata.get("generation")
     return HyperparamSweepStatus(
         observed_generation=generation if isinstance(generation, int) else None,
         phase=phase,
-        conditions=sweep_conditions(SweepFacts(sweep, previous, phase, ending, counts, best, start, gpu_seconds, now)),
+        conditions=sweep_conditions(
+            SweepFacts(sweep, previous, phase, ending, counts, best, start, gpu_seconds, now, cost_headline, priced)
+        ),
         start_time=start,
         completion_time=(previous.completion_time or to_api_time(now)) if finished else None,
         seed=sweep_seed(sweep),
         counts=counts,
-        best_trial=_best_record(best),
+        best_trial=_best_record(sweep, best),
         trials=[to_record(trial, deleted=not trial.exists) for trial in trials],
         gpu_seconds=gpu_seconds,
+        estimated_cost=cost,
+        cost_currency=currency if cost is not None else None,
+        cost_headline=cost_headline,
     )
 
 
-def _best_record(best: TrialView | None) -> BestTrial | None:
+def _cost(
+    trials: Sequence[TrialView], pricing: GpuPricing | None, previous: HyperparamSweepStatus
+) -> tuple[float | None, str | None]:
+    """(estimated cost, currency): the trials' costs summed; None while no price is configured and no trial
+    has a cost."""
+    costs = [trial.estimated_cost for trial in trials if trial.estimated_cost is not None]
+    if pricing is None and not costs:
+        return None, None
+    currency = pricing.currency if pricing is not None else (previous.cost_currency or DEFAULT_CURRENCY)
+    return round(sum(costs, 0.0), COST_DECIMALS), currency
+
+
+def _best_record(sweep: HyperparamSweep, best: TrialView | None) -> BestTrial | None:
     if best is None or best.value is None:
         return None
-    return BestTrial(name=best.name, parameters=dict(best.parameters), metric_value=best.value, epoch=best.value_epoch)
+    return BestTrial(
+        name=best.name,
+        parameters=dict(best.parameters),
+        metric_value=best.value,
+        epoch=best.value_epoch,
+        headline=metric_headline(sweep.spec.objective.metric, best.value),
+    )
 
 
 def invalid_sweep_status(

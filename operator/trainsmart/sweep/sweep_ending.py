@@ -13,6 +13,8 @@ from datetime import datetime, timedelta
 from trainsmart.api import HyperparamSweep, HyperparamSweepStatus, TrialPhase
 from trainsmart.api.conditions import Reason, to_api_time
 from trainsmart.api.sweep_spec import AlgorithmName, Goal
+from trainsmart.settings import DEFAULT_CURRENCY
+from trainsmart.status.cost import format_money
 from trainsmart.sweep.trial_table import TrialView
 
 
@@ -69,7 +71,15 @@ def sweep_start(trials: Sequence[TrialView], previous: HyperparamSweepStatus) ->
     return to_api_time(min(times)) if times else None
 
 
-def budget_ending(sweep: HyperparamSweep, start: datetime | None, gpu_seconds: float, now: datetime) -> Ending | None:
+def budget_ending(
+    sweep: HyperparamSweep,
+    start: datetime | None,
+    gpu_seconds: float,
+    now: datetime,
+    cost: float | None = None,
+    currency: str | None = None,
+) -> Ending | None:
+    """maxDuration, then maxGpuHours, then maxCost (only with an estimated cost: a price is configured)."""
     budget = sweep.spec.budget
     if budget is None:
         return None
@@ -83,6 +93,12 @@ def budget_ending(sweep: HyperparamSweep, start: datetime | None, gpu_seconds: f
         return Ending(
             Reason.MAX_GPU_HOURS_REACHED, f"{used:.3g} GPU-hours used of maxGpuHours {budget.max_gpu_hours:g}"
         )
+    if budget.max_cost is not None and cost is not None and cost >= budget.max_cost:
+        code = currency or DEFAULT_CURRENCY
+        return Ending(
+            Reason.MAX_COST_REACHED,
+            f"{format_money(cost, code)} estimated cost of maxCost {format_money(budget.max_cost, code)}",
+        )
     return None
 
 
@@ -93,6 +109,9 @@ def sweep_ending(
     gpu_seconds: float,
     now: datetime,
     promotions_pending: bool,
+    *,
+    cost: float | None = None,
+    currency: str | None = None,
 ) -> Ending | None:
     """Why the sweep ends now, if it does (the order is documented at the top of the module)."""
     spec = sweep.spec
@@ -107,7 +126,7 @@ def sweep_ending(
     failures = own_failures(trials)
     if spec.max_failed_trials is not None and len(failures) > spec.max_failed_trials:
         return Ending(Reason.MAX_FAILED_TRIALS_REACHED, _describe_failures(failures, spec.max_failed_trials))
-    budget = budget_ending(sweep, start, gpu_seconds, now)
+    budget = budget_ending(sweep, start, gpu_seconds, now, cost, currency)
     if budget is not None:
         return budget
     planned = spec.planned_trials()

@@ -24,9 +24,15 @@ _WARNING_TYPES: Final = frozenset(
 
 def sweep_events(previous: HyperparamSweepStatus | None, current: HyperparamSweepStatus) -> list[StatusEvent]:
     """One Event for each condition that became True (Running excepted: the trials' own creation Events
-    announce it), Warning for Failed, InvalidSpec and BudgetExhausted."""
+    announce it), Warning for Failed, InvalidSpec and BudgetExhausted; and a Warning when a maxCost turns
+    out not to apply (no GPU price configured: BudgetExhausted False, NoPriceConfigured)."""
     before = previous.conditions if previous is not None else []
     events: list[StatusEvent] = []
+    budget = find_condition(current.conditions, SweepConditionType.BUDGET_EXHAUSTED)
+    if budget is not None and budget.reason == Reason.NO_PRICE_CONFIGURED:
+        was = find_condition(before, SweepConditionType.BUDGET_EXHAUSTED)
+        if was is None or was.reason != Reason.NO_PRICE_CONFIGURED:
+            events.append(StatusEvent("Warning", Reason.NO_PRICE_CONFIGURED, budget.message or budget.reason))
     for type_ in SWEEP_CONDITION_ORDER:
         now = find_condition(current.conditions, type_)
         if now is None or now.status != ConditionStatus.TRUE or type_ == SweepConditionType.RUNNING:

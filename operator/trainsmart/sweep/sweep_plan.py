@@ -109,7 +109,16 @@ def plan_sweep(
     live = [trial for trial in trials if trial.exists]
     delete = tuple(_action(trial, Reason.TRIAL_RETENTION) for trial in _retained(sweep, trials, status))
     terminal = status.phase in (SweepPhase.SUCCEEDED, SweepPhase.FAILED)
-    ending = sweep_ending(sweep, trials, status.start_time, status.gpu_seconds, now, promotions_pending=False)
+    ending = sweep_ending(
+        sweep,
+        trials,
+        status.start_time,
+        status.gpu_seconds,
+        now,
+        promotions_pending=False,
+        cost=status.estimated_cost,
+        currency=status.cost_currency,
+    )
     if ending is not None and ending.stops_trials:
         ended = [t for t in live if t.active or t.phase == TrialPhase.SUSPENDED]
         return SweepPlan(

@@ -39,6 +39,7 @@ from trainsmart.names import (
     TRIAL_NUMBER_LABEL,
     trial_name,
 )
+from trainsmart.status.cost import COST_DECIMALS
 from trainsmart.status.podview import parse_time
 from trainsmart.sweep import TrialOutcome, TrialPoint
 
@@ -62,6 +63,7 @@ class TrialView:
     """Objective per epoch, curve[0] = epoch 1 (gaps carried forward from the previous epoch)."""
     epochs: int | None = None
     gpu_seconds: float = 0.0
+    estimated_cost: float | None = None
     start_time: datetime | None = None
     completion_time: datetime | None = None
     reason: str | None = None
@@ -202,6 +204,7 @@ def view_trial(job: Mapping[str, Any], sweep: HyperparamSweep, record: TrialReco
         phase = TrialPhase.PENDING
     epochs = (status.get("progress") or {}).get("epoch")
     gpu = status.get("gpuSeconds")
+    cost = _finite(status.get("estimatedCost"))
     return TrialView(
         name=str(meta.get("name", "")),
         number=trial_number(job) or 0,
@@ -212,6 +215,7 @@ def view_trial(job: Mapping[str, Any], sweep: HyperparamSweep, record: TrialReco
         curve=_curve((status.get("metrics") or {}).get("history") or []),
         epochs=epochs if isinstance(epochs, int) else None,
         gpu_seconds=float(gpu) if isinstance(gpu, int | float) else 0.0,
+        estimated_cost=cost if cost is None or cost >= 0 else None,
         start_time=parse_time(meta.get("creationTimestamp")),
         completion_time=completion if phase in FINISHED_TRIAL_PHASES else None,
         reason=reason if isinstance(reason, str) else None,
@@ -240,6 +244,7 @@ def view_record(record: TrialRecord, deleted_before_end: bool) -> TrialView:
         value=record.metric_value,
         epochs=record.epochs,
         gpu_seconds=record.gpu_seconds,
+        estimated_cost=record.estimated_cost,
         start_time=record.start_time,
         completion_time=record.completion_time,
         reason=record.reason,
@@ -313,6 +318,7 @@ def to_record(view: TrialView, deleted: bool) -> TrialRecord:
         metric_value=view.value,
         epochs=view.epochs,
         gpu_seconds=round(view.gpu_seconds, 1),
+        estimated_cost=None if view.estimated_cost is None else round(view.estimated_cost, COST_DECIMALS),
         start_time=view.start_time,
         completion_time=view.completion_time,
         deleted=deleted,
