@@ -62,8 +62,12 @@ crds-check: $(STAMP) ## fail when crds/ or the chart's copy drifted from the mod
 	$(BIN)/python -m trainsmart.api.crdgen check
 
 .PHONY: test-unit
-test-unit: $(STAMP) helm checkov image-tools ## the fast tier: pure unit tests, no control plane
+test-unit: $(STAMP) helm checkov image-tools chromium ## the fast tier: pure unit tests, no control plane
 	$(BIN)/pytest -m "not cluster and not e2e and not compat" $(PYTEST_ARGS)
+
+.PHONY: chromium
+chromium: ## Debian's chromium, headless, for the report browser test (scripts/install-chromium.sh)
+	bash scripts/install-chromium.sh
 
 .PHONY: prometheus
 prometheus: ## Debian's prometheus binary for the scrape-and-query test (never started as a service)
@@ -84,7 +88,7 @@ checkov: $(STAMP) ## checkov in .venv/tools/checkov, for the chart and Dockerfil
 
 # --durations: the slowest tests are listed at the end of the run, where a CI log's tail shows them.
 .PHONY: test
-test: lint crds-check k8s apiext kubectl prometheus helm checkov image-tools ## everything: lint, CRD drift, unit, real-cluster and end-to-end tests
+test: lint crds-check k8s apiext kubectl prometheus helm checkov image-tools chromium ## everything: lint, CRD drift, unit, real-cluster and end-to-end tests
 	$(BIN)/pytest --durations=25 $(PYTEST_ARGS)
 
 .PHONY: dev-up

@@ -5,10 +5,16 @@ from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
 from trainsmart import __version__
+
+if TYPE_CHECKING:
+    from trainsmart.console.access import Cluster, Kind
 
 
 def _state_dir(args: argparse.Namespace) -> Path:
@@ -127,6 +133,235 @@ def _add_operator_parser(commands: argparse._SubParsersAction[argparse.ArgumentP
     op.set_defaults(func=_cmd_operator)
 
 
+# ---- the console: get, describe, watch, logs, report, tensorboard (trainsmart.console) ------------------
+
+KIND_ALIASES = {
+    **dict.fromkeys(("tj", "trainingjob", "trainingjobs", "job", "jobs"), "TrainingJob"),
+    **dict.fromkeys(("hps", "sweep", "sweeps", "hyperparamsweep", "hyperparamsweeps"), "HyperparamSweep"),
+    **dict.fromkeys(("all", "trainsmart"), None),
+}
+
+
+def _cluster(args: argparse.Namespace) -> Cluster:
+    from trainsmart.console import Target, connect
+
+    return connect(Target(args.kubeconfig, args.context), args.namespace)
+
+
+def _console(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """Run a console command; a `ConsoleError` becomes its message on stderr and its exit code."""
+
+    def run(args: argparse.Namespace) -> int:
+        from trainsmart.console import ConsoleError
+        from trainsmart.console.report_html import ReportDependencyError
+
+        try:
+            return command(args)
+        except ConsoleError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return error.exit_code
+        except ReportDependencyError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            return 130
+
+    return run
+
+
+def _kind_and_name(args: argparse.Namespace) -> tuple[Kind | None, str | None]:
+    words = [w for w in (args.kind, args.name) if w]
+    if words and words[0].lower() in KIND_ALIASES:
+        return cast("Kind | None", KIND_ALIASES[words[0].lower()]), words[1] if len(words) > 1 else None
+    if len(words) > 1:
+        raise SystemExit(f"error: unknown kind {words[0]!r}: use tj (TrainingJob), hps (HyperparamSweep) or all")
+    return None, words[0] if words else None
+
+
+def _print_objects(objects: list[dict[str, Any]], output: str) -> None:
+    import json
+
+    import yaml
+
+    body = {"apiVersion": "v1", "kind": "List", "items": objects}
+    print(json.dumps(body, indent=2) if output == "json" else yaml.safe_dump(body, sort_keys=False), end="\n")
+
+
+def _cmd_get(args: argparse.Namespace) -> int:
+    from trainsmart.console import api
+    from trainsmart.console.views import JOB_COLUMNS, JOB_WIDE_COLUMNS, SWEEP_COLUMNS, SWEEP_WIDE_COLUMNS, table
+
+    cluster = _cluster(args)
+    kind, name = _kind_and_name(args)
+    if name is not None:
+        obj = cluster.find(name, cluster.namespace, kind)
+        kind, objects = cast("Kind", obj["kind"]), [obj]
+    kinds: tuple[Kind, ...] = (kind,) if kind else ("TrainingJob", "HyperparamSweep")
+    if args.output in ("json", "yaml"):
+        if name is None:
+            objects = [
+                o for k in kinds for o in cluster.list_objects(k, None if args.all_namespaces else cluster.namespace)
+            ]
+        _print_objects(objects, args.output)
+        return 0
+    rows = api.get_rows(cluster, kinds, args.all_namespaces)
+    if name is not None:
+        rows = {k: [r for r in v if r["NAME"] == name] for k, v in rows.items()}
+    printed = False
+    for each_kind, each_rows in rows.items():
+        if not each_rows:
+            continue
+        columns: tuple[str, ...] = JOB_COLUMNS if each_kind == "TrainingJob" else SWEEP_COLUMNS
+        if args.output == "wide":
+            columns += JOB_WIDE_COLUMNS if each_kind == "TrainingJob" else SWEEP_WIDE_COLUMNS
+        if args.all_namespaces:
+            columns = ("NAMESPACE", *columns)
+        if printed:
+            print()
+        if len(rows) > 1:
+            print(f"{each_kind}s:")
+        print("\n".join(table(each_rows, columns)))
+        printed = True
+    if not printed:
+        where = "any namespace" if args.all_namespaces else f"namespace {cluster.namespace}"
+        print(f"no TrainingJobs or HyperparamSweeps in {where}", file=sys.stderr)
+    return 0
+
+
+def _cmd_describe(args: argparse.Namespace) -> int:
+    from trainsmart.console import api
+
+    cluster = _cluster(args)
+    kind, name = _kind_and_name(args)
+    if name is None:
+        raise SystemExit("error: describe needs a name: trainsmart describe [tj|hps] NAME")
+    print("\n".join(api.describe_lines(cluster, name, kind)))
+    return 0
+
+
+def _cmd_watch(args: argparse.Namespace) -> int:
+    from trainsmart.console.watch import watch
+
+    cluster = _cluster(args)
+    obj = cluster.find(args.name, cluster.namespace)
+    return watch(cluster, obj["kind"], args.name, cluster.namespace, timeout=args.timeout, tty=args.tty)
+
+
+def _cmd_logs(args: argparse.Namespace) -> int:
+    from trainsmart.console.logs import job_log
+
+    cluster = _cluster(args)
+    agent_dir = _state_dir(args) / "agent"
+    chunks = job_log(
+        cluster,
+        cluster.namespace,
+        args.name,
+        rank=args.rank,
+        follow=args.follow,
+        container=args.container,
+        agent_dir=agent_dir if agent_dir.is_dir() else None,
+    )
+    for chunk in chunks:
+        sys.stdout.buffer.write(chunk)
+        sys.stdout.buffer.flush()
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from trainsmart.console import api
+
+    cluster = _cluster(args)
+    report = api.report_data(cluster, args.name)
+    for path in args.output:
+        try:
+            api.write_report(report, Path(path))
+        except ValueError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        print(f"wrote {path}")
+    return 0
+
+
+def _cmd_tensorboard(args: argparse.Namespace) -> int:
+    from trainsmart.console.tensorboard import plan
+
+    cluster = _cluster(args)
+    found = plan(cluster, args.name, cluster.namespace, args.port)
+    print("\n".join(found.lines()), flush=True)
+    if found.command is None or args.print_only:
+        return 0
+    return subprocess.call(found.command)
+
+
+def _add_console_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    def add(
+        name: str, help_text: str, func: Callable[[argparse.Namespace], int], description: str = ""
+    ) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, description=description or help_text)
+        sub.add_argument("-n", "--namespace", default=None, help="namespace (default: the context's, else default)")
+        sub.add_argument("--kubeconfig", default=None, help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config)")
+        sub.add_argument("--context", default=None, help="kubeconfig context (default: the current one)")
+        sub.set_defaults(func=_console(func))
+        return sub
+
+    get = add("get", "list TrainingJobs and HyperparamSweeps (phase, progress, metric, ETA, best trial)", _cmd_get)
+    get.add_argument("kind", nargs="?", help="tj | hps | all (default all), or a NAME")
+    get.add_argument("name", nargs="?", help="only this object")
+    get.add_argument("-A", "--all-namespaces", action="store_true", help="list every namespace")
+    get.add_argument(
+        "-o", "--output", choices=("wide", "json", "yaml"), default=None, help="more columns, or the objects"
+    )
+
+    describe = add(
+        "describe",
+        "a job or sweep in full: progress, objective, restarts, diagnostics, why it waits, Events",
+        _cmd_describe,
+    )
+    describe.add_argument("kind", nargs="?", help="tj | hps (optional), then NAME")
+    describe.add_argument("name", nargs="?", help="the object's name")
+
+    watch = add(
+        "watch",
+        "live progress bars until the job or sweep ends",
+        _cmd_watch,
+        "Exit codes: 0 Succeeded, 1 Failed, 2 not found or bad usage, 3 cluster unreachable, 4 forbidden, "
+        "5 Suspended, 6 deleted while watched, 7 --timeout reached.",
+    )
+    watch.add_argument("name", help="a TrainingJob or HyperparamSweep")
+    watch.add_argument("--timeout", type=float, default=None, help="give up after this many seconds (exit 7)")
+    watch.add_argument(
+        "--plain", dest="tty", action="store_const", const=False, default=None, help="plain lines, even on a terminal"
+    )
+
+    logs = add("logs", "a replica's trainer log (the API's, or the local cluster's files)", _cmd_logs)
+    logs.add_argument("name", help="the TrainingJob")
+    logs.add_argument("--rank", type=int, default=0, help="replica index (default 0, the master)")
+    logs.add_argument("-f", "--follow", action="store_true", help="keep printing until the replica ends")
+    logs.add_argument("-c", "--container", default="trainer", help="container (default trainer)")
+    logs.add_argument(
+        "--state-dir", default=None, help="the local cluster's state dir (default: $XDG_STATE_HOME/trainsmart/dev)"
+    )
+
+    report = add(
+        "report",
+        "learning curves, objective by trial, parameters vs objective, importance: HTML, PNG or JSON",
+        _cmd_report,
+    )
+    report.add_argument("name", help="a HyperparamSweep or TrainingJob")
+    report.add_argument(
+        "-o", "--output", action="append", required=True, help="report.html, report.png or data.json (repeatable)"
+    )
+
+    board = add(
+        "tensorboard",
+        "TensorBoard over a job's or a sweep's event files (on their checkpoint volumes)",
+        _cmd_tensorboard,
+    )
+    board.add_argument("name", help="a TrainingJob or HyperparamSweep")
+    board.add_argument("--port", type=int, default=6006, help="port (default 6006)")
+    board.add_argument("--print-only", action="store_true", help="print the command and URL, do not start it")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="trainsmart", description=__doc__)
     parser.add_argument("--version", action="version", version=f"trainsmart {__version__}")
@@ -162,6 +397,7 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("node", help="node name, e.g. trainsmart-gpu-1")
     dev.set_defaults(func=_cmd_dev)
     _add_operator_parser(commands)
+    _add_console_parsers(commands)
     return parser
 
 
