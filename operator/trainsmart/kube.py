@@ -215,6 +215,23 @@ class Kube:
         except (binascii.Error, UnicodeDecodeError):
             return None
 
+    async def read_secret_data(self, namespace: str, name: str) -> dict[str, str] | None:
+        """A Secret's data, decoded (keys that are not UTF-8 left out); None when it does not exist. For
+        experiment-tracking credentials (`tracking/mlflow_sync.py`): the values are never logged."""
+        try:
+            response = await self._call(self.core.read_namespaced_secret, name, namespace, _preload_content=False)
+        except ApiException as error:
+            if _status_of(error) == 404:
+                return None
+            raise
+        data: dict[str, str] = {}
+        for key, encoded in (_raw(response).get("data") or {}).items():
+            try:
+                data[str(key)] = base64.b64decode(str(encoded), validate=True).decode()
+            except (binascii.Error, UnicodeDecodeError):
+                continue
+        return data
+
     # ---- writes ------------------------------------------------------------------------------------------
 
     async def create_if_absent(self, manifest: Mapping[str, Any]) -> dict[str, Any] | None:

@@ -33,7 +33,14 @@ from trainsmart.options import (
     ServiceRef,
     WebhookOptions,
 )
-from trainsmart.settings import DEFAULT_LOST_NODE_FORCE_DELETE_AFTER_S, NamespaceMode, OperatorSettings
+from trainsmart.settings import (
+    DEFAULT_CURRENCY,
+    DEFAULT_LOST_NODE_FORCE_DELETE_AFTER_S,
+    DEFAULT_PRICE_NODE_LABEL,
+    GpuPricing,
+    NamespaceMode,
+    OperatorSettings,
+)
 
 ENV_PREFIX: Final = "TRAINSMART_OPERATOR_"
 _TRUE: Final = frozenset({"1", "true", "yes", "on"})
@@ -106,6 +113,13 @@ def add_operator_arguments(op: argparse.ArgumentParser) -> None:
         f"(Ready Unknown), so the replica can start elsewhere (default {DEFAULT_LOST_NODE_FORCE_DELETE_AFTER_S}; "
         "-1: never). Needs get on nodes",
     )
+    op.add_argument(
+        "--mlflow-tracking-uri",
+        default=None,
+        help="MLflow tracking server (http:// or https://, no credentials in it) the operator logs every "
+        "TrainingJob and sweep to unless its spec.tracking.mlflow names another; default: only objects that "
+        "name one are tracked",
+    )
     op.add_argument("--peering", default=None, help="Kopf peering name (HA standby); default: standalone")
     op.add_argument(
         "--peering-priority",
@@ -127,7 +141,34 @@ def add_operator_arguments(op: argparse.ArgumentParser) -> None:
         "--liveness-port", type=int, default=0, help="serve Kopf's liveness probe on 0.0.0.0:PORT/healthz; 0: off"
     )
     op.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    _add_pricing_arguments(op)
     _add_webhook_arguments(op)
+
+
+def _add_pricing_arguments(op: argparse.ArgumentParser) -> None:
+    group = op.add_argument_group("estimated cost (status.estimatedCost, the Cost column, trainsmart_*_estimated_cost)")
+    group.add_argument(
+        "--price-per-gpu-hour",
+        type=float,
+        default=None,
+        help="price of one GPU for one hour, for nodes without a price of their own; default: no cost is estimated",
+    )
+    group.add_argument(
+        "--price-currency", default=DEFAULT_CURRENCY, help=f"ISO 4217 code of the prices (default {DEFAULT_CURRENCY})"
+    )
+    group.add_argument(
+        "--price-node-label",
+        default=DEFAULT_PRICE_NODE_LABEL,
+        help=f"node label whose value picks a --price-by-label-value price (default {DEFAULT_PRICE_NODE_LABEL})",
+    )
+    group.add_argument(
+        "--price-by-label-value",
+        default="",
+        metavar="VALUE=PRICE,...",
+        help="price per GPU-hour on nodes whose --price-node-label has VALUE, e.g. "
+        "NVIDIA-A100-SXM4-80GB=3.2,NVIDIA-H100-80GB-HBM3=6; needs --price-per-gpu-hour (the price elsewhere) "
+        "and get on nodes",
+    )
 
 
 def _add_webhook_arguments(op: argparse.ArgumentParser) -> None:
@@ -179,9 +220,9 @@ def apply_environment(parser: argparse.ArgumentParser, environ: Mapping[str, str
             defaults[action.dest] = switched if isinstance(action, argparse._StoreTrueAction) else not switched
         elif isinstance(action, argparse._AppendAction):
             defaults[action.dest] = [item.strip() for item in raw.split(",") if item.strip()]
-        elif action.type is int:
+        elif action.type in (int, float):
             try:
-                defaults[action.dest] = int(raw)
+                defaults[action.dest] = action.type(raw)
             except ValueError as error:
                 raise OperatorConfigError(f"{name}={raw!r} is not a number") from error
         else:
@@ -232,6 +273,7 @@ def operator_options(args: argparse.Namespace, priority: int | None = None) -> O
             ),
             namespace_mode=NamespaceMode.LIST if namespaces else NamespaceMode.ALL,
             namespaces=namespaces,
+            pricing=_pricing(args),
         )
     except ValueError as error:
         raise OperatorConfigError(str(error)) from error
@@ -242,6 +284,7 @@ def operator_options(args: argparse.Namespace, priority: int | None = None) -> O
         peering = PeeringRef(args.peering, namespaces[0] if namespaces else None)
         active_label = ActiveLabelOptions(peering, OwnPod(args.pod_namespace, args.pod_name), priority)
     return OperatorOptions(
+        mlflow_tracking_uri=_tracking_uri(args.mlflow_tracking_uri),
         settings=settings,
         kubeconfig=args.kubeconfig,
         controllers=args.controllers,
@@ -254,6 +297,46 @@ def operator_options(args: argparse.Namespace, priority: int | None = None) -> O
         webhook=_webhook_options(args),
         active_label=active_label,
     )
+
+
+def _pricing(args: argparse.Namespace) -> GpuPricing | None:
+    """The GPU price from the --price-* flags; None without --price-per-gpu-hour (no cost is estimated)."""
+    by_value: dict[str, float] = {}
+    for item in (part.strip() for part in args.price_by_label_value.split(",")):
+        if not item:
+            continue
+        value, sign, price = item.rpartition("=")
+        try:
+            by_value[value] = float(price)
+        except ValueError:
+            sign = ""
+        if not sign or not value:
+            raise OperatorConfigError(f"--price-by-label-value {item!r}: write VALUE=PRICE, e.g. NVIDIA-A100=3.2")
+    if args.price_per_gpu_hour is None:
+        if by_value:
+            raise OperatorConfigError("--price-by-label-value needs --price-per-gpu-hour, the price on other nodes")
+        return None
+    return GpuPricing(
+        price_per_gpu_hour=args.price_per_gpu_hour,
+        currency=args.price_currency,
+        node_label=args.price_node_label,
+        by_label_value=by_value,
+    )
+
+
+def _tracking_uri(uri: str | None) -> str | None:
+    """The default MLflow URI, refused when it is no http(s) URL or carries credentials (the URI shows in
+    status conditions and logs; credentials belong in a Secret)."""
+    if not uri:
+        return None
+    parts = urllib.parse.urlsplit(uri)
+    if "@" in parts.netloc:
+        raise OperatorConfigError(
+            "--mlflow-tracking-uri may not carry credentials; use spec.tracking.mlflow.credentialsSecret"
+        )
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise OperatorConfigError(f"--mlflow-tracking-uri {uri!r}: write http://HOST[:PORT][/PATH] or https://...")
+    return uri
 
 
 def _report_tls_options(args: argparse.Namespace, report_url: str | None) -> ReportTLSOptions | None:

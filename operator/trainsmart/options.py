@@ -112,3 +112,6 @@ class OperatorOptions:
     """None: no admission webhook in this process."""
     active_label: ActiveLabelOptions | None = None
     """None: the pod is not labelled (standalone, or not running in a pod)."""
+    mlflow_tracking_uri: str | None = None
+    """MLflow tracking server for objects whose spec.tracking names none (issue 14); None: only those that
+    name one are tracked."""

@@ -122,7 +122,8 @@ app.kubernetes.io/part-of: trainsmart
   resources: [pods]
   verbs: [list, watch, create, delete]
 # Each job's report-token Secret: created if absent, read by name to check a report's token. Never
-# listed or watched, never updated or deleted (it goes with its job, by owner reference).
+# listed or watched, never updated or deleted (it goes with its job, by owner reference). Also read by
+# name: the MLflow credentialsSecret a job or sweep names in spec.tracking (get only, never listed).
 - apiGroups: [""]
   resources: [secrets]
   verbs: [get, create]

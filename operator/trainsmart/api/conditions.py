@@ -91,6 +91,12 @@ class SweepConditionType(StrEnum):
     INVALID_SPEC = "InvalidSpec"
 
 
+TRACKING_READY: Final = "TrackingReady"
+"""Both kinds, only while experiment tracking is configured (issue 14): True once the object's MLflow run is
+up to date, False while the tracking server is unreachable or refuses (training goes on regardless). Not
+in the kinds' condition enums: those list the conditions every object always has."""
+
+
 class Reason(StrEnum):
     """Machine-readable reasons for conditions and Events (CamelCase, as Kubernetes expects)."""
 
@@ -131,6 +137,9 @@ class Reason(StrEnum):
     GOAL_REACHED = "GoalReached"
     MAX_DURATION_REACHED = "MaxDurationReached"
     MAX_GPU_HOURS_REACHED = "MaxGpuHoursReached"
+    MAX_COST_REACHED = "MaxCostReached"
+    NO_PRICE_CONFIGURED = "NoPriceConfigured"
+    """spec.budget.maxCost is set but the operator has no GPU price: the limit cannot apply."""
     MAX_FAILED_TRIALS_REACHED = "MaxFailedTrialsReached"
     NO_SUCCESSFUL_TRIAL = "NoSuccessfulTrial"
     EARLY_STOPPED = "EarlyStopped"
@@ -157,6 +166,16 @@ class Reason(StrEnum):
     TRIAL_STOPPED = "TrialStopped"
     TRIAL_PROMOTED = "TrialPromoted"
     TRIAL_RESUMED = "TrialResumed"
+    # TrackingReady (both kinds)
+    TRACKING_SYNCED = "TrackingSynced"
+    TRACKING_PENDING = "TrackingPending"
+    """Tracking is configured and the first sync has not finished yet (or not since an operator restart)."""
+    TRACKING_UNREACHABLE = "TrackingUnreachable"
+    """The tracking server did not answer (connection refused, timeout, 5xx): retried with capped backoff."""
+    TRACKING_REFUSED = "TrackingRefused"
+    """The tracking server answered with an error (authentication, a refused value): retried less often."""
+    TRACKING_CREDENTIALS_MISSING = "TrackingCredentialsMissing"
+    """credentialsSecret does not exist or has none of the MLFLOW_TRACKING_* keys."""
 
 
 class DiagnosticSeverity(StrEnum):

@@ -18,6 +18,7 @@ from trainsmart.api.cel import rule, validations
 from trainsmart.api.common import ApiModel, MetricName, format_validation_error, list_map
 from trainsmart.api.paths import apply_parameters, resolve_path
 from trainsmart.api.search_space import Parameter, ParameterType
+from trainsmart.api.tracking_spec import TrackingSpec
 from trainsmart.api.trainingjob_spec import TrainingJobSpec
 from trainsmart_trainer.contract import ObjectiveDirection, param_env_name
 
@@ -112,6 +113,13 @@ class Budget(ApiModel):
     )
     max_gpu_hours: float | None = Field(
         default=None, gt=0, description="Limit on GPU time summed over all trials, in GPU-hours."
+    )
+    max_cost: float | None = Field(
+        default=None,
+        gt=0,
+        description="Limit on the estimated cost summed over all trials (status.estimatedCost), in the currency "
+        "of the operator's GPU price. Needs a price configured in the operator; without one the sweep says so "
+        "in its BudgetExhausted condition and a Warning Event, and this limit does not apply.",
     )
 
     @property
@@ -242,7 +250,7 @@ class HyperparamSweepSpec(ApiModel):
     max_failed_trials: int | None = Field(
         default=None, ge=0, description="Fail the sweep after this many failed trials. Unset: no limit."
     )
-    budget: Budget | None = Field(default=None, description="Time and GPU limits. Unset: none.")
+    budget: Budget | None = Field(default=None, description="Time, GPU and cost limits. Unset: none.")
     early_stopping: SweepEarlyStopping = Field(
         default_factory=SweepEarlyStopping, description="Stopping unpromising trials."
     )
@@ -251,6 +259,12 @@ class HyperparamSweepSpec(ApiModel):
     )
     suspend: bool = Field(
         default=False, description="true suspends every running trial and starts no new ones; false resumes."
+    )
+    tracking: TrackingSpec | None = Field(
+        default=None,
+        description="Experiment tracking (MLflow): the sweep is a parent run, each trial a child run in the same "
+        "experiment. Trials inherit it unless trialTemplate.tracking is set. Unset: the operator's default "
+        "tracking URI, if it has one.",
     )
 
     def grid_size(self) -> int | None:

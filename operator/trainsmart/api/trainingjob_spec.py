@@ -33,6 +33,7 @@ from trainsmart.api.podtemplate import (
     PodTemplateOverrides,
     VolumeMount,
 )
+from trainsmart.api.tracking_spec import TrackingSpec
 from trainsmart_trainer.config import TrainerConfig
 
 MAX_REPLICAS: Final = 512
@@ -484,6 +485,11 @@ class TrainingJobSpec(ApiModel):
     )
     template: PodTemplateOverrides = Field(
         default_factory=PodTemplateOverrides, description="Additions to every replica pod."
+    )
+    tracking: TrackingSpec | None = Field(
+        default=None,
+        description="Experiment tracking (MLflow), logged by the operator from the reports it receives. Unset: "
+        "the operator's default tracking URI, if it has one. A sweep's trials inherit the sweep's tracking.",
     )
 
     @property

@@ -83,6 +83,8 @@ def build_trial(sweep: HyperparamSweep, number: int, parameters: Mapping[str, Pa
     template = substitute_template(spec.trial_template.to_api(), by_name)
     values = {parameter.path: by_name[parameter.name] for parameter in spec.parameters if parameter.path is not None}
     trial_spec = apply_parameters(template, values).to_api()
+    if spec.tracking is not None and "tracking" not in trial_spec:
+        trial_spec["tracking"] = spec.tracking.to_api()  # trials log under the sweep's parent run (issue 14)
     name = sweep_name(sweep)
     namespace = sweep.metadata.get("namespace")
     if not isinstance(namespace, str) or not namespace:

@@ -46,6 +46,7 @@ from trainsmart.report_endpoint import (
     build_report_app,
     server_ssl_context,
 )
+from trainsmart.tracking.mlflow_sync import TrackedKind, TrackingSync
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +104,9 @@ class OperatorRuntime:
         settings = options.settings
         if self.report_certs is not None and (settings.report_url or "").startswith("https://"):
             settings = settings.model_copy(update={"report_ca_bundle": self.report_certs.ca_file.read_text()})
-        self.controller = TrainingJobController(self.kube, settings, self.inbox, self.tokens)
+        # MLflow runs, synced off the reconcile path; a changed health reconciles the object (TrackingReady).
+        self.tracking = TrackingSync(self.kube.read_secret_data, self._on_tracking_health, options.mlflow_tracking_uri)
+        self.controller = TrainingJobController(self.kube, settings, self.inbox, self.tokens, tracking=self.tracking)
         self.queue: WorkQueue[JobKey] = WorkQueue(
             self.metrics.timed_reconcile(TRAININGJOB_KIND, self.controller.reconcile),
             min_interval=options.min_reconcile_interval,
@@ -111,7 +114,7 @@ class OperatorRuntime:
         self.reports: ReportServer | None = None
         # Sweeps get their own controller and queue (keys are namespace/name of the sweep): a sweep and a
         # TrainingJob may share a name, and one must not delay the other's reconcile.
-        self.sweeps = SweepController(self.kube)
+        self.sweeps = SweepController(self.kube, pricing=settings.pricing, tracking=self.tracking)
         self.sweep_queue: WorkQueue[JobKey] = WorkQueue(
             self.metrics.timed_reconcile(SWEEP_KIND, self.sweeps.reconcile),
             min_interval=options.min_reconcile_interval,
@@ -120,6 +123,9 @@ class OperatorRuntime:
         self.loop_lag = LoopLagMonitor(self.metrics.loop_lag.labels("controller").observe)
         self.trim = PeriodicTrim()
         self.labeller = ActivePodLabeller(self.kube, options.active_label) if options.active_label else None
+
+    def _on_tracking_health(self, kind: TrackedKind, key: JobKey) -> None:
+        (self.queue if kind == TrackedKind.JOB else self.sweep_queue).trigger(key)
 
     async def _read_report_token(self, namespace: str, name: str) -> str | None:
         started = time.perf_counter()
@@ -146,6 +152,7 @@ class OperatorRuntime:
             self.labeller.start()
         if not self.options.controllers:
             return
+        await self.tracking.start()
         try:
             await wait_until_served(
                 functools.partial(self.kube.served_resources, GROUP, VERSION),
@@ -187,6 +194,7 @@ class OperatorRuntime:
             await self.metrics_server.cleanup()
         await self.queue.close()
         await self.sweep_queue.close()
+        await self.tracking.stop()
         self.kube.close()
         self.api.close()
         self.report_kube.close()

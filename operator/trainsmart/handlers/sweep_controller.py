@@ -33,6 +33,8 @@ from trainsmart.handlers.controller_core import RESYNC_S, ControllerCore, utc_no
 from trainsmart.kube import Kube, StatusConflictError
 from trainsmart.names import trial_selector
 from trainsmart.report_endpoint import JobKey
+from trainsmart.settings import GpuPricing
+from trainsmart.status.tracking_condition import with_tracking_condition
 from trainsmart.sweep.sweep_decision import SweepDecision, decide_sweep
 from trainsmart.sweep.sweep_derive import invalid_sweep_status
 from trainsmart.sweep.sweep_events import (
@@ -41,6 +43,7 @@ from trainsmart.sweep.sweep_events import (
     trial_resumed_event,
     trial_stopped_event,
 )
+from trainsmart.tracking.mlflow_sync import TrackedKind, TrackingSync
 
 log = logging.getLogger(__name__)
 
@@ -59,9 +62,18 @@ def parse_sweep(body: Mapping[str, Any]) -> HyperparamSweep | list[str]:
 class SweepController:
     """Reconciles HyperparamSweeps; one per operator process."""
 
-    def __init__(self, kube: Kube, *, clock: Callable[[], datetime] = utc_now) -> None:
+    def __init__(
+        self,
+        kube: Kube,
+        *,
+        clock: Callable[[], datetime] = utc_now,
+        pricing: GpuPricing | None = None,
+        tracking: TrackingSync | None = None,
+    ) -> None:
         self.kube = kube
+        self.tracking = tracking
         self.clock = clock
+        self.pricing = pricing
         self.core = ControllerCore(kube, SWEEP_PLURAL, HyperparamSweepStatus, clock=clock)
 
     def is_own_echo(self, key: JobKey, body: Mapping[str, Any]) -> bool:
@@ -70,6 +82,8 @@ class SweepController:
 
     def forget(self, key: JobKey) -> None:
         self.core.forget(key)
+        if self.tracking is not None:
+            self.tracking.forget(TrackedKind.SWEEP, key)
 
     async def reconcile(self, key: JobKey) -> float | None:
         """One reconcile of sweep `key`; returns seconds until the next one is due (None: next event)."""
@@ -87,15 +101,18 @@ class SweepController:
         trials = await self.kube.list_trials(key.namespace, trial_selector(key.name))
         # In a worker thread: TPE's suggestion is CPU work (hyperopt, tens to hundreds of ms), and the event
         # loop also serves the trainers' reports, which time out when it is blocked.
-        decision = await asyncio.to_thread(decide_sweep, sweep, trials, previous, self.clock())
+        decision = await asyncio.to_thread(decide_sweep, sweep, trials, previous, self.clock(), self.pricing)
+        status = decision.status
+        if self.tracking is not None:  # the parent run's sync (never waited on) and its health
+            status = with_tracking_condition(status, self.tracking.offer_sweep(key, sweep, status), self.clock())
         try:
-            written = await self.core.write_status(key, body, previous, decision.status)
+            written = await self.core.write_status(key, body, previous, status)
         except StatusConflictError:
             log.info("sweep %s changed while reconciling; deriving again", key)
             return 0.0
         if written is None:
             return None
-        events = sweep_events(previous, decision.status) if written else []
+        events = sweep_events(previous, status) if written else []
         events += [*decision.invalid, *await self._act(key, decision)]
         await self.core.post_events(body, events)
         plan = decision.plan

@@ -58,6 +58,7 @@ from trainsmart.builders import (
 )
 from trainsmart.builders.metrics_wrapper import build_client_configmap
 from trainsmart.handlers.controller_core import RESYNC_S, ControllerCore, utc_now
+from trainsmart.handlers.node_prices import NodePriceLookup
 from trainsmart.handlers.podcache import PodCache
 from trainsmart.kube import Kube, StatusConflictError
 from trainsmart.names import name_problems
@@ -73,6 +74,8 @@ from trainsmart.status import (
 )
 from trainsmart.status.node_loss import NodeVerdict, StuckPod, force_delete_message, judge_node
 from trainsmart.status.podview import shorten
+from trainsmart.status.tracking_condition import with_tracking_condition
+from trainsmart.tracking.mlflow_sync import TrackedKind, TrackingSync
 
 log = logging.getLogger(__name__)
 
@@ -185,14 +188,17 @@ class TrainingJobController:
         *,
         clock: Callable[[], datetime] = utc_now,
         pods: PodCache | None = None,
+        tracking: TrackingSync | None = None,
     ) -> None:
         self.kube = kube
+        self.tracking = tracking
         self.core = ControllerCore(kube, TRAININGJOB_PLURAL, TrainingJobStatus, clock=clock, on_gone=self.forget)
         self.pods = pods if pods is not None else PodCache(kube.list_job_pods, refresh_after=RESYNC_S)
         self.settings = settings
         self.inbox = inbox
         self.tokens = tokens
         self.clock = clock
+        self.prices = NodePriceLookup(kube, settings.pricing)
         self._accounted_until: dict[JobKey, datetime] = {}
         # job -> uid of the incarnation whose pod dependencies exist (a re-created job gets a new uid).
         self._children_ensured: dict[JobKey, str] = {}
@@ -227,6 +233,8 @@ class TrainingJobController:
         self._accounted_until.pop(key, None)
         self.core.forget(key)
         self._children_ensured.pop(key, None)
+        if self.tracking is not None:
+            self.tracking.forget(TrackedKind.JOB, key)
 
     # ---- the reconcile -------------------------------------------------------------------------------------
 
@@ -253,11 +261,14 @@ class TrainingJobController:
         job = parsed
         uid = str(meta.get("uid", ""))
         pods = owned_pods(await self.pods.pods(key), uid)
+        prices = await self.prices.prices_for(pods)
         reports = self.inbox.take(key)
         now = self.clock()
         status = derive_trainingjob_status(
-            job, pods, previous, reports, now, gpu_accounted_until=self._accounted_until.get(key)
+            job, pods, previous, reports, now, gpu_accounted_until=self._accounted_until.get(key), prices=prices
         )
+        if self.tracking is not None:  # hands the job to its MLflow sync (never waits on it), shows its health
+            status = with_tracking_condition(status, self.tracking.offer_job(key, job, status, reports), now)
         plan = plan_trainingjob(job, pods, status, now)
         taken: bool | None = None
         try:
