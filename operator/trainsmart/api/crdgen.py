@@ -54,7 +54,10 @@ def _column(name: str, type_: str, json_path: str, description: str, priority: i
 
 
 _AGE = _column("Age", "date", ".metadata.creationTimestamp", "Time since the object was created.")
-_COST = _column("Cost", "string", ".status.costHeadline", "Estimated cost of the GPU time (a GPU price is configured).")
+# Cost only in the wide view (-o wide): without a configured price every row would read <none>.
+_COST = _column(
+    "Cost", "string", ".status.costHeadline", "Estimated cost of the GPU time (with a GPU price).", priority=1
+)
 # Every column a person reads a number in points at a string made for it (a headline): a number column
 # prints a float with all its digits (0.9791666666666666).
 
@@ -65,8 +68,8 @@ TRAININGJOB_COLUMNS: Final = [
     _column("Progress", "string", ".status.progress.headline", "Epochs completed of the total, with the percent."),
     _column("Metric", "string", ".status.metrics.headline", "Latest value of the objective metric."),
     _column("Restarts", "integer", ".status.restarts", "Whole-job restarts so far."),
-    _COST,
     _AGE,
+    _COST,
     _column("Queue", "string", ".spec.queueName", "Kueue LocalQueue.", priority=1),
 ]
 SWEEP_COLUMNS: Final = [
@@ -74,10 +77,13 @@ SWEEP_COLUMNS: Final = [
     _column("Done", "integer", ".status.counts.finished", "Finished trials."),
     _column("Max", "integer", ".status.counts.planned", "Trials the sweep runs at most."),
     _column("Best", "string", ".status.bestTrial.headline", "Best objective value so far."),
-    _COST,
     _AGE,
     _column("Objective", "string", ".spec.objective.metric", "The metric being optimized.", priority=1),
     _column("Running", "integer", ".status.counts.running", "Trials running now.", priority=1),
+    _column(
+        "Front", "integer", ".status.paretoFrontSize", "Multi-objective sweeps: trials on the Pareto front.", priority=1
+    ),
+    _COST,
 ]
 
 
