@@ -7,7 +7,8 @@ Pins:
   their statuses); the best trial carries trainsmart.dev/best=true and loses it to a better one; a fresh
   sync (an operator restart) finds the same runs by uid: no duplicate run, no duplicate point;
 - the operator: a job naming the server gets a run with every metric of the epoch reports it received,
-  step = epoch, the job's tags, and TrackingReady=True;
+  step = epoch, the job's tags, and TrackingReady=True; deleted while running, its run ends KILLED (tagged
+  trainsmart.dev/deleted);
 - a job left to the operator's default tracking URI, which points at a closed port, still gets its pods
   and its reports folded, and shows TrackingReady=False/TrackingUnreachable; the token of its
   credentialsSecret appears in no status, Event or operator log line.
@@ -31,7 +32,7 @@ from support.kubeapi import condition, create_job, get_job, job_pods
 from support.manifests import random_lr_sweep_spec, sweep_body, trainingjob_body
 from support.mlflow_server import MlflowServer, mlflow_server
 from support.waiting import wait_for
-from trainsmart.api import HyperparamSweep, TrainingJob
+from trainsmart.api import GROUP, TRAININGJOB_PLURAL, VERSION, HyperparamSweep, TrainingJob
 from trainsmart.api.sweep_status import BestTrial, HyperparamSweepStatus, TrialRecord
 from trainsmart.api.trainingjob_status import HistoryPoint, MetricsStatus, Progress, TrainingJobStatus
 from trainsmart.devcluster.controlplane import free_port
@@ -39,7 +40,7 @@ from trainsmart.devcluster.operator_process import OperatorProcess
 from trainsmart.names import PARAMETERS_ANNOTATION, SWEEP_NAME_LABEL, TRIAL_NUMBER_LABEL
 from trainsmart.report_endpoint import JobKey
 from trainsmart.status.tracking_condition import TrackingState
-from trainsmart.tracking.mlflow_plan import BEST_TAG, JOB_TAG, PARENT_RUN_TAG, UID_TAG
+from trainsmart.tracking.mlflow_plan import BEST_TAG, DELETED_TAG, JOB_TAG, PARENT_RUN_TAG, UID_TAG
 from trainsmart.tracking.mlflow_sync import TrackedKind, TrackingSync
 
 mlflow_tracking = pytest.importorskip("mlflow.tracking", reason="the mlflow package (dev extra) is not installed")
@@ -272,6 +273,17 @@ def test_operator_logs_reported_epochs_to_the_jobs_run(
         "TrackingReady=True",
     )
     assert run.info.run_id in ready["message"]
+
+    client.CustomObjectsApi(api_client).delete_namespaced_custom_object(
+        GROUP, VERSION, namespace, TRAININGJOB_PLURAL, "logged"
+    )
+    ended = wait_for(
+        lambda: (r := mlflow_client(server).get_run(run.info.run_id)).info.status == "KILLED" and r,
+        30,
+        "the deleted job's run KILLED",
+        tracking_operator.tail,
+    )
+    assert ended.info.end_time is not None and ended.data.tags[DELETED_TAG] == "true"
 
 
 def test_an_unreachable_server_never_holds_a_job_back_and_no_secret_shows(

@@ -22,8 +22,10 @@ from datetime import datetime
 from typing import Any, Final
 
 from trainsmart.console.views import (
+    cost_of,
     elapsed,
     format_duration,
+    has_cost,
     objective_name,
     parse_time,
     phase,
@@ -72,6 +74,9 @@ class TrialData:
     history: list[Point] | None
     """The objective per epoch; None when the trial's TrainingJob is gone."""
     loss_curve: list[LossPoint] | None
+    estimated_cost: float | None = None
+    """The trial's estimated cost (its row's estimatedCost, in the sweep's `cost_currency`); None without a
+    GPU price."""
 
 
 @dataclass(frozen=True)
@@ -104,6 +109,9 @@ class SweepReport:
     elapsed_seconds: float | None
     gpu_seconds: float
     estimated_cost: Any = None
+    cost_currency: str | None = None
+    cost_headline: str | None = None
+    """The operator's rounded cost string (`$1.23`), as `kubectl get` shows it."""
 
 
 @dataclass(frozen=True)
@@ -121,6 +129,18 @@ class JobReport:
     """Label -> human value: created, started, finished, elapsed, per epoch, throughput, GPU time, ..."""
     sweep: str | None = None
     estimated_cost: Any = None
+    cost_currency: str | None = None
+    cost_headline: str | None = None
+
+
+def report_cost(report: SweepReport | JobReport) -> str | None:
+    """The report's estimated cost in words (`$1.23`, `1.23 EUR`), or None when it has none."""
+    status = {
+        "estimatedCost": report.estimated_cost,
+        "costCurrency": report.cost_currency,
+        "costHeadline": report.cost_headline,
+    }
+    return cost_of(status) if has_cost(status) else None
 
 
 def better(goal: str, a: float, b: float) -> bool:
@@ -191,6 +211,7 @@ def sweep_report(sweep: Mapping[str, Any], trial_jobs: Sequence[Mapping[str, Any
                 reason=row.get("reason"),
                 history=history_of(job) if job else None,
                 loss_curve=loss_curve_of(job) if job else None,
+                estimated_cost=_finite(row.get("estimatedCost")),
             )
         )
     best_so_far: list[tuple[int, float]] = []
@@ -220,6 +241,8 @@ def sweep_report(sweep: Mapping[str, Any], trial_jobs: Sequence[Mapping[str, Any
         elapsed_seconds=elapsed(sweep, parse_time(status.get("completionTime")) or _latest_time(sweep)),
         gpu_seconds=float(status.get("gpuSeconds") or 0.0),
         estimated_cost=status.get("estimatedCost"),
+        cost_currency=status.get("costCurrency"),
+        cost_headline=status.get("costHeadline"),
     )
 
 
@@ -330,4 +353,6 @@ def job_report(job: Mapping[str, Any], now: datetime | None = None) -> JobReport
         timings=timings,
         sweep=(meta.get("labels") or {}).get(SWEEP_NAME_LABEL),
         estimated_cost=status.get("estimatedCost"),
+        cost_currency=status.get("costCurrency"),
+        cost_headline=status.get("costHeadline"),
     )

@@ -12,8 +12,8 @@ import math
 from collections.abc import Sequence
 from typing import Any, Final
 
-from trainsmart.console.report_data import JobReport, LossPoint, SweepReport, TrialData
-from trainsmart.console.views import format_cost, format_duration, format_number
+from trainsmart.console.report_data import JobReport, LossPoint, SweepReport, TrialData, report_cost
+from trainsmart.console.views import format_amount, format_duration, format_number
 
 REPORT_EXTRA_HINT: Final = "pip install 'trainsmart[report]'"
 SWEEP_PLOT_IDS: Final = ("learning-curves", "objective-by-trial", "parallel-coordinates", "parameter-importance")
@@ -228,8 +228,11 @@ def sweep_html(report: SweepReport) -> str:
         ("elapsed", format_duration(report.elapsed_seconds)),
         ("GPU time", f"{report.gpu_seconds / 3600:.3f} GPU-hours"),
     ]
-    if report.estimated_cost is not None:
-        summary.append(("estimated cost", format_cost(report.estimated_cost)))
+    cost = report_cost(report)
+    if cost is not None:
+        summary.append(("estimated cost", cost))
+    # A cost column only when the operator prices GPU time (the trials then have their estimatedCost).
+    costed = any(t.estimated_cost is not None for t in report.trials)
     rows = [
         [
             t.number,
@@ -237,6 +240,7 @@ def sweep_html(report: SweepReport) -> str:
             t.phase,
             "-" if t.epochs is None else t.epochs,
             "-" if t.value is None else format_number(t.value),
+            *([format_amount(t.estimated_cost, report.cost_currency)] if costed else []),
             *(format_number(t.parameters.get(n)) for n in names),
             t.reason or ("" if t.history is not None else "trial deleted: no curve"),
         ]
@@ -250,7 +254,20 @@ def sweep_html(report: SweepReport) -> str:
             for div_id, f in figures.items()
         ),
         "<h2>trials</h2>",
-        _table(["#", "trial", "phase", "epochs", report.objective, *names, "note"], rows, "trials"),
+        _table(
+            [
+                "#",
+                "trial",
+                "phase",
+                "epochs",
+                report.objective,
+                *(["estimated cost"] if costed else []),
+                *names,
+                "note",
+            ],
+            rows,
+            "trials",
+        ),
     ]
     return _page(f"sweep {report.name}", body)
 
@@ -292,8 +309,9 @@ def job_html(report: JobReport) -> str:
     summary = [("phase", report.phase), ("objective", report.objective or "-"), *report.timings.items()]
     if report.sweep:
         summary.append(("sweep", report.sweep))
-    if report.estimated_cost is not None:
-        summary.append(("estimated cost", format_cost(report.estimated_cost)))
+    cost = report_cost(report)
+    if cost is not None:
+        summary.append(("estimated cost", cost))
     diagnostics = [
         [d.severity, d.type, "-" if d.epoch is None else d.epoch, d.message, d.suggestion or ""]
         for d in report.diagnostics

@@ -7,8 +7,14 @@ import math
 from pathlib import Path
 from typing import Any
 
-from trainsmart.console.report_data import JobReport, LossPoint, SweepReport
+from trainsmart.console.report_data import JobReport, LossPoint, SweepReport, report_cost
 from trainsmart.console.report_html import PHASE_COLORS, REPORT_EXTRA_HINT, ReportDependencyError
+
+
+def _title_cost(report: SweepReport | JobReport) -> str:
+    """`, estimated cost $1.23` for a title; "$" escaped, or matplotlib would read it as math text."""
+    cost = report_cost(report)
+    return f", estimated cost {cost}".replace("$", r"\$") if cost is not None else ""
 
 
 def _pyplot() -> Any:
@@ -42,7 +48,9 @@ def _scaled(report: SweepReport, values: list[Any], axis_index: int) -> list[flo
 def write_sweep_png(report: SweepReport, path: Path) -> None:
     plt = _pyplot()
     figure, ((curves, by_trial), (parallel, importance)) = plt.subplots(2, 2, figsize=(15, 10))
-    figure.suptitle(f"sweep {report.namespace}/{report.name}: {report.phase}, best {report.best_trial}")
+    figure.suptitle(
+        f"sweep {report.namespace}/{report.name}: {report.phase}, best {report.best_trial}{_title_cost(report)}"
+    )
     for trial in report.trials:
         if not trial.history:
             continue
@@ -94,7 +102,8 @@ def write_sweep_png(report: SweepReport, path: Path) -> None:
 def write_job_png(report: JobReport, path: Path) -> None:
     plt = _pyplot()
     figure, (objective, losses) = plt.subplots(1, 2, figsize=(14, 5.5))
-    figure.suptitle(f"job {report.namespace}/{report.name}: {report.phase}, {report.timings.get('elapsed', '')}")
+    elapsed = report.timings.get("elapsed", "")
+    figure.suptitle(f"job {report.namespace}/{report.name}: {report.phase}, {elapsed}{_title_cost(report)}")
     objective.plot([p.epoch for p in report.history], [p.value for p in report.history], marker="o")
     for diagnostic in report.diagnostics:
         if diagnostic.epoch is not None:

@@ -82,6 +82,25 @@ def format_cost(value: Any) -> str:
     return str(value)
 
 
+def format_amount(value: Any, currency: Any = None) -> str:
+    """A cost amount with its currency code when known: `1.50 EUR`, `1.50`; "-" when there is none."""
+    text = format_cost(value)
+    return f"{text} {currency}" if text != "-" and isinstance(currency, str) and currency else text
+
+
+def cost_of(status: Mapping[str, Any]) -> str:
+    """A status's estimated cost as `kubectl get` shows it: the operator's `costHeadline` (`$1.23`), else
+    `estimatedCost` with `costCurrency`; "-" without a cost (no GPU price configured)."""
+    headline = status.get("costHeadline")
+    if isinstance(headline, str) and headline:
+        return headline
+    return format_amount(status.get("estimatedCost"), status.get("costCurrency"))
+
+
+def has_cost(status: Mapping[str, Any]) -> bool:
+    return status.get("estimatedCost") is not None or bool(status.get("costHeadline"))
+
+
 def age(obj: Mapping[str, Any], now: datetime) -> str:
     created = parse_time((obj.get("metadata") or {}).get("creationTimestamp"))
     return format_duration((now - created).total_seconds()) if created else "-"
@@ -188,7 +207,7 @@ def job_row(obj: Mapping[str, Any], now: datetime) -> dict[str, str]:
         "AGE": age(obj, now),
         "SWEEP": str((meta.get("labels") or {}).get(SWEEP_NAME_LABEL, "-")),
         "GPU-HOURS": f"{float(status.get('gpuSeconds') or 0) / 3600:.2f}",
-        "COST": format_cost(status.get("estimatedCost")),
+        "COST": cost_of(status),
         "DIAGNOSTICS": ",".join(diagnostics) or "-",
     }
 
@@ -214,7 +233,7 @@ def sweep_row(obj: Mapping[str, Any], now: datetime) -> dict[str, str]:
         "EARLY-STOPPED": str(counts.get("earlyStopped", 0)),
         "FAILED": str(counts.get("failed", 0)),
         "GPU-HOURS": f"{float(status.get('gpuSeconds') or 0) / 3600:.2f}",
-        "COST": format_cost(status.get("estimatedCost")),
+        "COST": cost_of(status),
     }
 
 
@@ -315,7 +334,7 @@ def describe_job(
         f"Restarts:     {row['RESTARTS']} (backoffLimit {(spec.get('runPolicy') or {}).get('backoffLimit', 3)})",
         f"GPU time:     {row['GPU-HOURS']} GPU-hours",
     ]
-    if status.get("estimatedCost") is not None:
+    if has_cost(status):
         lines.append(f"Cost:         {row['COST']} (estimated)")
     if row["SWEEP"] != "-":
         lines.append(f"Sweep:        {row['SWEEP']}")
@@ -371,7 +390,7 @@ def describe_sweep(
         f"Elapsed:       {format_duration(elapsed(obj, now))}",
         f"GPU time:      {row['GPU-HOURS']} GPU-hours",
     ]
-    if status.get("estimatedCost") is not None:
+    if has_cost(status):
         lines.append(f"Cost:          {row['COST']} (estimated)")
     best = status.get("bestTrial")
     if best and best.get("parameters"):
@@ -379,7 +398,11 @@ def describe_sweep(
     trials = status.get("trials") or []
     if trials:
         names = list((trials[0].get("parameters") or {}).keys())
+        # A COST column only when the operator prices GPU time (a trial row then has its estimatedCost).
+        costed = any(t.get("estimatedCost") is not None for t in trials)
+        currency = status.get("costCurrency")
         header = f"  {'#':<4}{'TRIAL':<26}{'PHASE':<14}{'EPOCHS':<8}{objective.get('metric', 'OBJECTIVE')[:18]:<20}"
+        header += f"{'COST':<14}" if costed else ""
         lines += ["Trials:", header + "".join(f"{n[:14]:<16}" for n in names) + "NOTE"]
         live = {(t.get("metadata") or {}).get("name"): t for t in trial_jobs}
         for trial in trials:
@@ -392,7 +415,9 @@ def describe_sweep(
             lines.append(
                 f"  {trial.get('number', ''):<4}{trial['name']:<26}{trial.get('phase', ''):<14}"
                 f"{trial.get('epochs') if trial.get('epochs') is not None else '-'!s:<8}"
-                f"{format_number(value) if value is not None else '-':<20}{params}{note}"
+                f"{format_number(value) if value is not None else '-':<20}"
+                + (f"{format_amount(trial.get('estimatedCost'), currency):<14}" if costed else "")
+                + f"{params}{note}"
             )
     return lines + _condition_lines(obj) + _event_lines(events, now)
 

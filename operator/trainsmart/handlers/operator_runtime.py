@@ -105,7 +105,12 @@ class OperatorRuntime:
         if self.report_certs is not None and (settings.report_url or "").startswith("https://"):
             settings = settings.model_copy(update={"report_ca_bundle": self.report_certs.ca_file.read_text()})
         # MLflow runs, synced off the reconcile path; a changed health reconciles the object (TrackingReady).
-        self.tracking = TrackingSync(self.kube.read_secret_data, self._on_tracking_health, options.mlflow_tracking_uri)
+        self.tracking = TrackingSync(
+            self.kube.read_secret_data,
+            self._on_tracking_health,
+            options.mlflow_tracking_uri,
+            on_dropped=self.metrics.tracking_dropped,
+        )
         self.controller = TrainingJobController(self.kube, settings, self.inbox, self.tokens, tracking=self.tracking)
         self.queue: WorkQueue[JobKey] = WorkQueue(
             self.metrics.timed_reconcile(TRAININGJOB_KIND, self.controller.reconcile),

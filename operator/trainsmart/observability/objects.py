@@ -20,12 +20,21 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from trainsmart.api import SWEEP_KIND, TRAININGJOB_KIND, SweepPhase, TrainingJobPhase
+from trainsmart.api.conditions import Reason
 from trainsmart.observability.snapshots import JobSnapshot, SweepSnapshot
 
 UNKNOWN_PHASE: Final = "Unknown"
 """The phase label of an object the operator has not given a phase yet."""
 JOB_LABELS: Final = ("namespace", "job", "sweep", "trial")
 SWEEP_LABELS: Final = ("namespace", "sweep")
+TRACKING_NOT_READY_REASONS: Final = (
+    str(Reason.TRACKING_UNREACHABLE),
+    str(Reason.TRACKING_REFUSED),
+    str(Reason.TRACKING_CREDENTIALS_MISSING),
+)
+"""The `reason` label values of trainsmart_tracking_runs_not_ready; any other reason (a status edited by
+hand) counts as OTHER_REASON, so the label stays bounded."""
+OTHER_REASON: Final = "Other"
 _PHASES: Final = {
     TRAININGJOB_KIND: (*(str(p) for p in TrainingJobPhase), UNKNOWN_PHASE),
     SWEEP_KIND: (*(str(p) for p in SweepPhase), UNKNOWN_PHASE),
@@ -76,6 +85,17 @@ def _phase_counts(kind: str, phases: Iterable[str]) -> Iterator[tuple[list[str],
         yield [kind, phase], float(count)
 
 
+def _tracking_counts(kind: str, reasons: Iterable[str]) -> Iterator[tuple[list[str], float]]:
+    """Objects of `kind` per TrackingReady=False reason, every known reason included (zeros)."""
+    counts = dict.fromkeys((*TRACKING_NOT_READY_REASONS, OTHER_REASON), 0)
+    for reason in reasons:
+        if reason:
+            label = reason if reason in counts else OTHER_REASON
+            counts[label] += 1
+    for reason, count in counts.items():
+        yield [kind, reason], float(count)
+
+
 def _gauge(name: str, documentation: str, labels: Iterable[str] = JOB_LABELS) -> GaugeMetricFamily:
     return GaugeMetricFamily(name, documentation, labels=list(labels))
 
@@ -103,6 +123,13 @@ class ObjectsCollector(Collector):
             _add_job(families, job)
         for sweep in sweeps:
             _add_sweep(families, sweep)
+        not_ready = families["tracking_not_ready"]
+        for kind, reasons in (
+            (TRAININGJOB_KIND, (j.tracking_not_ready for j in jobs)),
+            (SWEEP_KIND, (s.tracking_not_ready for s in sweeps)),
+        ):
+            for labels, value in _tracking_counts(kind, reasons):
+                not_ready.add_metric(labels, value)
         return list(families.values())
 
     @staticmethod
@@ -152,6 +179,12 @@ class ObjectsCollector(Collector):
                 "trainsmart_sweep_estimated_cost",
                 "Estimated cost of all the sweep's trials (status.estimatedCost), in `currency`.",
                 (*SWEEP_LABELS, "currency"),
+            ),
+            "tracking_not_ready": _gauge(
+                "trainsmart_tracking_runs_not_ready",
+                "Tracked objects whose MLflow run is not up to date (TrackingReady=False), by kind and reason; "
+                "zeros included, so an alert on > 0 always has a series.",
+                ("kind", "reason"),
             ),
             "sweep_best": _gauge(
                 "trainsmart_sweep_best_objective",

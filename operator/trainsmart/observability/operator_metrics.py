@@ -88,10 +88,18 @@ class OperatorMetrics:
             buckets=LOOP_LAG_BUCKETS,
             registry=reg,
         )
+        self.tracking_points_dropped = Counter(
+            "trainsmart_tracking_points_dropped",
+            "Reported metric points the MLflow sync dropped because a run's queue was full (its server away "
+            "for long), by kind of object. Labelled by kind only: bounded, whatever the number of jobs.",
+            ["kind"],
+            registry=reg,
+        )
         for kind in (TRAININGJOB_KIND, SWEEP_KIND):
             for outcome in ("success", "error"):
                 self.reconciles.labels(kind, outcome)
             self.reconcile_seconds.labels(kind)
+            self.tracking_points_dropped.labels(kind)
 
     # ---- watch entry points: the object series ------------------------------------------------------------
 
@@ -145,6 +153,10 @@ class OperatorMetrics:
         self.report_requests.labels(str(status)).inc()
         if status >= 400:
             self.report_rejections.labels(REJECTION_REASONS.get(status, "other")).inc()
+
+    def tracking_dropped(self, kind: str, count: int) -> None:
+        """`count` reported points of an object of `kind` dropped by the MLflow sync (its `on_dropped`)."""
+        self.tracking_points_dropped.labels(str(kind)).inc(count)
 
     def report_handled(self, seconds: float) -> None:
         """The handling time of one report request (its hook in `reports.build_report_app`)."""

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from trainsmart.api import SWEEP_KIND, TrainingJobPhase
+from trainsmart.api.conditions import TRACKING_READY
 from trainsmart.names import SWEEP_NAME_LABEL, TRIAL_NUMBER_LABEL
 
 SPLITS: Final = ("train", "val", "test")
@@ -48,6 +49,8 @@ class JobSnapshot:
     objective_best: float | None = None
     loss: tuple[tuple[str, float], ...] = ()
     accuracy: tuple[tuple[str, float], ...] = ()
+    tracking_not_ready: str = ""
+    """The reason of a TrackingReady condition that is False ("" when True, Unknown or absent)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +67,8 @@ class SweepSnapshot:
     planned: int | None = None
     estimated_cost: float | None = None
     cost_currency: str = ""
+    tracking_not_ready: str = ""
+    """As JobSnapshot's."""
 
 
 def _map(value: Any) -> Mapping[str, Any]:
@@ -106,6 +111,16 @@ def trial_identity(meta: Mapping[str, Any]) -> tuple[str, str]:
     return sweep, trial or name
 
 
+def tracking_not_ready(status: Mapping[str, Any]) -> str:
+    """The reason of the status's TrackingReady condition when it is False, else ""."""
+    conditions = status.get("conditions")
+    for item in conditions if isinstance(conditions, list) else ():
+        item = _map(item)
+        if item.get("type") == TRACKING_READY and item.get("status") == "False":
+            return _text(item.get("reason")) or "Unknown"
+    return ""
+
+
 def _by_split(latest: Mapping[str, Any], suffix: str) -> tuple[tuple[str, float], ...]:
     found = ((split, _number(latest.get(f"{split}_{suffix}"))) for split in SPLITS)
     return tuple((split, value) for split, value in found if value is not None)
@@ -142,6 +157,7 @@ def job_snapshot(body: Mapping[str, Any]) -> JobSnapshot:
         objective_best=_number(best.get(objective)) if objective else None,
         loss=_by_split(latest, "loss"),
         accuracy=_by_split(latest, "accuracy"),
+        tracking_not_ready=tracking_not_ready(status),
     )
 
 
@@ -169,4 +185,5 @@ def sweep_snapshot(body: Mapping[str, Any]) -> SweepSnapshot:
         planned=int(planned) if planned else None,
         estimated_cost=_number(status.get("estimatedCost")),
         cost_currency=_text(status.get("costCurrency")),
+        tracking_not_ready=tracking_not_ready(status),
     )

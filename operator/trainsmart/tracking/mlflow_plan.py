@@ -23,7 +23,7 @@ import json
 import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, Final
@@ -54,6 +54,8 @@ TRIAL_TAG: Final = f"{RESERVED_LABEL_PREFIX}trial"
 SWEEP_UID_TAG: Final = f"{RESERVED_LABEL_PREFIX}sweep-uid"
 """On a trial's run: its sweep's uid, how the sweep finds its child runs."""
 BEST_TAG: Final = f"{RESERVED_LABEL_PREFIX}best"
+DELETED_TAG: Final = f"{RESERVED_LABEL_PREFIX}deleted"
+"""`true` on the run of an object deleted while its run was open: why the run ended KILLED."""
 PARENT_RUN_TAG: Final = "mlflow.parentRunId"
 """MLflow's own tag for nested runs: the UI shows the trials under the sweep's run."""
 BEST_PREFIX: Final = "best_"
@@ -423,6 +425,21 @@ def sweep_run(sweep: HyperparamSweep, status: HyperparamSweepStatus, now: dateti
         status=run_status,
         end_time_ms=(to_ms(status.completion_time) or int(now.timestamp() * 1000)) if ended else None,
         best_child=status.best_trial.name if status.best_trial is not None else None,
+    )
+
+
+def closing_run(desired: DesiredRun, now: datetime) -> DesiredRun:
+    """The run of an object that is gone (deleted): a run still open (RUNNING, or KILLED by a sweep's stop
+    without an end time) ends KILLED at `now`, tagged DELETED_TAG, so MLflow no longer shows a run that
+    nothing will ever end. A run that ended (FINISHED, FAILED) keeps its status and end time: deleting a
+    finished job (ttlSecondsAfterFinished included) changes nothing of its record."""
+    if desired.status in (RunStatus.FINISHED, RunStatus.FAILED):
+        return desired
+    return replace(
+        desired,
+        status=RunStatus.KILLED,
+        end_time_ms=int(now.timestamp() * 1000),
+        tags={**desired.tags, DELETED_TAG: "true"},
     )
 
 

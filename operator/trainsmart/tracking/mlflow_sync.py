@@ -21,6 +21,13 @@ tracked object has a small task of its own that brings its run up to date when t
 
 Credentials are read from the object's credentialsSecret by the operator (`read_secret`), cached
 briefly, sent as a header only and never logged.
+
+A deleted object (`forget`, from the controllers when they learn it is gone) has its run ended: still
+open, it becomes KILLED (`closing_run`), with the points that were still waiting. That is one more task
+per run, off the reconcile path and bounded: at most `max_closing` at a time, inside the same
+`concurrency` limit, given up after `close_deadline` seconds; it never creates a run. After an operator
+restart a run whose object was deleted meanwhile cannot be found any more (the operator knows runs only
+through live objects), so it stays as it was; docs/tracking.md says so.
 """
 
 from __future__ import annotations
@@ -48,6 +55,7 @@ from trainsmart.tracking.mlflow_plan import (
     RemoteRun,
     after_update,
     child_tag_changes,
+    closing_run,
     job_run,
     plan_run_update,
     remote_run_of,
@@ -73,6 +81,11 @@ CONCURRENCY: Final = 8
 REQUEST_TIMEOUT_S: Final = 10.0
 BACKOFF_FIRST_S: Final = 1.0
 BACKOFF_MAX_S: Final = 60.0
+CLOSE_DEADLINE_S: Final = 120.0
+"""How long the run of a deleted object is retried (through backoff) before it is left as it is."""
+MAX_CLOSING: Final = 1024
+"""Deleted objects' runs being ended at once; beyond (a namespace of thousands deleted while MLflow is down)
+the rest are left as they are, with one log line each."""
 CREDENTIALS_TTL_S: Final = 60.0
 """A rotated credentialsSecret is picked up within this long."""
 MESSAGE_MAX_CHARS: Final = 1024
@@ -89,6 +102,8 @@ class TrackedKind(StrEnum):
 
 HealthChanged = Callable[[TrackedKind, JobKey], None]
 """Called (in the loop) when an object's health changed: its controller should reconcile it."""
+PointsDropped = Callable[[TrackedKind, int], None]
+"""Called with how many reported points a run of that kind just dropped from its full queue (a metric)."""
 
 
 class CredentialsMissingError(MlflowError):
@@ -114,12 +129,16 @@ class _Run:
     failures: int = 0
     task: asyncio.Task[None] | None = None
 
-    def add(self, points: Iterable[MetricPoint]) -> None:
+    def add(self, points: Iterable[MetricPoint]) -> int:
+        """Queue `points`; returns how many (the oldest) were dropped to stay within `max_points`."""
+        dropped = 0
         for point in points:
             if len(self.points) >= self.max_points:
                 self.points.popleft()
-                self.dropped += 1
+                dropped += 1
             self.points.append(point)
+        self.dropped += dropped
+        return dropped
 
     def has_work(self) -> bool:
         return bool(self.points) or self.desired != self.synced
@@ -149,9 +168,15 @@ class TrackingSync:
         backoff_first: float = BACKOFF_FIRST_S,
         backoff_max: float = BACKOFF_MAX_S,
         clock: Callable[[], datetime] = utc_now,
+        on_dropped: PointsDropped | None = None,
+        close_deadline: float = CLOSE_DEADLINE_S,
+        max_closing: int = MAX_CLOSING,
     ) -> None:
         self.read_secret = read_secret
         self.on_health_change = on_health_change
+        self.on_dropped = on_dropped
+        self.close_deadline = close_deadline
+        self.max_closing = max_closing
         self.default_uri = default_uri
         self.max_points = max_points
         self.request_timeout = request_timeout
@@ -159,6 +184,7 @@ class TrackingSync:
         self.backoff_max = backoff_max
         self.clock = clock
         self._runs: dict[tuple[TrackedKind, JobKey], _Run] = {}
+        self._closing: set[asyncio.Task[None]] = set()
         self._limit = asyncio.Semaphore(concurrency)
         self._down_until: dict[str, float] = {}
         self._experiments: dict[tuple[str, str], str] = {}
@@ -172,7 +198,7 @@ class TrackingSync:
             self._session = aiohttp.ClientSession()
 
     async def stop(self) -> None:
-        tasks = [run.task for run in self._runs.values() if run.task is not None]
+        tasks = [run.task for run in self._runs.values() if run.task is not None] + list(self._closing)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -188,7 +214,7 @@ class TrackingSync:
         """The job as just derived, and the reports that derivation folded; its health (None: not tracked)."""
         target = resolve_target(job.spec.tracking, self.default_uri, key.namespace)
         if target is None:
-            self.forget(TrackedKind.JOB, key)
+            self._drop(TrackedKind.JOB, key)  # no longer tracked: its run stays as it is
             return None
         return self._offer(TrackedKind.JOB, key, target, job_run(job, status, self.clock()), report_points(reports))
 
@@ -196,7 +222,7 @@ class TrackingSync:
         """The sweep as just derived; its health (None: not tracked)."""
         target = resolve_target(sweep.spec.tracking, self.default_uri, key.namespace)
         if target is None:
-            self.forget(TrackedKind.SWEEP, key)
+            self._drop(TrackedKind.SWEEP, key)
             return None
         return self._offer(TrackedKind.SWEEP, key, target, sweep_run(sweep, status, self.clock()), ())
 
@@ -205,21 +231,59 @@ class TrackingSync:
         return run.health if run is not None else None
 
     def forget(self, kind: TrackedKind, key: JobKey) -> None:
-        """Drop a deleted (or no longer tracked) object; its run stays in MLflow as it is."""
+        """The object was deleted: stop syncing it and end its run if still open (KILLED), in the background."""
+        run = self._runs.get((kind, key))
+        if run is not None:
+            self._close(run)
+
+    def _drop(self, kind: TrackedKind, key: JobKey) -> _Run | None:
+        """Stop syncing an object (its run stays in MLflow as it is); returns what was tracked of it."""
         run = self._runs.pop((kind, key), None)
         if run is not None and run.task is not None:
             run.task.cancel()
+        return run
+
+    def _close(self, run: _Run) -> None:
+        """Drop `run`'s object and, when its run needs it, start the task that ends it (`_end`)."""
+        in_flight = run.task
+        self._drop(run.kind, run.key)
+        closing = closing_run(run.desired, self.clock())
+        if in_flight is None and not run.points and closing == run.synced:
+            return  # ended and fully synced already: nothing to send
+        if self._session is None:
+            return
+        if len(self._closing) >= self.max_closing:
+            log.warning(
+                "%s %s: deleted while %d runs are being ended; its MLflow run is left as it is",
+                run.kind,
+                run.key,
+                len(self._closing),
+            )
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        run.desired = closing
+        task = loop.create_task(self._end(run, in_flight), name=f"mlflow end {run.kind} {run.key}")
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
 
     def _offer(
         self, kind: TrackedKind, key: JobKey, target: MlflowTarget, desired: DesiredRun, points: Sequence[MetricPoint]
     ) -> TrackingHealth:
         run = self._runs.get((kind, key))
         if run is None or run.target != target or run.desired.uid != desired.uid:
-            self.forget(kind, key)  # a new object under the name, or another server/experiment: start over
+            # A new object under the name (the old one is gone: its run ends), or another server/experiment
+            # (the run on the old one stays as it is): start over.
+            if run is not None and run.desired.uid != desired.uid:
+                self._close(run)
+            else:
+                self._drop(kind, key)
             run = _Run(kind, key, target, desired, self.max_points)
             self._runs[(kind, key)] = run
         run.desired = desired
-        run.add(points)
+        self._count_dropped(run, run.add(points))
         if run.task is None and run.has_work() and self._session is not None:
             run.task = asyncio.get_running_loop().create_task(self._drive(run), name=f"mlflow {kind} {key}")
         return run.health
@@ -247,8 +311,8 @@ class TrackingSync:
             await self._sync(run, list(points))
         except Exception as error:
             pending, run.points = run.points, deque()
-            run.add(points)
-            run.add(pending)  # the newer points last; the oldest go first if the queue is full
+            # The newer points last; the oldest go first if the queue is full.
+            self._count_dropped(run, run.add(points) + run.add(pending))
             run.remote = None  # what MLflow holds is unknown now: read it back next time
             run.failures += 1
             state = TrackingState.UNREACHABLE
@@ -289,6 +353,44 @@ class TrackingSync:
         self._set_health(run, TrackingHealth(TrackingState.SYNCED, message[:MESSAGE_MAX_CHARS]))
         return 0.0
 
+    def _count_dropped(self, run: _Run, dropped: int) -> None:
+        if dropped and self.on_dropped is not None:
+            self.on_dropped(run.kind, dropped)
+
+    async def _end(self, run: _Run, in_flight: asyncio.Task[None] | None) -> None:
+        """Bring a deleted object's run to `run.desired` (its closing run) with the points still waiting:
+        retried through the server's backoff until `close_deadline`, then left as it is. Never creates
+        a run: a deleted object whose run was never created gets none."""
+        if in_flight is not None:
+            await asyncio.gather(in_flight, return_exceptions=True)  # cancelled: let it unwind first
+        run.remote = None  # a cancelled sync may have written half: read the run back
+        points = list(run.points)
+        try:
+            async with asyncio.timeout(self.close_deadline):
+                while True:
+                    wait = self._down_until.get(run.target.uri, 0.0) - time.monotonic()
+                    if wait > 0:
+                        await asyncio.sleep(wait)
+                    try:
+                        async with self._limit:
+                            await self._sync(run, points, create=False)
+                        return
+                    except MlflowUnreachableError:
+                        run.failures += 1
+                        run.remote = None
+                        await asyncio.sleep(backoff(run.failures, self.backoff_first, self.backoff_max))
+        except TimeoutError:
+            log.info(
+                "%s %s: deleted; its MLflow run could not be ended within %.0f s and is left as it is",
+                run.kind,
+                run.key,
+                self.close_deadline,
+            )
+        except MlflowError as error:
+            log.info("%s %s: deleted; its MLflow run could not be ended: %s", run.kind, run.key, error)
+        except Exception as error:
+            log.warning("%s %s: unexpected error ending the MLflow run", run.kind, run.key, exc_info=error)
+
     def _set_health(self, run: _Run, health: TrackingHealth) -> None:
         if health != run.health:
             run.health = health
@@ -314,7 +416,9 @@ class TrackingSync:
                 )
         return MlflowRest(self._session, run.target.uri, credentials, self.request_timeout)
 
-    async def _sync(self, run: _Run, points: list[MetricPoint]) -> None:
+    async def _sync(self, run: _Run, points: list[MetricPoint], *, create: bool = True) -> None:
+        """Bring `run` up to date; `create=False` (a deleted object's run) sends nothing when MLflow has no
+        run of the object, and leaves a sweep's children as they are."""
         desired, target = run.desired, run.target
         client = await self._client(run)
         if run.experiment_id is None:
@@ -325,6 +429,8 @@ class TrackingSync:
         remote = run.remote
         if remote is None:
             found = await client.find_run(run.experiment_id, desired.uid)
+            if found is None and not create:
+                return
             if found is None:
                 found = await client.create_run(
                     run.experiment_id, desired.run_name, desired.start_time_ms, desired.tags
@@ -347,7 +453,7 @@ class TrackingSync:
                 run.key,
                 list(update.conflicting_params),
             )
-        if run.kind == TrackedKind.SWEEP:
+        if run.kind == TrackedKind.SWEEP and create:
             children = await client.search_runs(run.experiment_id, tag_filter(SWEEP_UID_TAG, desired.uid))
             for change in child_tag_changes(map(remote_run_of, children), remote.run_id, desired.best_child):
                 if change.value is None:

@@ -4,7 +4,7 @@ Pins:
 - every metric name in the dashboard's PromQL (panels and variable queries) is exported by the operator's
   registry or by the trainer's own exporter (the PodMonitor-scraped series);
 - the dashboard covers what the chart promises: job progress, objective curves, GPUs in use, sweep best so
-  far;
+  far; the estimated cost summed by namespace, in a row of its own below the others;
 - it is loadable as provisioned by the Grafana sidecar: unique panel ids, one datasource variable every
   query uses, every `$variable` defined, panels inside the 24-column grid;
 - the name extraction itself skips functions, label names, grouping clauses, strings and ranges.
@@ -114,6 +114,16 @@ def test_dashboard_covers_progress_objective_gpus_and_sweep_best() -> None:
         "trainsmart_trainer_loss",
     ):
         assert name in used, name
+
+
+def test_dashboard_sums_the_estimated_cost_by_namespace_below_the_existing_panels() -> None:
+    board = dashboard()
+    [panel] = [p for p in panels(board["panels"]) if p.get("title") == "Estimated cost by namespace"]
+    [target] = panel["targets"]
+    assert metric_names(target["expr"]) == {"trainsmart_job_estimated_cost"}
+    assert target["expr"].startswith("sum by (namespace, currency) (")  # one operator prices in one currency
+    others = [p for p in panels(board["panels"]) if p is not panel and p.get("title") != "Cost"]
+    assert panel["gridPos"]["y"] > max(p["gridPos"]["y"] for p in others)  # appended, no panel moved
 
 
 def test_dashboard_is_loadable_by_the_grafana_sidecar() -> None:

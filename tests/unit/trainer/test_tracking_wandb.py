@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import struct
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,8 +21,8 @@ from typing import Any
 
 import pytest
 import wandb
-from wandb.proto import wandb_internal_pb2
 
+from support.wandb_records import item_key, read_records
 from trainsmart_trainer import wandb_log
 from trainsmart_trainer.components import RunOutcome
 from trainsmart_trainer.config import TrainerConfig
@@ -42,38 +41,6 @@ SYNTHETIC = {
 }
 RUN_ID = "6f1c2a0e93b44d218c5e0b7d9e4f1a23"
 FAKE_KEY = "local-" + "0123456789abcdef" * 3  # the shape of a W&B key; no server ever sees it
-
-# The .wandb file is a LevelDB log (google/leveldb doc/log_format.md) after a 7-byte W&B header: 32 KiB
-# blocks of records (crc32c, length, type; FULL=1, FIRST=2, MIDDLE=3, LAST=4) that carry serialized
-# `wandb_internal_pb2.Record`s. wandb >= 0.20 ships no Python reader of its own, so this is one.
-_HEADER, _BLOCK, _RECORD_HEADER = 7, 32768, 7
-
-
-def read_records(path: Path) -> list[wandb_internal_pb2.Record]:
-    data = path.read_bytes()
-    assert data[:4] == b":W&B"
-    records: list[wandb_internal_pb2.Record] = []
-    position, pending = _HEADER, b""
-    while position + _RECORD_HEADER <= len(data):
-        left_in_block = _BLOCK - position % _BLOCK
-        if left_in_block < _RECORD_HEADER:
-            position += left_in_block  # the block's zero trailer
-            continue
-        _, length, kind = struct.unpack("<IHB", data[position : position + _RECORD_HEADER])
-        payload = data[position + _RECORD_HEADER : position + _RECORD_HEADER + length]
-        position += _RECORD_HEADER + length
-        if kind == 0 and length == 0:
-            continue
-        pending += payload
-        if kind in (1, 4):  # FULL or LAST: a whole Record
-            records.append(wandb_internal_pb2.Record.FromString(pending))
-            pending = b""
-    return records
-
-
-def item_key(item: wandb_internal_pb2.HistoryItem | wandb_internal_pb2.SummaryItem) -> str:
-    """A history or summary item's name: `key`, or the path in `nested_key` (what newer wandb writes)."""
-    return item.key or "/".join(item.nested_key)
 
 
 def train(settings: RuntimeSettings) -> RunOutcome:
@@ -98,6 +65,8 @@ def wandb_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]
         "WANDB_NAME": "tune-1",
         "WANDB_RUN_GROUP": "tune",
         "WANDB_SILENT": "true",
+        # wandb-core is a service process; on a loaded 2-core machine its start can pass the 30 s default
+        "WANDB__SERVICE_WAIT": "120",
     }.items():
         monkeypatch.setenv(name, value)
     yield directory
