@@ -9,6 +9,7 @@ operator, and learn when to stop. Standard library only, Python >= 3.8.
         if ts.stop_requested():      # SIGTERM: suspend, early stop, preemption
             save(ts.checkpoint_dir())
             raise SystemExit(13)     # TERMINATED: the operator resumes the job later
+        ts.save_best(acc, lambda path: torch.save(model.state_dict(), path), goal="maximize")
 
 Outside a TrainingJob every call is a no-op (logged once at INFO), so the script runs unchanged on a laptop.
 `python3 -m trainsmart_client wrap -- COMMAND` reports the metrics a command prints, with no code change.
@@ -17,11 +18,13 @@ Outside a TrainingJob every call is a no-op (logged once at INFO), so the script
 from __future__ import annotations
 
 import atexit
+import os
 import threading
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from trainsmart_client import checkpoints as _checkpoints
+from trainsmart_client import job_env as _job_env
 from trainsmart_client.params import read_params as _read_params
 from trainsmart_client.session import Session
 
@@ -34,6 +37,7 @@ __all__ = [
     "progress",
     "report",
     "report_checkpoint",
+    "save_best",
     "stop_requested",
 ]
 
@@ -74,6 +78,41 @@ def report_checkpoint(path: str | Path, epoch: int | None = None) -> None:
     """Tell the operator a checkpoint was saved at `path` after `epoch` completed epochs (default: the
     latest reported epoch); the job's status then names it."""
     _default().report_checkpoint(str(path), epoch=epoch)
+
+
+def save_best(
+    value: float,
+    save: Callable[[Path], Any],
+    *,
+    metric: str | None = None,
+    goal: str | None = None,
+    epoch: int | None = None,
+    name: str = "checkpoint",
+) -> Path | None:
+    """Keep the best checkpoint by the objective: call it after each evaluation with the objective's `value`;
+    when that beats the best so far (read from the checkpoint volume, so restarts keep it), `save(path)` is
+    called to write your checkpoint (a file or a directory) at `path`, which then becomes
+    `<checkpoint_dir>/best/<name>`, and the operator is told (status.checkpoint.best, a sweep's bestTrial).
+    Returns that path, or None when the value is no improvement or there is no checkpoint directory.
+
+    `metric`/`goal` (`maximize`/`minimize`) default to a sweep trial's objective from the environment, else
+    val_loss; a goal nobody gave is guessed from the name (loss, error, rmse, mae: lower is better)."""
+    session = _default()
+    directory = _checkpoints.checkpoint_dir()
+    if directory is None:
+        return None
+    env = os.environ
+    chosen = metric or env.get(_job_env.OBJECTIVE_METRIC) or session.objective_metric or "val_loss"
+    direction = goal or (env.get(_job_env.OBJECTIVE_GOAL) if chosen == env.get(_job_env.OBJECTIVE_METRIC) else None)
+    maximize = direction in ("maximize", "max") if direction else not _checkpoints.lower_is_better(chosen)
+    saved_after = session.epoch if epoch is None else int(epoch)
+    record = _checkpoints.save_best_in(
+        directory, value, save, metric=chosen, maximize=maximize, epoch=saved_after, name=name
+    )
+    if record is None:
+        return None
+    session.report_best_checkpoint(record["path"], record["epoch"], record["metric"], record["value"])
+    return Path(record["path"])
 
 
 def checkpoint_dir() -> Path | None:

@@ -54,6 +54,7 @@ class Session:
         """The metric sweeps and early stopping watch, when the caller named one (then in every report)."""
         self._objective_history: deque[tuple[int, float]] = deque(maxlen=wire.FINAL_HISTORY_MAX_ITEMS)
         self.last_checkpoint: dict[str, Any] | None = None
+        self.best_checkpoint: dict[str, Any] | None = None
 
     # ---- gating ----------------------------------------------------------------------------------------
 
@@ -192,6 +193,16 @@ class Session:
             if sender is not None:
                 sender.submit(self._build(wire.PROGRESS, {}, checkpoint=self.last_checkpoint))
 
+    def report_best_checkpoint(self, path: str, epoch: int, metric: str, value: float) -> None:
+        """The best checkpoint by `metric` is now at `path`, saved after `epoch` with `value` (status shows it
+        as checkpoint.best; a sweep's bestTrial points at it). Sent in order, and named again in the final report."""
+        name = wire.metric_name(metric) or metric
+        with self._lock:
+            self.best_checkpoint = wire.best_checkpoint_info(str(path), epoch, name, value)
+            sender = self._sender_or_none()
+            if sender is not None:
+                sender.submit(self._build(wire.PROGRESS, {}, best_checkpoint=self.best_checkpoint))
+
     def final_result(self, exit_code: int, reason: str = "") -> dict[str, Any]:
         """The contract's FinalResult of this run so far (camelCase): what the final report and the
         termination message say. The objective is named when the caller named one or its values were seen."""
@@ -208,7 +219,13 @@ class Session:
             )
 
     def _send_final(self, sender: ReportSender, final: Mapping[str, Any]) -> None:
-        report = self._build(wire.FINAL, self.last_metrics, final=final, checkpoint=self.last_checkpoint)
+        report = self._build(
+            wire.FINAL,
+            self.last_metrics,
+            final=final,
+            checkpoint=self.last_checkpoint,
+            best_checkpoint=self.best_checkpoint,
+        )
         sender.submit(report)
         self.final_sent = True
 

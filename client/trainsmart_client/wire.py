@@ -88,6 +88,7 @@ def build_report(
     time: str | None = None,
     objective_metric: str = "",
     checkpoint: Mapping[str, Any] | None = None,
+    best_checkpoint: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """One report. `total_epochs` is raised to `epoch` (and to 1) when the script never said how many epochs
     it runs: the schema needs a total, and the status's percent must not pass 100."""
@@ -110,6 +111,8 @@ def build_report(
         report["diagnostics"] = diagnostics
     if checkpoint is not None:
         report["checkpoint"] = dict(checkpoint)
+    if best_checkpoint is not None:
+        report["bestCheckpoint"] = dict(best_checkpoint)
     if final is not None:
         report["final"] = dict(final)
     return report
@@ -118,6 +121,11 @@ def build_report(
 def checkpoint_info(path: str, epoch: int, time: str | None = None) -> dict[str, Any]:
     """The report's `checkpoint`: where the state after `epoch` completed epochs was saved, and when."""
     return {"path": str(path), "epoch": max(int(epoch), 0), "time": time or now_iso()}
+
+
+def best_checkpoint_info(path: str, epoch: int, metric: str, value: float) -> dict[str, Any]:
+    """The report's `bestCheckpoint`: the checkpoint of the best `metric` value so far, and that value."""
+    return {"path": str(path), "epoch": max(int(epoch), 0), "metric": metric, "value": float(value)}
 
 
 def non_finite_loss_diagnostic(name: str, value: float, epoch: int | None, step: int | None) -> dict[str, Any]:

@@ -155,7 +155,6 @@ CROSS_FIELD: list[Case] = [
     ),
     _job("reserved-pod-label", "spec.template", template={"labels": {"trainsmart.dev/job": "x"}}),
     _job("container-named-trainer", "spec.template", template={"extraContainers": [{"name": "trainer", "image": "x"}]}),
-    _sweep("parallel-above-max", "spec", maxTrials=2, parallelTrials=3),
     _sweep("no-max-trials-for-tpe", "spec", maxTrials=None),
     _sweep("suspended-template", "spec", trialTemplate={"suspend": True}),
     _sweep("shared-claim", "spec", trialTemplate={"checkpoint": {"claimName": "c"}}),

@@ -6,6 +6,13 @@ never half a file. Files are named `checkpoint-<epochs done>-<steps into the nex
 them without reading them. On resume the newest file that loads and has every expected key wins; a
 corrupt one (a disk error, a copy cut short by hand) is skipped with a warning, and older ones are tried.
 
+The best checkpoint by the objective lives apart, in `best/checkpoint.pt` (`BEST_CHECKPOINT_DIR`): the same
+format (a full checkpoint, so it can be loaded like any other), plus the metric, value and epoch it is the
+best of. It is replaced, atomically, only by a strictly better value of the same metric, and that decision
+reads the value recorded in the file itself, so a restarted run (which may resume from an older position
+than the best epoch) never overwrites it with a worse epoch. The newest checkpoints, kept for resuming, are
+untouched by it and it is never one of them (it is not named like them).
+
 Files are loaded with `weights_only=True`: the volume may be shared, and unpickling arbitrary objects from
 it would let whoever can write there run code in the trainer. So RNG states are stored as tensors and
 plain lists, not as numpy objects.
@@ -14,6 +21,7 @@ plain lists, not as numpy objects.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import random
 import re
@@ -24,6 +32,8 @@ from typing import Any, Final
 
 import numpy as np
 import torch
+
+from trainsmart_trainer.contract import BEST_CHECKPOINT_DIR, BestCheckpointInfo, ObjectiveDirection
 
 log = logging.getLogger(__name__)
 
@@ -96,9 +106,10 @@ def save(directory: Path, state: dict[str, Any], keep: int) -> Path:
 
 def remove_stale_temp_files(directory: Path) -> None:
     """Temp files left by a process killed mid-save are garbage: the rename never happened."""
-    if directory.is_dir():
-        for path in directory.glob(f"{_TEMP_PREFIX}*"):
-            path.unlink(missing_ok=True)
+    for folder in (directory, directory / BEST_CHECKPOINT_DIR):
+        if folder.is_dir():
+            for path in folder.glob(f"{_TEMP_PREFIX}*"):
+                path.unlink(missing_ok=True)
 
 
 def load_file(path: Path) -> dict[str, Any]:
@@ -125,6 +136,49 @@ def load_newest_valid(directory: Path) -> tuple[Path, dict[str, Any]] | None:
         except ValueError as error:
             log.warning("skipping corrupt or incomplete checkpoint: %s", error)
     return None
+
+
+# ---- the best checkpoint by the objective -----------------------------------------------------------------
+
+BEST_FILE_NAME: Final = "checkpoint.pt"
+
+
+def best_path(directory: Path) -> Path:
+    """Where the best checkpoint of the run saving into `directory` lives."""
+    return directory / BEST_CHECKPOINT_DIR / BEST_FILE_NAME
+
+
+def read_best(directory: Path) -> BestCheckpointInfo | None:
+    """What the best checkpoint in `directory` is the best of; None when there is none or it is unusable
+    (then the next save replaces it, which is what an unreadable best deserves)."""
+    path = best_path(directory)
+    if not path.is_file():
+        return None
+    try:
+        record = load_file(path).get("best_checkpoint")
+        if not isinstance(record, dict):
+            raise ValueError(f"{path.name} records no best value")
+        return BestCheckpointInfo.model_validate({**record, "path": str(path)})
+    except ValueError as error:  # pydantic's ValidationError is a ValueError
+        log.warning("ignoring the best checkpoint %s: %s", path, error)
+        return None
+
+
+def improves_on(current: BestCheckpointInfo | None, metric: str, value: float, direction: ObjectiveDirection) -> bool:
+    """Whether `value` of `metric` should replace the best checkpoint `current`: a finite value strictly
+    better than the recorded one; a best of another metric (the objective changed) is always replaced."""
+    if not math.isfinite(value):
+        return False
+    return current is None or current.metric != metric or direction.is_better(value, current.value)
+
+
+def save_best(directory: Path, state: dict[str, Any], metric: str, value: float) -> BestCheckpointInfo:
+    """Write `state` (which has `epoch`) atomically as the best checkpoint, recording `metric`'s `value`."""
+    path = best_path(directory)
+    record = {"metric": metric, "value": float(value), "epoch": int(state["epoch"])}
+    payload = {"format": FORMAT, "version": VERSION, **state, "best_checkpoint": record}
+    atomic_write(path, lambda handle: torch.save(payload, handle))
+    return BestCheckpointInfo(path=str(path), **record)
 
 
 # ---- RNG state, in forms weights_only loading accepts ----------------------------------------------------

@@ -106,6 +106,12 @@ PARAM_ENV_PREFIX: Final = "TRAINSMART_PARAM_"
 holding the text a `${params.NAME}` placeholder becomes (strings as they are, everything else as JSON)."""
 PARAMS_FILE: Final = "TRAINSMART_PARAMS_FILE"
 """Path of a JSON file with all of a sweep trial's parameters by name, values as JSON types."""
+OBJECTIVE_METRIC: Final = "TRAINSMART_OBJECTIVE_METRIC"
+"""A sweep trial's objective metric (the sweep's `objective.metric`): the metric the trainer keeps its best
+checkpoint by, so the sweep's bestTrial points at the model its value came from. Unset (a plain job): the
+run's own objective (the early-stopping metric, else val_loss)."""
+OBJECTIVE_GOAL: Final = "TRAINSMART_OBJECTIVE_GOAL"
+"""`maximize` or `minimize`, with OBJECTIVE_METRIC (the sweep's `objective.goal`)."""
 SIMULATED_GPUS: Final = "TRAINSMART_SIMULATED_GPUS"
 """Set to "1" when the node agent of the local cluster only pretends to have GPUs: the trainer runs on the CPU
 and says so in its first log line and first report instead of failing for lack of CUDA."""
@@ -126,6 +132,9 @@ DEFAULT_METRICS_PORT: Final = 9400
 """The port the operator should put in METRICS_PORT and the PodMonitor (clear of Prometheus' 9090)."""
 DEFAULT_CHECKPOINT_KEEP: Final = 3
 RESULT_FILE_NAME: Final = "result.json"
+BEST_CHECKPOINT_DIR: Final = "best"
+"""Directory inside the checkpoint directory that holds the best checkpoint by the objective (written
+atomically, only when the objective improves); the newest checkpoints, for resuming, stay beside it."""
 TERMINATION_MESSAGE_MAX_BYTES: Final = 4096
 """The kubelet truncates termination messages beyond 4 KiB; the trainer trims its own, keeping JSON valid."""
 
@@ -265,6 +274,15 @@ class CheckpointInfo(_WireModel):
     time: datetime
 
 
+class BestCheckpointInfo(_WireModel):
+    """The checkpoint of the epoch with the best objective value so far, kept apart from the newest ones."""
+
+    path: str
+    epoch: int = Field(ge=0, description="Epochs completed when it was saved (the epoch of its value).")
+    metric: str = Field(min_length=1, max_length=128, description="The objective it is the best of.")
+    value: float = Field(description="The objective's value at that epoch.")
+
+
 class FinalStatus(StrEnum):
     """How training ended; mirrors ExitCode."""
 
@@ -326,6 +344,9 @@ class TrainerReport(_WireModel):
     objective_metric: str = Field(default="", description="The metric early stopping / sweeps watch.")
     diagnostics: list[Diagnostic] = Field(default_factory=list, max_length=64)
     checkpoint: CheckpointInfo | None = None
+    best_checkpoint: BestCheckpointInfo | None = Field(
+        default=None, description="The best checkpoint by the objective so far (unchanged until it improves)."
+    )
     final: FinalResult | None = None
     device: DeviceInfo
 

@@ -37,7 +37,13 @@ from trainsmart_trainer.evaluate import EvalSplit, dataset_size, eval_split, eva
 from trainsmart_trainer.objective import objective_direction, objective_metric, should_stop_early
 from trainsmart_trainer.promexport import TrainerMetrics
 from trainsmart_trainer.report import Reporter
-from trainsmart_trainer.resume import resume_run, save_run_checkpoint
+from trainsmart_trainer.resume import (
+    best_objective,
+    read_best_checkpoint,
+    resume_run,
+    save_best_checkpoint,
+    save_run_checkpoint,
+)
 from trainsmart_trainer.run_state import RunState
 from trainsmart_trainer.settings import RuntimeSettings
 from trainsmart_trainer.tracking import Tracking, start_tracking
@@ -151,6 +157,7 @@ class TrainingRun:
         self.objective = objective_metric(config, dataset_size(data.val) > 0)
         self.direction = objective_direction(self.objective, config)
         self.reporter.objective_metric = self.objective
+        self.best_objective = best_objective(self.settings, config, self.objective, self.direction)
         if self.metrics_exporter is not None:
             self.metrics_exporter.objective_metric = self.objective
         model = self.components.build_model(config, data).to(self.device)
@@ -200,9 +207,13 @@ class TrainingRun:
         resumed = resume_run(self.trainee, self.config, self.settings, self.dist)
         if resumed is not None:
             self.state = resumed
+        self.state.best_checkpoint = read_best_checkpoint(self.settings, self.dist)
 
     def _save_checkpoint(self) -> None:
         save_run_checkpoint(self.state, self.trainee, self.config, self.settings, self.dist)
+
+    def _save_best_checkpoint(self) -> None:
+        save_best_checkpoint(self.state, self.trainee, self.config, self.settings, self.dist, self.best_objective)
 
     # ---- epochs -----------------------------------------------------------------------------------------------
 
@@ -273,6 +284,7 @@ class TrainingRun:
             state.step_in_epoch = 0
             state.epoch_seconds.append(measured.seconds)
             self._end_of_epoch(measured)
+            self._save_best_checkpoint()  # every improving epoch, whatever the checkpoint interval
             last = state.epoch == config.epochs or state.early_stopped
             if last or state.epoch % self.settings.checkpoint_interval_epochs == 0:
                 self._save_checkpoint()
@@ -334,6 +346,7 @@ class TrainingRun:
                 samples_per_second=metrics.get("samples_per_second"),
                 eta_seconds=self._eta(),
                 checkpoint=state.last_checkpoint if state.saved_at == (state.epoch, 0) else None,
+                best_checkpoint=state.best_checkpoint,
             )
             self.tracking.log_epoch(state.epoch, metrics)
         if self.metrics_exporter is not None:
@@ -390,6 +403,7 @@ class TrainingRun:
                 metrics=final.metrics,
                 diagnostics=self.reported_diagnostics[-64:],
                 checkpoint=self.state.last_checkpoint,
+                best_checkpoint=self.state.best_checkpoint,
                 final=final,
             )
             self.tracking.finish(final)

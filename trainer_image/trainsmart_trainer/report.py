@@ -17,6 +17,7 @@ from typing import Any
 
 from trainsmart_client.sender import ReportSender
 from trainsmart_trainer.contract import (
+    BestCheckpointInfo,
     CheckpointInfo,
     DeviceInfo,
     Diagnostic,
@@ -66,6 +67,7 @@ class Reporter:
         eta_seconds: float | None = None,
         diagnostics: Sequence[Diagnostic] = (),
         checkpoint: CheckpointInfo | None = None,
+        best_checkpoint: BestCheckpointInfo | None = None,
         final: FinalResult | None = None,
         in_order: bool = False,
     ) -> TrainerReport:
@@ -86,6 +88,7 @@ class Reporter:
             objective_metric=self.objective_metric,
             diagnostics=list(diagnostics),
             checkpoint=checkpoint,
+            best_checkpoint=best_checkpoint,
             final=final,
             device=self.device,
         )

@@ -21,11 +21,11 @@ from trainsmart_trainer import checkpoint, ddp
 from trainsmart_trainer.checkpoint import restore_rng
 from trainsmart_trainer.components import PermanentError
 from trainsmart_trainer.config import TrainerConfig
-from trainsmart_trainer.contract import CheckpointInfo
+from trainsmart_trainer.contract import BestCheckpointInfo, CheckpointInfo, ObjectiveDirection
 from trainsmart_trainer.ddp import DistInfo
 from trainsmart_trainer.diagnostics import DiagnosticsTracker
 from trainsmart_trainer.epoch import Trainee
-from trainsmart_trainer.objective import BestTracker
+from trainsmart_trainer.objective import BestTracker, objective_direction
 from trainsmart_trainer.run_state import RunState
 from trainsmart_trainer.settings import RuntimeSettings
 
@@ -157,3 +157,50 @@ def save_run_checkpoint(
         return
     state.last_checkpoint = CheckpointInfo(path=str(path), epoch=state.epoch, time=datetime.now(UTC))
     log.info("checkpoint saved: %s", path)
+
+
+def read_best_checkpoint(settings: RuntimeSettings, dist: DistInfo) -> BestCheckpointInfo | None:
+    """The best checkpoint a previous attempt left (rank 0 only: it alone saves one). Read from the file, not
+    from the resumed position, whose best-so-far may predate it (issue 15)."""
+    if settings.checkpoint_dir is None or not dist.is_main:
+        return None
+    return checkpoint.read_best(settings.checkpoint_dir)
+
+
+def best_objective(
+    settings: RuntimeSettings, config: TrainerConfig, objective: str, direction: ObjectiveDirection
+) -> tuple[str, ObjectiveDirection]:
+    """(metric, direction) the best checkpoint follows: a sweep trial's objective when the pod was given one
+    (so bestTrial's value and model agree), else the run's own objective."""
+    metric = settings.objective_metric
+    if not metric:
+        return objective, direction
+    return metric, settings.objective_goal or objective_direction(metric, config)
+
+
+def save_best_checkpoint(
+    state: RunState,
+    trainee: Trainee,
+    config: TrainerConfig,
+    settings: RuntimeSettings,
+    dist: DistInfo,
+    objective: tuple[str, ObjectiveDirection],
+) -> bool:
+    """After an epoch: rank 0 saves the state as the best checkpoint when `objective`'s metric improved on
+    `state.best_checkpoint` and records it there. No collective, so other ranks need not take part. A failed
+    write is logged and training goes on. True when a new best checkpoint was written."""
+    directory = settings.checkpoint_dir
+    metric, direction = objective
+    value = state.last_metrics.get(metric)
+    if directory is None or not dist.is_main or value is None:
+        return False
+    if not checkpoint.improves_on(state.best_checkpoint, metric, value, direction):
+        return False
+    payload = build_checkpoint_state(state, trainee, config, dist.world_size, [])
+    try:
+        state.best_checkpoint = checkpoint.save_best(directory, payload, metric, value)
+    except OSError as error:
+        log.error("best checkpoint NOT saved to %s: %s; training continues", directory, error)
+        return False
+    log.info("best checkpoint saved: %s (%s=%.4g at epoch %d)", state.best_checkpoint.path, metric, value, state.epoch)
+    return True

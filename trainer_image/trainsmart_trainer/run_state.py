@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from trainsmart_trainer.contract import CheckpointInfo
+from trainsmart_trainer.contract import BestCheckpointInfo, CheckpointInfo
 from trainsmart_trainer.diagnostics import DiagnosticsTracker
 from trainsmart_trainer.objective import BestTracker
 
@@ -31,6 +31,7 @@ class RunState:
     saved_at: tuple[int, int] = (0, 0)
     history: list[dict[str, float]] = field(default_factory=list)  # per-epoch metrics; not checkpointed
     last_checkpoint: CheckpointInfo | None = None  # written by this process; not checkpointed
+    best_checkpoint: BestCheckpointInfo | None = None  # read back from the best checkpoint file itself
 
     @property
     def position(self) -> tuple[int, int]:

@@ -149,6 +149,19 @@ class RuntimeSettings:
     job_name: str = ""
     job_namespace: str = ""
     attempt: int | None = None
+    objective_metric: str = ""
+    """A sweep trial's objective (OBJECTIVE_METRIC): what the best checkpoint follows; "" for the run's own."""
+    objective_goal: contract.ObjectiveDirection | None = None
+
+
+def _objective_goal(env: Mapping[str, str]) -> contract.ObjectiveDirection | None:
+    raw = env.get(contract.OBJECTIVE_GOAL, "").strip()
+    if not raw:
+        return None
+    try:
+        return contract.ObjectiveDirection.of(raw)
+    except ValueError:
+        raise ConfigError([f"{contract.OBJECTIVE_GOAL}: expected maximize or minimize, got {raw!r}"]) from None
 
 
 def _int_env(env: Mapping[str, str], name: str, default: int | None, minimum: int) -> int | None:
@@ -206,4 +219,6 @@ def runtime_settings(
         job_name=env.get(contract.JOB_NAME, ""),
         job_namespace=env.get(contract.JOB_NAMESPACE, ""),
         attempt=_int_env(env, contract.ATTEMPT, None, 0),
+        objective_metric=env.get(contract.OBJECTIVE_METRIC, "").strip(),
+        objective_goal=_objective_goal(env),
     )

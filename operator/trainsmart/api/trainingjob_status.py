@@ -120,12 +120,28 @@ class MetricsStatus(ApiModel):
     )
 
 
+class BestCheckpointStatus(ApiModel):
+    """The checkpoint of the best objective value so far, kept by the trainer apart from the newest ones."""
+
+    path: str = Field(description="Its path in the trainer's container (under the checkpoint volume's mount).")
+    epoch: int = Field(ge=0, description="The epoch it was saved after: the epoch of its value.")
+    metric: MetricName = Field(
+        description="The objective it is the best of: the sweep's objective for a trial, else the trainer's."
+    )
+    value: float = Field(description="The objective's value at that epoch.")
+
+
 class CheckpointStatus(ApiModel):
-    """The newest checkpoint the trainer reported as saved."""
+    """The newest checkpoint the trainer reported as saved, and the best one by the objective."""
 
     latest_epoch: int | None = Field(default=None, ge=0, description="Epoch of the newest checkpoint.")
     path: str | None = Field(default=None, description="Its path inside the checkpoint volume.")
     time: AwareDatetime | None = Field(default=None, description="When it was saved.")
+    best: BestCheckpointStatus | None = Field(
+        default=None,
+        description="The best checkpoint by the objective (the model the best value came from); replaced only "
+        "when the objective improves, while the newest checkpoints, for resuming, move on.",
+    )
 
 
 class Diagnostic(ApiModel):

@@ -10,6 +10,8 @@ Layout for `replicas` pods x `processes` per pod (world size = replicas x proces
 * `RANK` only when a pod runs one process (it then equals the node rank); with several, the trainer's
   launcher gives each worker its own `RANK` and `LOCAL_RANK`. `LOCAL_RANK` is never set here: its
   presence tells a process it is a worker that must not spawn workers of its own.
+* a sweep trial's objective metric and goal (`TRAINSMART_OBJECTIVE_METRIC`/`_GOAL`, from its annotations):
+  what the trainer keeps its best checkpoint by;
 * config as inline JSON (`TRAINSMART_CONFIG`): the validated `spec.trainer.config`, no file to mount;
 * identity (job, namespace, attempt) through the downward API, the report token through a secretKeyRef
   (never a literal value);
@@ -39,6 +41,8 @@ from trainsmart.builders.trial_params import parameter_env
 from trainsmart.names import (
     ATTEMPT_LABEL,
     JOB_NAME_LABEL,
+    OBJECTIVE_GOAL_ANNOTATION,
+    OBJECTIVE_METRIC_ANNOTATION,
     REPORT_TOKEN_KEY,
     SWEEP_NAME_LABEL,
     job_name,
@@ -72,6 +76,8 @@ OPERATOR_ENV_NAMES: Final = frozenset(
         contract.JOB_NAMESPACE,
         contract.ATTEMPT,
         contract.PARAMS_FILE,
+        contract.OBJECTIVE_METRIC,
+        contract.OBJECTIVE_GOAL,
     }
 )
 """Every variable the operator may set (some only for some jobs); sweep trials also get `TRAINSMART_PARAM_*`."""
@@ -151,6 +157,20 @@ def contract_env(job: TrainingJob, index: int, settings: OperatorSettings) -> li
             env.append(_literal(contract.REPORT_CA_FILE, f"{REPORT_CA_DIR}/{REPORT_CA_FILE_NAME}"))
     if settings.metrics_port is not None:
         env.append(_literal(contract.METRICS_PORT, settings.metrics_port))
+    env += objective_env(job)
+    return env
+
+
+def objective_env(job: TrainingJob) -> list[dict[str, Any]]:
+    """A sweep trial's objective (its annotations, `builders/trial.py`), so the trainer keeps its best
+    checkpoint by the metric the sweep ranks it by (issue 15); [] for a job that is no trial."""
+    annotations = job.metadata.get("annotations") or {}
+    metric, goal = annotations.get(OBJECTIVE_METRIC_ANNOTATION), annotations.get(OBJECTIVE_GOAL_ANNOTATION)
+    if not isinstance(metric, str) or not metric:
+        return []
+    env = [_literal(contract.OBJECTIVE_METRIC, metric)]
+    if isinstance(goal, str) and goal:
+        env.append(_literal(contract.OBJECTIVE_GOAL, goal))
     return env
 
 

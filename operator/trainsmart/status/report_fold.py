@@ -43,6 +43,7 @@ from trainsmart.api.trainingjob_status import (
     DIAGNOSTICS_MAX_ITEMS,
     HISTORY_MAX_ITEMS,
     METRICS_MAX_PROPERTIES,
+    BestCheckpointStatus,
     CheckpointStatus,
     Diagnostic,
     HistoryPoint,
@@ -257,7 +258,11 @@ def fold_report(
         previous_time = checkpoint.time if checkpoint is not None else None
         saved = min(as_aware(report.checkpoint.time), now).replace(microsecond=0)
         if previous_time is None or saved >= previous_time:
-            checkpoint = CheckpointStatus(latest_epoch=report.checkpoint.epoch, path=report.checkpoint.path, time=saved)
+            best = checkpoint.best if checkpoint is not None else None
+            checkpoint = CheckpointStatus(
+                latest_epoch=report.checkpoint.epoch, path=report.checkpoint.path, time=saved, best=best
+            )
+    checkpoint = fold_best_checkpoint(checkpoint, report, stale=stale)
     return status.model_copy(
         update={
             "progress": status.progress if stale else _progress(report, checkpoint),
@@ -266,6 +271,22 @@ def fold_report(
             "diagnostics": _fold_diagnostics(list(status.diagnostics), report, metrics, goals),
         }
     )
+
+
+def fold_best_checkpoint(
+    checkpoint: CheckpointStatus | None, report: TrainerReport, *, stale: bool
+) -> CheckpointStatus | None:
+    """`checkpoint` with the report's best checkpoint (issue 15). The trainer decides what is best (it replaces
+    its best file only when the objective improves, and a restarted trainer reads the value back from that
+    file), so the newest report's word stands; a stale report only fills a best that status lacks."""
+    reported = report.best_checkpoint
+    current = checkpoint.best if checkpoint is not None else None
+    if reported is None or (stale and current is not None):
+        return checkpoint
+    best = BestCheckpointStatus(path=reported.path, epoch=reported.epoch, metric=reported.metric, value=reported.value)
+    if best == current:
+        return checkpoint
+    return (checkpoint or CheckpointStatus()).model_copy(update={"best": best})
 
 
 def fold_final_result(

@@ -8,7 +8,8 @@ Pins:
 - immutability: free before the start; frozen while running unless suspended (before or in the update);
   checkpoint frozen once started even when suspended; everything frozen once finished; metadata-only
   updates, deletions and fixes of specs stored under older rules always pass;
-- sweeps: search space, objective, algorithm and template frozen once a trial exists; limits editable;
+- sweeps: search space, objective, algorithm and template frozen once a trial exists; limits editable, and
+  parallelTrials a cap (maxTrials may go below it), only below 1 refused;
 - every problem is reported at once, path first, by the Kopf handler as a 422 AdmissionError;
 - idle GPUs produce a warning, not a refusal;
 - the webhook configuration we build matches what we ask of Kopf (CREATE/UPDATE, Fail, sideEffects None);
@@ -258,6 +259,17 @@ def test_sweep_name_leaves_room_for_trial_and_replica() -> None:
 def test_sweep_template_env_is_checked() -> None:
     template = {"trainer": {"env": [{"name": "MASTER_ADDR", "value": "x"}]}}
     assert paths(validate_sweep(sweep(trialTemplate=template))) == ["spec.trialTemplate.trainer.env[0].name"]
+
+
+def test_lowering_max_trials_of_a_running_sweep_below_parallel_trials_passes() -> None:
+    old = sweep(maxTrials=8, parallelTrials=4)
+    status = {
+        "phase": "Running",
+        "counts": {"total": 4},
+        "trials": [{"name": "search-0", "number": 0, "phase": "Running"}],
+    }
+    assert validate_sweep(sweep(maxTrials=2, parallelTrials=4), old, status) == []
+    assert paths(validate_sweep(sweep(parallelTrials=0), old, status)) == ["spec.parallelTrials"]
 
 
 def test_sweep_search_is_frozen_once_trials_exist() -> None:

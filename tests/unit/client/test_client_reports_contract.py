@@ -42,6 +42,8 @@ def test_the_variable_names_are_the_contracts() -> None:
         client_env.PET_NODE_RANK: contract.PET_NODE_RANK,
         client_env.WORLD_SIZE: contract.WORLD_SIZE,
         client_env.ATTEMPT: contract.ATTEMPT,
+        client_env.OBJECTIVE_METRIC: contract.OBJECTIVE_METRIC,
+        client_env.OBJECTIVE_GOAL: contract.OBJECTIVE_GOAL,
         client_env.NVIDIA_VISIBLE_DEVICES: contract.NVIDIA_VISIBLE_DEVICES,
         client_env.PARAMS_FILE: contract.PARAMS_FILE,
         client_env.PARAM_PREFIX: contract.PARAM_ENV_PREFIX,
