@@ -18,11 +18,18 @@ cached per (parameters, seed) and shared by every algorithm and stopping rule.
    it stopped, as from its checkpoint. Optuna's MedianPruner (2 startup trials, as our median needs 2 others)
    and SuccessiveHalvingPruner (min resource 1, reduction factor 3) run the same configurations
    sequentially (enqueued trials); a pruned trial never resumes.
+3. Multi-fidelity search at equal epoch budgets: ours (`algorithm: bohb`, TPE on the values trials reach at
+   ASHA's rungs, ASHA minEpochs 1, reductionFactor 3, one trial at a time, a paused trial resumed from where
+   it stopped when promoted) against Optuna's TPESampler with its HyperbandPruner (min resource 1, reduction
+   factor 3), each given `--trials` x `--epochs` epochs in all (what `--trials` full trainings cost); the
+   budget is cut at exactly that many epochs. The score is the best val_loss any trial reported; mean +- sd
+   over repetitions, and per repetition which one found the lower value.
 
 The MLP's width is set here from the point directly: a sweep cannot reach it through a path yet, since the
 trainer takes widths only as the list `model.hiddenSizes`.
 
 Usage: python bench/sweep.py [--trials 32] [--seeds 3] [--epochs 12] [--parallel 1,4] [--threads 1]
+                             [--figures 1,2,3]
 """
 
 from __future__ import annotations
@@ -74,17 +81,20 @@ GRID: list[dict[str, Any]] = [
     {"name": "wd", "type": "loguniform", "min": 1e-5, "max": 1e-3, "step": 100},
 ]
 PATHS = {"lr": "trainer.config.learningRate", "dropout": "trainer.config.dropout", "wd": "trainer.config.weightDecay"}
+ASHA_SETTINGS = SweepEarlyStopping(rule=EarlyStoppingRule.ASHA, min_epochs=1, reduction_factor=3)
 
 
-def sweep_spec(algorithm: AlgorithmName, space: list[dict[str, Any]]) -> HyperparamSweepSpec:
+def sweep_spec(algorithm: AlgorithmName, space: list[dict[str, Any]], epochs: int = 1) -> HyperparamSweepSpec:
     """The parts of a sweep spec `suggest` reads. Built without the template checks, because width has no path
-    (see the module doc); each Parameter is still validated."""
+    (see the module doc); each Parameter is still validated. bohb also reads the epochs and the ASHA rule."""
     parameters = [Parameter.model_validate({"path": PATHS.get(p["name"], "n/a"), **p}) for p in space]
+    template = {"trainer": {"config": {"model": {"name": "mlp"}, "epochs": epochs}}}
     return HyperparamSweepSpec.model_construct(
         objective=Objective(metric=METRIC, goal=Goal.MINIMIZE),
         algorithm=Algorithm(name=algorithm),
         parameters=parameters,
-        trial_template=TrainingJobSpec.model_validate({"trainer": {"config": {"model": {"name": "mlp"}}}}),
+        trial_template=TrainingJobSpec.model_validate(template),
+        early_stopping=ASHA_SETTINGS,
     )
 
 
@@ -268,6 +278,128 @@ def optuna_stopping(curves: Sequence[Curve], points: Sequence[dict[str, Scalar]]
     return tally.result()
 
 
+# ---- figure 3: multi-fidelity search at equal epoch budgets ----------------------------------------------------
+
+
+@dataclass
+class BudgetResult:
+    best: float
+    configurations: int  # distinct trials started within the budget
+
+
+def ours_multifidelity(bench: Benchmark, seed: int, budget: int) -> BudgetResult:
+    """A sequential bohb sweep under ASHA, cut at exactly `budget` epochs. The history the suggester sees is
+    what the operator would rebuild from the trials: each one's curve so far and where it stands."""
+    spec = sweep_spec(AlgorithmName.BOHB, SPACE, bench.epochs)
+    points: list[dict[str, Scalar]] = []
+    curves: list[Curve] = []
+    done: list[int] = []
+    state: dict[int, str] = {}
+    tally = Tally()
+    promote: list[int] = []
+    while tally.epochs < budget:
+        running = [t for t, s in state.items() if s == "running"]
+        if not running and promote:
+            state[promote[0]] = "running"  # promoted trials first, as the controller does
+            running = [promote[0]]
+        if not running:
+            history = [bohb_point(t, points[t], curves[t], done[t], state[t]) for t in range(len(points))]
+            point: dict[str, Any] = suggest(spec, history, 1, seed)[0]
+            points.append(point)
+            curves.append(bench.curve(point, seed))
+            done.append(0)
+            state[len(points) - 1] = "running"
+            running = [len(points) - 1]
+        (trial,) = running
+        values = curves[trial].values
+        if done[trial] < len(values):
+            tally.epoch(values[done[trial]])
+            done[trial] += 1
+        if done[trial] >= len(values):
+            state[trial] = "finished"
+        views = [
+            TrialCurve(f"t{t}", t, curves[t].values[: done[t]], s)  # type: ignore[arg-type]
+            for t, s in state.items()
+        ]
+        decision = early_stopping_decisions(ASHA_SETTINGS, Goal.MINIMIZE, bench.epochs, views, metric=METRIC)
+        for name in decision.stop:
+            state[int(name[1:])] = "paused"
+        promote = sorted(int(name[1:]) for name in decision.promote)
+    return BudgetResult(tally.best, len(points))
+
+
+def bohb_point(number: int, point: dict[str, Scalar], curve: Curve, done: int, state: str) -> TrialPoint:
+    values = curve.values[:done]
+    finite = [value for value in values if math.isfinite(value)]
+    value = min(finite) if finite else None
+    if state == "paused":
+        return TrialPoint(number, point, TrialOutcome.EARLY_STOPPED, value, curve=values)
+    if state == "finished":
+        outcome = TrialOutcome.FAILED if curve.failed else TrialOutcome.SUCCEEDED
+        return TrialPoint(number, point, outcome, value, curve=values)
+    return TrialPoint(number, point, TrialOutcome.ACTIVE, value, curve=values)
+
+
+def optuna_hyperband(bench: Benchmark, seed: int, budget: int) -> BudgetResult:
+    """Optuna's TPESampler with its HyperbandPruner, trial after trial, cut at exactly `budget` epochs."""
+    tally = Tally()
+    started = 0
+    study = optuna.create_study(
+        direction="minimize",
+        sampler=optuna.samplers.TPESampler(seed=seed),
+        pruner=optuna.pruners.HyperbandPruner(min_resource=1, max_resource=bench.epochs, reduction_factor=3),
+    )
+
+    def objective(trial: optuna.Trial) -> float:
+        nonlocal started
+        started += 1
+        curve = bench.curve(optuna_point(trial), seed)
+        for epoch, value in enumerate(curve.values, start=1):
+            if tally.epochs >= budget:
+                study.stop()
+                raise optuna.TrialPruned()
+            tally.epoch(value)
+            trial.report(value, epoch)
+            if trial.should_prune():
+                raise optuna.TrialPruned()
+        if tally.epochs >= budget:
+            study.stop()
+        return score(curve) if not curve.failed else math.nan
+
+    study.optimize(objective, n_trials=budget)
+    return BudgetResult(tally.best, started)
+
+
+def multifidelity_rows(bench: Benchmark, seed: int, budget: int) -> dict[str, BudgetResult]:
+    rows = {}
+    for label, run in (("bohb (ours)", ours_multifidelity), ("optuna tpe + hyperband", optuna_hyperband)):
+        started, trained = time.perf_counter(), len(bench.cache)
+        rows[label] = run(bench, seed, budget)
+        progress(label, started, len(bench.cache) - trained)
+    return rows
+
+
+def print_multifidelity(results: dict[str, list[BudgetResult]], budget: int) -> None:
+    print(f"3. Multi-fidelity search at equal budgets: {budget} epochs per sweep (ASHA/Hyperband, eta 3)")
+    print(f"{'algorithm':<26}{'best ' + METRIC:>20}{'configurations':>16}{'wins':>6}")
+    labels = list(results)
+    seeds = len(results[labels[0]])
+    for label in labels:
+        wins = sum(
+            all(results[label][seed].best < results[other][seed].best for other in labels if other != label)
+            for seed in range(seeds)
+        )
+        configurations = statistics.fmean(r.configurations for r in results[label])
+        print(f"{label:<26}{mean_sd([r.best for r in results[label]]):>20}{configurations:>16.1f}{wins:>6}")
+    ties = seeds - sum(
+        all(results[label][seed].best < results[other][seed].best for other in labels if other != label)
+        for label in labels
+        for seed in range(seeds)
+    )
+    print(f"wins: repetitions where it found the strictly lower best ({ties} ties of {seeds});")
+    print("configurations: distinct trials started within the budget (mean).\n")
+
+
 # ---- printing ------------------------------------------------------------------------------------------------
 
 
@@ -339,29 +471,44 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=12, help="epochs per trial (ASHA rungs at 1, 3, 9 below 12)")
     parser.add_argument("--parallel", default="1,4", help="parallel trials in our early-stopping simulation")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
+    parser.add_argument("--figures", default="1,2,3", help="which figures to compute (3 alone: multi-fidelity)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     parallels = [int(part) for part in args.parallel.split(",")]
+    figures = {int(part) for part in args.figures.split(",")}
     bench = Benchmark(epochs=args.epochs)
+    budget = args.trials * args.epochs
     started = time.perf_counter()
     searches: dict[str, list[list[float]]] = {}
     stopping: dict[str, list[StopResult]] = {}
+    multifidelity: dict[str, list[BudgetResult]] = {}
+    noise = 0.0
     with quiet():
         for seed in range(args.seeds):
             print(f"repetition {seed}", file=sys.stderr, flush=True)
-            found, stopped = repetition(bench, seed, args.trials, parallels)
-            for name, scores in found.items():
-                searches.setdefault(name, []).append(scores)
-            for label, result in stopped.items():
-                stopping.setdefault(label, []).append(result)
-        noise = grid_noise(bench, args.seeds)
+            if figures & {1, 2}:
+                found, stopped = repetition(bench, seed, args.trials, parallels)
+                for name, scores in found.items():
+                    searches.setdefault(name, []).append(scores)
+                for label, result in stopped.items():
+                    stopping.setdefault(label, []).append(result)
+            if 3 in figures:
+                for label, outcome in multifidelity_rows(bench, seed, budget).items():
+                    multifidelity.setdefault(label, []).append(outcome)
+        if figures & {1, 2}:
+            noise = grid_noise(bench, args.seeds)
     print(f"\nSweep benchmark: digits MLP, {args.epochs} epochs per trial, objective best {METRIC} (lower is better)")
     print(f"{args.trials} trials per sweep, {args.seeds} repetitions (seeds 0..{args.seeds - 1}); "
           f"{len(bench.cache)} distinct trainings, {bench.seconds:.0f} s of training, "
           f"{time.perf_counter() - started:.0f} s in all")  # fmt: skip
-    print(f"noise: median sd of one configuration's best {METRIC} across training seeds = {noise:.4f}\n")
-    print_searches(searches, args.trials)
-    print_stopping(stopping, noise)
+    if figures & {1, 2}:
+        print(f"noise: median sd of one configuration's best {METRIC} across training seeds = {noise:.4f}\n")
+    if 1 in figures:
+        print_searches(searches, args.trials)
+    if 2 in figures:
+        print_stopping(stopping, noise)
+    if 3 in figures:
+        print_multifidelity(multifidelity, budget)
 
 
 def print_searches(searches: dict[str, list[list[float]]], trials: int) -> None:

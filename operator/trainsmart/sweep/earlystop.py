@@ -5,14 +5,23 @@ the same decision, a paused trial is never stopped again, and nothing is remembe
 score at epoch e is its best objective value over epochs 1..e ("best so far"), so a noisy dip does not count
 against a trial.
 
-median: a running trial at epoch e (min_epochs <= e < max_epochs) is stopped when its score at e is worse
-  than the median score at e of the other trials that have reached epoch e (running, paused or finished).
-  At least MEDIAN_MIN_OTHERS such trials are needed: a median of one trial is just that trial.
+Each trial is judged against its own epochs (`TrialCurve.max_epochs`: a parameter may set
+`trainer.config.epochs`), the sweep's template epochs when it has none.
+
+median: the usual median stopping rule (Google Vizier's). A running trial at epoch e (min_epochs <= e < its
+  epochs) is stopped when its score at e is worse than the median, over the other running or finished
+  trials that have reached epoch e, of their running average (mean value over epochs 1..e). Paused trials
+  are not among those others: they were stopped for being bad, and counting them would pull the median
+  down and let more poor trials through. A trial stopped now leaves the others at once (the rule is
+  applied until it stops nothing more), so the next reconcile does not stop more on the same curves. At
+  least MEDIAN_MIN_OTHERS others are needed: a median of one trial is just that trial.
 asha: asynchronous successive halving. Rungs sit at min_epochs * eta**k epochs (eta = reductionFactor),
-  below max_epochs. Each trial that has reached a rung is recorded there with its score at that rung; of n
-  recorded trials, the top floor(n / eta) may go on (ties: the lower trial number ranks first). A running
-  trial at or past a rung (and before the next) that is not in its rung's top is paused, so with fewer than
-  eta trials at a rung the first ones wait there, as in async ASHA. A paused trial is promoted (resumed from
+  below the trial's own epochs (so a trial that runs longer than the template meets rungs the template
+  does not have, and a shorter one is not paused at its last epoch). Each trial that has reached a rung is
+  recorded there with its score at that rung; of n recorded trials, the top floor(n / eta) may go on
+  (ties: the lower trial number ranks first). A running trial at or past a rung (and before the next) that
+  is not in its rung's top is paused, so with fewer than eta trials at a rung the first ones wait there, as
+  in async ASHA. A paused trial is promoted (resumed from
   its checkpoint) as soon as later arrivals make it part of the top of its rung.
   When the sweep creates no more trials (`draining`), the top is at least one trial per rung, so the best
   configuration still trains to max_epochs instead of waiting for arrivals that will never come.
@@ -45,6 +54,8 @@ class TrialCurve:
     number: int
     values: Sequence[float]
     state: CurveState
+    max_epochs: int | None = None
+    """The epochs this trial runs when not stopped (its parameters may set them); None: the sweep's."""
 
 
 @dataclass(frozen=True)
@@ -88,22 +99,47 @@ def _badness(score: float, goal: Goal) -> float:
     return goal.as_loss(score)
 
 
+def _own_epochs(curve: TrialCurve, max_epochs: int) -> int:
+    return curve.max_epochs if curve.max_epochs is not None else max_epochs
+
+
 def _judgeable(curve: TrialCurve, min_epochs: int, max_epochs: int) -> bool:
     """Whether a decision about the trial can save anything: past the grace period, before its last epoch."""
-    return min_epochs <= len(curve.values) < max_epochs
+    return min_epochs <= len(curve.values) < _own_epochs(curve, max_epochs)
+
+
+def running_average(values: Sequence[float], epochs: int) -> float:
+    """The mean value over the first `epochs` epochs (NaN when none is a number): the median rule's view of
+    another trial, which credits steady progress rather than one lucky epoch."""
+    finite = [value for value in values[:epochs] if not math.isnan(value)]
+    return statistics.fmean(finite) if finite else math.nan
 
 
 def _median(min_epochs: int, goal: Goal, max_epochs: int, curves: list[TrialCurve], metric: str) -> EarlyStopDecision:
+    # A stopped trial leaves the others, which can move the median past another running trial: repeat until
+    # nothing more is stopped, so that the decision, once applied, is final (the next reconcile adds nothing).
+    stop: dict[str, str] = {}
+    while found := _median_round(min_epochs, goal, max_epochs, curves, metric, frozenset(stop)):
+        stop.update(found)
+    return EarlyStopDecision(stop=stop)
+
+
+def _median_round(
+    min_epochs: int, goal: Goal, max_epochs: int, curves: list[TrialCurve], metric: str, stopped: frozenset[str]
+) -> dict[str, str]:
     stop: dict[str, str] = {}
     for curve in curves:
-        if curve.state != "running" or not _judgeable(curve, min_epochs, max_epochs):
+        if curve.state != "running" or curve.name in stopped or not _judgeable(curve, min_epochs, max_epochs):
             continue
         epoch = len(curve.values)
         mine = best_so_far(curve.values, epoch, goal)
         others = [
-            best_so_far(other.values, epoch, goal)
+            running_average(other.values, epoch)
             for other in curves
-            if other.name != curve.name and len(other.values) >= epoch
+            if other.name != curve.name
+            and other.state != "paused"
+            and other.name not in stopped
+            and len(other.values) >= epoch
         ]
         others = [score for score in others if not math.isnan(score)]
         if len(others) < MEDIAN_MIN_OTHERS:
@@ -112,9 +148,9 @@ def _median(min_epochs: int, goal: Goal, max_epochs: int, curves: list[TrialCurv
         if _badness(mine, goal) > _badness(median, goal):
             stop[curve.name] = (
                 f"median rule: best {metric} {mine:.4g} by epoch {epoch} is worse than the median {median:.4g} "
-                f"of {len(others)} other trials at that epoch"
+                f"of the running averages of {len(others)} other running or finished trials at that epoch"
             )
-    return EarlyStopDecision(stop=stop)
+    return stop
 
 
 def asha_rungs(min_epochs: int, reduction_factor: int, max_epochs: int) -> list[int]:
@@ -156,7 +192,9 @@ def _asha(
     draining: bool,
 ) -> EarlyStopDecision:
     eta = settings.reduction_factor
-    rung_epochs = asha_rungs(settings.min_epochs, eta, max_epochs)
+    # Every trial's rungs are a prefix of the one ladder min_epochs * eta**k: rank each rung once.
+    longest = max((_own_epochs(curve, max_epochs) for curve in curves), default=max_epochs)
+    rung_epochs = asha_rungs(settings.min_epochs, eta, longest)
     rungs = {epochs: _rung(epochs, curves, goal, eta, draining) for epochs in rung_epochs}
     stop: dict[str, str] = {}
     promote: dict[str, str] = {}

@@ -2,9 +2,13 @@
 
 Pins:
 - rule none decides nothing; no trial is judged before minEpochs or at its last epoch;
-- median: a running trial whose best-so-far at its latest epoch is worse than the median of the others that
-  reached that epoch is stopped (ties are not worse; a noisy dip after a good epoch is not held against it;
-  fewer than two others decide nothing), for maximize and minimize;
+- median: a running trial whose best-so-far at its latest epoch is worse than the median of the running
+  averages of the running or finished others that reached that epoch is stopped (paused trials are not
+  others; ties are not worse; a noisy dip after a good epoch is not held against it; fewer than two others
+  decide nothing), for maximize and minimize; what a stopped trial leaving the others would stop next is
+  stopped at once;
+- each trial is judged by its own epochs: ASHA's rungs continue past the template's epochs for a longer
+  trial, and a shorter one is not paused at its last epoch;
 - ASHA: rungs at minEpochs * eta**k below maxEpochs; a trial at a rung goes on only in the top floor(n/eta)
   (so the first arrivals wait), a paused trial is promoted once arrivals put it in the top, ties go to the
   lower trial number; draining keeps at least one trial per rung going;
@@ -20,8 +24,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from support.models import make_sweep
 from trainsmart.api.sweep_spec import EarlyStoppingRule, Goal, SweepEarlyStopping
 from trainsmart.sweep import EarlyStopDecision, TrialCurve, asha_rungs, early_stopping_decisions
+from trainsmart.sweep.trial_stopping import trial_epochs
 
 MEDIAN = SweepEarlyStopping(rule=EarlyStoppingRule.MEDIAN, min_epochs=2)
 ASHA = SweepEarlyStopping(rule=EarlyStoppingRule.ASHA, min_epochs=1, reduction_factor=3)
@@ -47,13 +53,13 @@ def test_median_stops_a_trial_below_the_median_of_the_others_at_its_epoch() -> N
         curve(0, [0.5, 0.7, 0.8, 0.85], "finished"),
         curve(1, [0.5, 0.6, 0.7], "paused"),
         curve(2, [0.5, 0.75, 0.8]),
-        curve(3, [0.4, 0.5]),  # at epoch 2 the others have 0.7, 0.6, 0.75: median 0.7
+        curve(3, [0.4, 0.5]),  # at epoch 2 the others (t1 paused) average 0.6 and 0.625: median 0.6125
         curve(4, [0.3]),  # before minEpochs 2
     ]
     decision = decide(MEDIAN, curves, metric="val_accuracy")
     assert decision.stop == {
-        "t3": "median rule: best val_accuracy 0.5 by epoch 2 is worse than the median 0.7 of 3 other trials "
-        "at that epoch"
+        "t3": "median rule: best val_accuracy 0.5 by epoch 2 is worse than the median 0.6125 of the running "
+        "averages of 2 other running or finished trials at that epoch"
     }
     assert decision.promote == {}
 
@@ -74,6 +80,41 @@ def test_median_stops_a_trial_below_the_median_of_the_others_at_its_epoch() -> N
 def test_median_rule_cases(mine: list[float], others: list[list[float]], goal: Goal, stopped: bool) -> None:
     curves = [curve(index + 1, values, "finished") for index, values in enumerate(others)] + [curve(0, mine)]
     assert ("t0" in decide(MEDIAN, curves, goal).stop) is stopped
+
+
+def test_median_leaves_paused_trials_out_of_the_others() -> None:
+    # Counting the three paused trials, the median at epoch 2 would be 0.35 and t0 (0.5) would go on.
+    good = [curve(1, [0.8, 0.8], "finished"), curve(2, [0.9, 0.9], "finished")]
+    bad = [curve(number, [0.2, 0.3], "paused") for number in (3, 4, 5)]
+    decision = decide(MEDIAN, [*good, *bad, curve(0, [0.4, 0.5])])
+    assert decision.stop.keys() == {"t0"}
+    assert "median 0.85 of the running averages of 2 other" in decision.stop["t0"]
+
+
+def test_median_compares_with_the_others_running_averages_not_their_best() -> None:
+    # The others' best by epoch 2 is 0.8 and 0.9 (median 0.85): t0's 0.75 beats their running averages.
+    others = [curve(1, [0.5, 0.8], "finished"), curve(2, [0.5, 0.9])]
+    assert decide(MEDIAN, [*others, curve(0, [0.5, 0.75])]).stop == {}
+    assert decide(MEDIAN, [*others, curve(0, [0.5, 0.6])]).stop.keys() == {"t0"}
+
+
+def test_median_stops_at_once_what_a_stopped_trial_leaving_the_others_would_stop_next() -> None:
+    # t1 is below the median at epoch 2; without it, the epoch-1 median rises past t0.
+    curves = [curve(0, [0.0]), curve(1, [0.0, 0.0]), curve(2, [0.0, 0.0, 0.0]), curve(3, [1.0, 0.0])]
+    assert decide(SweepEarlyStopping(rule=EarlyStoppingRule.MEDIAN), curves).stop.keys() == {"t0", "t1"}
+
+
+def test_asha_places_rungs_by_each_trials_own_epochs() -> None:
+    # The template runs 9 epochs (rungs 1, 3); t0 runs 27 (a parameter sets its epochs), so it meets rung 9.
+    at_rung_9 = [curve(1, [0.9] * 9, "finished"), curve(2, [0.8] * 9, "finished")]
+    long = TrialCurve("t0", 0, [0.5] * 10, "running", max_epochs=27)
+    decision = decide(ASHA, [*at_rung_9, long])
+    assert decision.stop.keys() == {"t0"} and "by epoch 9 is not among the top 1 of 3" in decision.stop["t0"]
+    # A trial set to 3 epochs is at its last epoch at 3: pausing it there saves nothing.
+    short = TrialCurve("t0", 0, [0.1, 0.1, 0.1], "running", max_epochs=3)
+    leaders = [curve(1, [0.9] * 3), curve(2, [0.8] * 3, "finished")]
+    assert "t0" not in decide(ASHA, [*leaders, short]).stop
+    assert "t0" in decide(ASHA, [*leaders, curve(0, [0.1, 0.1, 0.1])]).stop
 
 
 def test_no_trial_is_judged_at_its_last_epoch_or_while_not_running() -> None:
@@ -198,3 +239,22 @@ def test_decisions_are_pure_stable_and_reach_a_fixed_point(
     for name in decision.promote:
         assert by_name[name].state == "paused" and rule == EarlyStoppingRule.ASHA
     assert run(apply(decision, curves)) == EarlyStopDecision({}, {})
+
+
+def test_a_trials_own_epochs_come_from_a_parameter_that_sets_them() -> None:
+    sweep = make_sweep(
+        {
+            "objective": {"metric": "val_loss", "goal": "minimize"},
+            "algorithm": {"name": "random"},
+            "parameters": [
+                {"name": "epochs", "path": "trainer.config.epochs", "type": "choice", "values": [3, 27]},
+                {"name": "lr", "path": "trainer.config.learningRate", "type": "uniform", "min": 0.001, "max": 0.1},
+            ],
+            "trialTemplate": {"trainer": {"config": {"epochs": 9}}},
+            "earlyStopping": {"rule": "asha"},
+            "maxTrials": 4,
+        }
+    )
+    assert trial_epochs(sweep, {"epochs": 27, "lr": 0.01}) == 27
+    assert trial_epochs(sweep, {"epochs": 3, "lr": 0.01}) == 3
+    assert trial_epochs(sweep, {"lr": 0.01}) == 9  # a row without the value: the template's
