@@ -59,7 +59,7 @@ M = TypeVar("M", bound=BaseModel)
 # the pods cannot carry was admitted and then failed every pod create (issue 13, found by tests/fuzz).
 _LABEL_NAME_RE: Final = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
 _LABEL_PREFIX_RE: Final = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-SWEEP_FROZEN_FIELDS: Final = ("objective", "algorithm", "parameters", "trialTemplate")
+SWEEP_FROZEN_FIELDS: Final = ("objective", "objectives", "algorithm", "parameters", "trialTemplate")
 # Changed sub-paths named in one message at most; the rest are summarised ("and 3 more").
 _MAX_PATHS_NAMED: Final = 3
 MAX_SPEC_DEPTH: Final = 64

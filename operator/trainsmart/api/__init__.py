@@ -24,7 +24,7 @@ from trainsmart.api.resources import (
 )
 from trainsmart.api.search_space import Parameter, ParameterType
 from trainsmart.api.sweep_spec import AlgorithmName, EarlyStoppingRule, Goal, HyperparamSweepSpec, RetentionPolicy
-from trainsmart.api.sweep_status import BestTrial, HyperparamSweepStatus, TrialCounts, TrialRecord
+from trainsmart.api.sweep_status import BestTrial, HyperparamSweepStatus, ParetoTrial, TrialCounts, TrialRecord
 from trainsmart.api.trainingjob_spec import CheckpointSpec, CleanPodPolicy, RunPolicy, TrainerSpec, TrainingJobSpec
 from trainsmart.api.trainingjob_status import TrainingJobStatus
 
@@ -51,6 +51,7 @@ __all__ = [
     "HyperparamSweepStatus",
     "Parameter",
     "ParameterType",
+    "ParetoTrial",
     "Reason",
     "RetentionPolicy",
     "RunPolicy",

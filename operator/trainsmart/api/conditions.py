@@ -166,6 +166,11 @@ class Reason(StrEnum):
     TRIAL_STOPPED = "TrialStopped"
     TRIAL_PROMOTED = "TrialPromoted"
     TRIAL_RESUMED = "TrialResumed"
+    # spec.warmStart (issue 15)
+    WARM_STARTED = "WarmStarted"
+    """The sweep's first trials were suggested knowing another sweep's finished trials."""
+    WARM_START_IGNORED = "WarmStartIgnored"
+    """spec.warmStart names a sweep that is missing or searches another space; the search runs without it."""
     # TrackingReady (both kinds)
     TRACKING_SYNCED = "TrackingSynced"
     TRACKING_PENDING = "TrackingPending"

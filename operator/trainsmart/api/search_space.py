@@ -3,12 +3,19 @@
 The distributions are hyperopt's (so TPE, random and anneal can sample them directly) with bounds written
 in real space, as a user thinks of them: `loguniform` from 1e-5 to 1e-1, not from ln(1e-5). Grid search is
 our own; it needs a finite set per parameter, which `grid_size` decides without enumerating anything.
+
+A parameter may exist only under some options of a choice (issue 15): `when: {parameter: optimizer, in:
+[sgd]}` on `momentum`. Conditions form a forest (each parameter has at most one parent, a choice, and no
+cycles), which is exactly what hyperopt's nested `hp.choice` branches express; `check_conditions` refuses
+anything else with the field path to fix. A trial whose parent took another option has no value for the
+parameter at all: it is not set in the trial spec, not in its environment, not in the trial table.
 """
 
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping, Sequence
 from enum import StrEnum
 from typing import Any, Final, Self
 
@@ -19,6 +26,8 @@ from trainsmart.api.common import ApiModel, ParameterValue, ParameterValueField
 
 PARAMETER_NAME_PATTERN: Final = r"^[A-Za-z_][A-Za-z0-9_]*$"
 MAX_CHOICES: Final = 1000
+# Floats are compared and printed at this many significant digits: 0.1 * 3 must equal 0.3 from a user's YAML.
+SIGNIFICANT_DIGITS: Final = 12
 # Float steps are counted with this slack so that 0.1..0.5 by 0.1 has 5 points despite rounding.
 _STEP_EPSILON: Final = 1e-9
 
@@ -104,6 +113,23 @@ def _parameter_rules() -> dict[str, Any]:
     return validations(*checks)
 
 
+class Condition(ApiModel):
+    """When a parameter exists: only in trials whose choice parameter `parameter` took one of `in`."""
+
+    parameter: str = Field(
+        pattern=PARAMETER_NAME_PATTERN,
+        max_length=63,
+        description="Name of the choice parameter this one depends on (e.g. optimizer).",
+    )
+    in_: list[ParameterValueField] = Field(
+        alias="in",
+        min_length=1,
+        max_length=MAX_CHOICES,
+        description="The options of that parameter under which this one exists (e.g. [sgd]); each must be "
+        "one of its values.",
+    )
+
+
 class Parameter(ApiModel):
     """A hyperparameter to search: where it goes in the trial spec and the distribution it is drawn from.
 
@@ -143,6 +169,11 @@ class Parameter(ApiModel):
         max_length=MAX_CHOICES,
         description="The options of a choice parameter: numbers, strings, booleans, or lists and objects "
         "(e.g. [32], [64, 64] for trainer.config.model.hiddenSizes).",
+    )
+    when: Condition | None = Field(
+        default=None,
+        description="Makes the parameter conditional: it exists only in trials where the named choice parameter "
+        "took one of the listed options (momentum only for optimizer sgd). Unset: in every trial.",
     )
     step: float | None = Field(
         default=None,
@@ -237,3 +268,161 @@ def _tidy(value: float) -> float | int:
     """Quantized values as integers when they are, so `q: 1` fills integer fields."""
     rounded = round(value, 12)
     return int(rounded) if rounded.is_integer() else rounded
+
+
+# ---- conditional spaces -----------------------------------------------------------------------------------
+
+
+def tidy_float(value: float) -> float:
+    """`value` rounded to 12 significant digits, so grid steps and q multiples print and compare cleanly."""
+    return float(f"{value:.{SIGNIFICANT_DIGITS}g}") if math.isfinite(value) else value
+
+
+def value_key(value: ParameterValue) -> tuple[str, Any]:
+    """A hashable key under which equal values match whatever JSON did to them (2, 2.0 and 2.0000000000001
+    agree, also inside lists and objects: `[64, 64]` read back as `[64.0, 64]` is the same point).
+
+    The apiserver writes an integral float back as an integer, so numbers compare by value, not by type;
+    booleans and strings never equal a number, and a list never equals an object.
+    """
+    if isinstance(value, bool):
+        return ("bool", value)
+    if isinstance(value, str):
+        return ("str", value)
+    if isinstance(value, list):
+        return ("list", tuple(value_key(item) for item in value))
+    if isinstance(value, dict):
+        return ("object", tuple(sorted((str(key), value_key(item)) for key, item in value.items())))
+    if value is None:
+        return ("null", None)
+    return ("number", tidy_float(float(value)))
+
+
+def check_conditions(parameters: Sequence[Parameter]) -> None:
+    """Refuse `when` conditions that do not form a forest of choices, naming the field to fix.
+
+    Each condition must name another, existing choice parameter, list only its values (each once), and no
+    chain of conditions may come back to where it started: hyperopt can only nest a parameter under one
+    branch point, and a cycle would make a parameter exist only if it exists.
+    """
+    by_name = {parameter.name: parameter for parameter in parameters}
+    listed = ", ".join(by_name)
+    for index, parameter in enumerate(parameters):
+        when = parameter.when
+        if when is None:
+            continue
+        where = f"parameters[{index}] ({parameter.name}).when"
+        parent = by_name.get(when.parameter)
+        if parent is None:
+            raise ValueError(f"{where}.parameter: {when.parameter!r} names no parameter; parameters are {listed}")
+        if parent.type != ParameterType.CHOICE:
+            raise ValueError(
+                f"{where}.parameter: {when.parameter!r} is a {parent.type.value} parameter; a condition needs a "
+                "choice parameter"
+            )
+        options = {value_key(value) for value in parent.values or ()}
+        seen: set[tuple[str, Any]] = set()
+        for position, value in enumerate(when.in_):
+            key, shown = value_key(value), json.dumps(value)
+            if key not in options:
+                listed_values = ", ".join(json.dumps(option) for option in parent.values or ())
+                raise ValueError(
+                    f"{where}.in[{position}]: {shown} is not one of {parent.name}'s values ({listed_values})"
+                )
+            if key in seen:
+                raise ValueError(f"{where}.in[{position}]: {shown} is listed twice")
+            seen.add(key)
+        chain = [parameter.name]
+        current: Parameter | None = parent
+        while current is not None:
+            chain.append(current.name)
+            if current.name == parameter.name:
+                raise ValueError(f"{where}: the conditions form a cycle ({' -> '.join(chain)}); remove one of them")
+            current = by_name.get(current.when.parameter) if current.when is not None else None
+
+
+def ancestry_order(parameters: Sequence[Parameter]) -> list[Parameter]:
+    """The parameters with every parent before its children, otherwise in the order listed.
+
+    Flat spaces keep their order exactly (grid enumeration, and so trial N's point, do not change). Assumes
+    `check_conditions` passed.
+    """
+    by_name = {parameter.name: parameter for parameter in parameters}
+    placed: dict[str, Parameter] = {}
+
+    def place(parameter: Parameter) -> None:
+        if parameter.name in placed:
+            return
+        if parameter.when is not None and parameter.when.parameter in by_name:
+            place(by_name[parameter.when.parameter])
+        placed[parameter.name] = parameter
+
+    for parameter in parameters:
+        place(parameter)
+    return list(placed.values())
+
+
+def is_active(parameter: Parameter, point: Mapping[str, ParameterValue]) -> bool:
+    """Whether `parameter` exists in a trial whose (other) values are `point`: unconditional, or its parent
+    is in the point with one of the listed options. Inactive parents are absent, so this follows the chain."""
+    when = parameter.when
+    if when is None:
+        return True
+    if when.parameter not in point:
+        return False
+    return value_key(point[when.parameter]) in {value_key(value) for value in when.in_}
+
+
+def active_point(parameters: Sequence[Parameter], point: Mapping[str, ParameterValue]) -> dict[str, ParameterValue]:
+    """`point` without the values of parameters that do not exist in it (their parent took another option,
+    or is itself absent), in ancestry order. Values of unknown names are dropped too."""
+    kept: dict[str, ParameterValue] = {}
+    for parameter in ancestry_order(parameters):
+        if parameter.name in point and is_active(parameter, kept):
+            kept[parameter.name] = point[parameter.name]
+    return kept
+
+
+def condition_context(parameters: Sequence[Parameter], parameter: Parameter) -> dict[str, ParameterValue]:
+    """Values (by path) of the ancestors that make `parameter` exist: for each, the first option listed in
+    its child's condition. Admission applies a conditional parameter's edge values together with these, so
+    momentum is checked in a template whose optimizer is sgd, as it will be in every trial that has it."""
+    by_name = {candidate.name: candidate for candidate in parameters}
+    context: dict[str, ParameterValue] = {}
+    current = parameter
+    seen = {parameter.name}
+    while current.when is not None and current.when.parameter in by_name and current.when.parameter not in seen:
+        parent = by_name[current.when.parameter]
+        seen.add(parent.name)
+        if parent.path is not None:
+            context.setdefault(parent.path, current.when.in_[0])
+        current = parent
+    return context
+
+
+def conditional_grid_size(parameters: Sequence[Parameter]) -> int | None:
+    """Points in the grid of a (possibly conditional) space: only valid combinations are counted, so
+    momentum's 3 values add 3 points under sgd, not 3 times every point. None if some parameter has no grid.
+
+    Each parameter counts as the sum over its options of the product of its active children's counts, and
+    the roots multiply; for a flat space this is the product of the parameters' grid sizes.
+    """
+    sizes = {parameter.name: parameter.grid_size() for parameter in parameters}
+    if None in sizes.values():
+        return None
+    children: dict[str, list[Parameter]] = {}
+    for parameter in parameters:
+        if parameter.when is not None:
+            children.setdefault(parameter.when.parameter, []).append(parameter)
+
+    def count(parameter: Parameter) -> int:
+        below = children.get(parameter.name, [])
+        if not below:
+            return sizes[parameter.name] or 0
+        total = 0
+        for option in parameter.values or ():
+            point = {parameter.name: option}
+            total += math.prod(count(child) for child in below if is_active(child, point))
+        return total
+
+    return math.prod(count(parameter) for parameter in parameters if parameter.when is None)

@@ -7,19 +7,43 @@ at admission, naming the parameter, rather than failing trial after trial.
 
 from __future__ import annotations
 
-import math
 import re
 from enum import StrEnum
 from typing import Any, Final, Self
 
-from pydantic import ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    ConfigDict,
+    Field,
+    GetJsonSchemaHandler,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    model_serializer,
+    model_validator,
+)
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 
 from trainsmart.api.cel import rule, validations
 from trainsmart.api.common import ApiModel, MetricName, format_validation_error, list_map
+from trainsmart.api.objectives import (
+    MAX_OBJECTIVES,
+    MIN_OBJECTIVES,
+    OBJECTIVES_CEL_RULES,
+    objectives_problem,
+    primary_objective_input,
+    without_required,
+)
 from trainsmart.api.paths import apply_parameters, resolve_path
-from trainsmart.api.search_space import Parameter, ParameterType
+from trainsmart.api.search_space import (
+    Parameter,
+    ParameterType,
+    check_conditions,
+    condition_context,
+    conditional_grid_size,
+)
 from trainsmart.api.tracking_spec import TrackingSpec
 from trainsmart.api.trainingjob_spec import TrainingJobSpec
+from trainsmart.api.warm_start_spec import WarmStart
 from trainsmart_trainer.contract import ObjectiveDirection, param_env_name
 
 MAX_TRIALS_LIMIT: Final = 1000
@@ -29,6 +53,10 @@ MAX_GRID_POINTS: Final = 1_000_000
 DURATION_PATTERN: Final = r"^([0-9]+(\.[0-9]+)?(h|m|s))+$"
 _DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(h|m|s)")
 _UNIT_SECONDS: Final = {"h": 3600.0, "m": 60.0, "s": 1.0}
+BOHB_NEEDS_ASHA: Final = (
+    "algorithm.name bohb needs earlyStopping.rule asha (its rungs are the budgets TPE models); set "
+    "earlyStopping.rule: asha, or use algorithm.name tpe"
+)
 
 
 def parse_duration(text: str) -> float:
@@ -57,12 +85,15 @@ class Objective(ApiModel):
 
 
 class AlgorithmName(StrEnum):
-    """Search algorithms: exhaustive grid, or hyperopt's random, TPE and annealing."""
+    """Search algorithms: exhaustive grid, or hyperopt's random, TPE and annealing; with several objectives,
+    tpe is Optuna's multi-objective TPE and nsga2 Optuna's NSGA-II (see sweep/multiobjective.py)."""
 
     GRID = "grid"
     RANDOM = "random"
     TPE = "tpe"
     ANNEAL = "anneal"
+    NSGA2 = "nsga2"
+    BOHB = "bohb"  # multi-fidelity TPE on ASHA's rung values (sweep/multifidelity.py)
 
 
 class TpeSettings(ApiModel):
@@ -77,16 +108,57 @@ class TpeSettings(ApiModel):
     )
 
 
+class Nsga2Settings(ApiModel):
+    """NSGA-II settings (Optuna's NSGAIISampler; name nsga2, multi-objective sweeps only)."""
+
+    population_size: int = Field(
+        default=10,
+        ge=2,
+        le=MAX_TRIALS_LIMIT,
+        description="Trials per generation: trials 0..populationSize-1 are random, each later generation is "
+        "bred from the best of the ones before. Optuna's default of 50 suits thousands of cheap trials; a "
+        "sweep of a few dozen needs a smaller one to get past its first generation.",
+    )
+
+
+class BohbSettings(ApiModel):
+    """Multi-fidelity TPE (BOHB-style): TPE fitted on the values trials reached at ASHA's rungs."""
+
+    min_points_in_model: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_TRIALS_LIMIT,
+        description="Trials a rung needs before TPE models it (the highest such rung is used; below it, random "
+        "draws). Unset: the number of parameters + 1, as in BOHB.",
+    )
+    random_fraction: float = Field(
+        default=1 / 3,
+        ge=0,
+        le=1,
+        description="Share of trials drawn at random even once a rung can be modelled, so the model never "
+        "rules out a region for good. BOHB's default, 1/3.",
+    )
+
+
 class Algorithm(ApiModel):
     """How the next trials' parameters are chosen."""
 
     model_config = ConfigDict(
         json_schema_extra=validations(
-            rule("!has(self.tpe) || !has(self.name) || self.name == 'tpe'", "tpe settings apply only to name tpe")
+            rule("!has(self.tpe) || !has(self.name) || self.name == 'tpe'", "tpe settings apply only to name tpe"),
+            rule(
+                "!has(self.nsga2) || (has(self.name) && self.name == 'nsga2')",
+                "nsga2 settings apply only to name nsga2",
+            ),
+            rule("!has(self.bohb) || (has(self.name) && self.name == 'bohb')", "bohb settings apply only to name bohb"),
         )
     )
 
-    name: AlgorithmName = Field(default=AlgorithmName.TPE, description="grid, random, tpe or anneal.")
+    name: AlgorithmName = Field(
+        default=AlgorithmName.TPE,
+        description="grid, random, tpe or anneal; nsga2 with objectives (tpe with objectives is Optuna's "
+        "multi-objective TPE).",
+    )
     seed: int | None = Field(
         default=None,
         ge=0,
@@ -95,11 +167,21 @@ class Algorithm(ApiModel):
         "restarts, different per sweep); status.seed shows the one in use.",
     )
     tpe: TpeSettings | None = Field(default=None, description="TPE settings (name tpe only).")
+    nsga2: Nsga2Settings | None = Field(default=None, description="NSGA-II settings (name nsga2 only).")
+    bohb: BohbSettings | None = Field(
+        default=None,
+        description="Multi-fidelity TPE settings (name bohb only: TPE on the values trials reach at ASHA's rungs; "
+        "needs earlyStopping.rule asha).",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> Self:
         if self.tpe is not None and self.name != AlgorithmName.TPE:
             raise ValueError(f"tpe settings apply only to name tpe; remove tpe or set name: tpe (is {self.name})")
+        if self.nsga2 is not None and self.name != AlgorithmName.NSGA2:
+            raise ValueError("nsga2 settings apply only to name nsga2")
+        if self.bohb is not None and self.name != AlgorithmName.BOHB:
+            raise ValueError("bohb settings apply only to name bohb")
         return self
 
 
@@ -201,10 +283,6 @@ class HyperparamSweepSpec(ApiModel):
     model_config = ConfigDict(
         json_schema_extra=validations(
             rule(
-                "!has(self.maxTrials) || !has(self.parallelTrials) || self.parallelTrials <= self.maxTrials",
-                "parallelTrials exceeds maxTrials; lower it",
-            ),
-            rule(
                 "has(self.maxTrials) || (has(self.algorithm) && has(self.algorithm.name) && "
                 "self.algorithm.name == 'grid')",
                 "maxTrials is required except for algorithm grid; only grid has a natural end",
@@ -213,6 +291,16 @@ class HyperparamSweepSpec(ApiModel):
                 "!has(self.earlyStopping) || !has(self.earlyStopping.resumePromoted) || "
                 "!self.earlyStopping.resumePromoted || has(self.trialTemplate.checkpoint)",
                 "earlyStopping.resumePromoted needs trialTemplate.checkpoint; add one or set resumePromoted: false",
+            ),
+            rule(
+                "!has(self.warmStart) || !has(self.algorithm) || !has(self.algorithm.name) || "
+                "self.algorithm.name != 'grid'",
+                "warmStart does not apply to algorithm grid, which enumerates every point; remove one",
+            ),
+            rule(
+                "!has(self.algorithm) || !has(self.algorithm.name) || self.algorithm.name != 'bohb' || "
+                "(has(self.earlyStopping) && has(self.earlyStopping.rule) && self.earlyStopping.rule == 'asha')",
+                BOHB_NEEDS_ASHA,
             ),
             rule(
                 "!has(self.trialTemplate.suspend) || !self.trialTemplate.suspend",
@@ -228,10 +316,23 @@ class HyperparamSweepSpec(ApiModel):
                 "trialTemplate.runPolicy.ttlSecondsAfterFinished is not allowed: a trial must stay until the sweep "
                 "has recorded its result; use trialRetention to delete finished trials",
             ),
+            *OBJECTIVES_CEL_RULES,
         )
     )
 
-    objective: Objective = Field(description="The metric to optimize and its direction.")
+    objective: Objective = Field(
+        description="The metric to optimize and its direction. Set this or objectives, not both; with "
+        "objectives it is left unset (the first of objectives is the primary one)."
+    )
+    objectives: list[Objective] | None = Field(
+        default=None,
+        min_length=MIN_OBJECTIVES,
+        max_length=MAX_OBJECTIVES,
+        description="Multi-objective: two or three metrics, each with its goal (e.g. val_accuracy maximize, "
+        "param_count minimize); the sweep finds their Pareto front (status.paretoFront), from each trial's "
+        "final-epoch values. The first is the primary objective (bestTrial, the per-epoch history). No target, "
+        "no earlyStopping, no keepBest.",
+    )
     algorithm: Algorithm = Field(default_factory=Algorithm, description="How parameters are chosen.")
     parameters: list[Parameter] = Field(
         min_length=1,
@@ -246,7 +347,13 @@ class HyperparamSweepSpec(ApiModel):
         le=MAX_TRIALS_LIMIT,
         description="Trials to run at most. Required except for grid, which defaults to the grid's size.",
     )
-    parallel_trials: int = Field(default=1, ge=1, le=100, description="Trials running at the same time.")
+    parallel_trials: int = Field(
+        default=1,
+        ge=1,
+        le=100,
+        description="At most this many trials run at the same time: a cap, never more than remain to run, so a "
+        "value above maxTrials or the grid's size is accepted and runs every remaining trial at once.",
+    )
     max_failed_trials: int | None = Field(
         default=None, ge=0, description="Fail the sweep after this many failed trials. Unset: no limit."
     )
@@ -267,10 +374,16 @@ class HyperparamSweepSpec(ApiModel):
         "tracking URI, if it has one.",
     )
 
+    warm_start: WarmStart | None = Field(
+        default=None,
+        description="Seed the search with the finished trials of another sweep over the same space (extend or "
+        "resume a search with everything it learned). Not for algorithm grid. Unset: a cold start.",
+    )
+
     def grid_size(self) -> int | None:
-        """Points in the full grid (the product over parameters), or None if some parameter has no grid."""
-        sizes = [parameter.grid_size() for parameter in self.parameters]
-        return None if None in sizes else math.prod(size for size in sizes if size is not None)
+        """Points in the full grid (the product over parameters; only valid combinations of a conditional
+        space), or None if some parameter has no grid."""
+        return conditional_grid_size(self.parameters)
 
     def planned_trials(self) -> int:
         """Trials the sweep runs at most: maxTrials, capped by the grid's size for grid search."""
@@ -283,15 +396,39 @@ class HyperparamSweepSpec(ApiModel):
         explicit = self.early_stopping.resume_promoted
         return explicit if explicit is not None else self.trial_template.checkpoint is not None
 
+    @classmethod
+    def __get_pydantic_json_schema__(cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler) -> JsonSchemaValue:
+        # Required in Python (filled from objectives[0] before validation), optional on the wire.
+        schema = handler(core_schema)
+        without_required(handler.resolve_ref_schema(schema), "objective")
+        return schema
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fill_primary_objective(cls, data: Any) -> Any:
+        return primary_objective_input(data)
+
+    @model_serializer(mode="wrap")
+    def _leave_primary_objective_out(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # objective was filled from objectives[0]: the wire form is what the user wrote, so it parses again.
+        data: dict[str, Any] = handler(self)
+        if self.objectives is not None:
+            data.pop("objective", None)
+        return data
+
     @model_validator(mode="after")
     def _check(self) -> Self:
+        problem = objectives_problem(self)
+        if problem is not None:
+            raise ValueError(problem)
         self._check_names()
+        check_conditions(self.parameters)
         self._check_algorithm()
+        if self.warm_start is not None and self.algorithm.name == AlgorithmName.GRID:
+            raise ValueError("warmStart does not apply to algorithm grid, which enumerates every point; remove one")
         template = self.trial_template.to_api()
         for index, parameter in enumerate(self.parameters):
             self._check_parameter_fits_template(index, parameter, template)
-        if self.max_trials is not None and self.parallel_trials > self.max_trials:
-            raise ValueError(f"parallelTrials ({self.parallel_trials}) exceeds maxTrials ({self.max_trials}); lower it")
         if self.early_stopping.resume_promoted and self.trial_template.checkpoint is None:
             raise ValueError(
                 "earlyStopping.resumePromoted needs trialTemplate.checkpoint; add one or set resumePromoted: false"
@@ -347,6 +484,8 @@ class HyperparamSweepSpec(ApiModel):
                     f"parameters[{index}] ({parameter.name}): has no finite grid; use choice or randint, add q, or "
                     "add step to a uniform/loguniform parameter"
                 )
+        if self.algorithm.name == AlgorithmName.BOHB and self.early_stopping.rule != EarlyStoppingRule.ASHA:
+            raise ValueError(BOHB_NEEDS_ASHA)
         size = self.grid_size()
         if grid and size is not None and size > MAX_GRID_POINTS:
             raise ValueError(f"the grid has {size} points (more than {MAX_GRID_POINTS}); coarsen the parameters")
@@ -376,7 +515,7 @@ class HyperparamSweepSpec(ApiModel):
             )
         for value in parameter.representative_values():
             try:
-                apply_parameters(template, {path: value})
+                apply_parameters(template, {**condition_context(self.parameters, parameter), path: value})
             except ValidationError as exc:
                 problem = format_validation_error(exc, prefix="trialTemplate")[0]
                 raise ValueError(f"{where}: the value {value!r} makes an invalid trial: {problem}") from None

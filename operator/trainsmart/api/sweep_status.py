@@ -38,6 +38,17 @@ class TrialCounts(ApiModel):
     planned: int = Field(default=0, ge=0, description="Trials the sweep runs at most (maxTrials or the grid size).")
 
 
+class BestTrialCheckpoint(ApiModel):
+    """Where the best trial's best checkpoint is: mount `claimName` and open `path` inside it."""
+
+    claim_name: DnsName = Field(description="The PersistentVolumeClaim holding the trial's checkpoints.")
+    path: str = Field(
+        min_length=1, max_length=1024, description="The file's path inside that claim, e.g. best/checkpoint.pt."
+    )
+    epoch: int = Field(ge=0, description="The epoch it was saved after.")
+    value: float = Field(description="The objective's value at that epoch (the one metricValue shows).")
+
+
 class BestTrial(ApiModel):
     """The best trial so far under the objective's goal."""
 
@@ -52,6 +63,19 @@ class BestTrial(ApiModel):
         max_length=128,
         description="The objective and its value to 4 significant digits, e.g. val_accuracy=0.9792, for `kubectl get`.",
     )
+    checkpoint: BestTrialCheckpoint | None = Field(
+        default=None,
+        description="The trial's best checkpoint by the sweep's objective: the model metricValue came from. Empty "
+        "while the trial has none (no trialTemplate.checkpoint, or training code that keeps no best).",
+    )
+
+
+class ParetoTrial(ApiModel):
+    """A trial on the Pareto front of a multi-objective sweep: no other trial is at least as good on every
+    objective and better on one."""
+
+    name: DnsName = Field(description="The trial's TrainingJob name.")
+    values: dict[str, float] = Field(description="Its final-epoch value of each objective, by metric.")
 
 
 class TrialRecord(ApiModel):
@@ -62,6 +86,11 @@ class TrialRecord(ApiModel):
     phase: TrialPhase = Field(description="Pending, Running, Restarting, Succeeded, Failed, Suspended or EarlyStopped.")
     parameters: dict[str, ParameterValueField] = Field(default_factory=dict, description="Parameter values, by name.")
     metric_value: float | None = Field(default=None, description="Best objective value the trial reported.")
+    objective_values: dict[str, float] | None = Field(
+        default=None,
+        description="Multi-objective sweeps: each objective's final-epoch value, by metric (the values the Pareto "
+        "front compares).",
+    )
     epochs: int | None = Field(default=None, ge=0, description="Epochs the trial completed.")
     gpu_seconds: float = Field(default=0.0, ge=0, description="GPU time the trial consumed.")
     estimated_cost: float | None = Field(
@@ -102,6 +131,16 @@ class HyperparamSweepStatus(ApiModel):
         max_length=TRIAL_TABLE_MAX_ITEMS,
         description="Every trial so far, in creation order.",
         json_schema_extra=list_map("name"),
+    )
+    pareto_front: list[ParetoTrial] | None = Field(
+        default=None,
+        max_length=TRIAL_TABLE_MAX_ITEMS,
+        description="Multi-objective sweeps: the succeeded trials no other trial beats on every objective, by "
+        "trial number. Empty until a trial succeeds.",
+        json_schema_extra=list_map("name"),
+    )
+    pareto_front_size: int | None = Field(
+        default=None, ge=0, description="Multi-objective sweeps: trials on the Pareto front, for `kubectl get`."
     )
     gpu_seconds: float = Field(default=0.0, ge=0, description="GPU time consumed by all trials.")
     estimated_cost: float | None = Field(

@@ -5,6 +5,11 @@ the template's trainer command, args and env values (substituted here, `api/plac
 grammar), and, for every parameter, as environment variables and a JSON file in its pods, which the pod
 builder derives from the parameters annotation (`builders/trial_params.py`).
 
+A conditional parameter that does not exist in this trial (momentum when the optimizer is adam, issue 15)
+reaches it nowhere: its path is left as the template has it, it is not in the annotation (so neither in the
+pods' environment nor in their parameters file), and a command item, argument or env var whose text names
+it is left out, so `--momentum=${params.momentum}` is passed only to the trials that have a momentum.
+
 Everything the sweep needs to account for a trial is written onto the trial itself, so the sweep's
 history can be rebuilt from its children alone (an operator restart keeps nothing in memory):
 
@@ -28,7 +33,8 @@ from typing import Any, Final
 
 from trainsmart.api import API_VERSION, SWEEP_KIND, HyperparamSweep, apply_parameters
 from trainsmart.api.common import ParameterValue
-from trainsmart.api.placeholders import substitute_template
+from trainsmart.api.placeholders import PlaceholderError, placeholder_names, substitute_template
+from trainsmart.api.search_space import active_point, is_active
 from trainsmart.builders.metadata import controller_reference
 from trainsmart.names import (
     OBJECTIVE_GOAL_ANNOTATION,
@@ -76,12 +82,21 @@ def build_trial(sweep: HyperparamSweep, number: int, parameters: Mapping[str, Pa
     The spec comes from `apply_parameters`, the same function admission checks every parameter with, so
     a value the webhook accepted for a path lands exactly where it said. Raises pydantic's ValidationError
     when a value makes an invalid spec (admission's edge-value checks make that unlikely, not impossible:
-    a normal distribution has no edges), and KeyError when a parameter has no value.
+    a normal distribution has no edges), and KeyError when a parameter that exists in this point has no
+    value. Values of parameters that do not exist in the point (see the module doc) are dropped.
     """
     spec = sweep.spec
-    by_name = {parameter.name: parameters[parameter.name] for parameter in spec.parameters}
-    template = substitute_template(spec.trial_template.to_api(), by_name)
-    values = {parameter.path: by_name[parameter.name] for parameter in spec.parameters if parameter.path is not None}
+    by_name = active_point(spec.parameters, parameters)
+    for parameter in spec.parameters:
+        if parameter.name not in by_name and is_active(parameter, by_name):
+            raise KeyError(parameter.name)
+    absent = {parameter.name for parameter in spec.parameters} - set(by_name)
+    template = substitute_template(_without_sites_naming(spec.trial_template.to_api(), absent), by_name)
+    values = {
+        parameter.path: by_name[parameter.name]
+        for parameter in spec.parameters
+        if parameter.path is not None and parameter.name in by_name
+    }
     trial_spec = apply_parameters(template, values).to_api()
     if spec.tracking is not None and "tracking" not in trial_spec:
         trial_spec["tracking"] = spec.tracking.to_api()  # trials log under the sweep's parent run (issue 14)
@@ -106,6 +121,31 @@ def build_trial(sweep: HyperparamSweep, number: int, parameters: Mapping[str, Pa
         },
         "spec": trial_spec,
     }
+
+
+def _names_any(text: object, names: set[str]) -> bool:
+    if not isinstance(text, str):
+        return False
+    try:
+        return not names.isdisjoint(placeholder_names(text))
+    except PlaceholderError:
+        return False  # admission refuses it; substitution says so if it ever gets this far
+
+
+def _without_sites_naming(template: dict[str, Any], names: set[str]) -> dict[str, Any]:
+    """The camelCase spec without the trainer command items, args and env vars that name one of `names`."""
+    trainer = template.get("trainer")
+    if not names or not isinstance(trainer, dict):
+        return template
+    kept = dict(trainer)
+    for field in ("command", "args"):
+        if isinstance(trainer.get(field), list):
+            kept[field] = [item for item in trainer[field] if not _names_any(item, names)]
+    if isinstance(trainer.get("env"), list):
+        kept["env"] = [
+            var for var in trainer["env"] if not (isinstance(var, dict) and _names_any(var.get("value"), names))
+        ]
+    return {**template, "trainer": kept}
 
 
 def suspend_patch(reason: str | None, message: str | None = None) -> dict[str, Any]:

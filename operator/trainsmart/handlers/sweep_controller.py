@@ -43,6 +43,7 @@ from trainsmart.sweep.sweep_events import (
     trial_resumed_event,
     trial_stopped_event,
 )
+from trainsmart.sweep.warm_start import WarmStartHistory, warm_start_events, warm_start_history
 from trainsmart.tracking.mlflow_sync import TrackedKind, TrackingSync
 
 log = logging.getLogger(__name__)
@@ -99,9 +100,12 @@ class SweepController:
             return await self.core.reconcile_invalid(key, body, previous, parsed, invalid_sweep_status, sweep_events)
         sweep = parsed
         trials = await self.kube.list_trials(key.namespace, trial_selector(key.name))
+        warm = await self._warm_start(key, sweep)
         # In a worker thread: TPE's suggestion is CPU work (hyperopt, tens to hundreds of ms), and the event
         # loop also serves the trainers' reports, which time out when it is blocked.
-        decision = await asyncio.to_thread(decide_sweep, sweep, trials, previous, self.clock(), self.pricing)
+        decision = await asyncio.to_thread(
+            decide_sweep, sweep, trials, previous, self.clock(), self.pricing, warm=warm.points
+        )
         status = decision.status
         if self.tracking is not None:  # the parent run's sync (never waited on) and its health
             status = with_tracking_condition(status, self.tracking.offer_sweep(key, sweep, status), self.clock())
@@ -113,12 +117,20 @@ class SweepController:
         if written is None:
             return None
         events = sweep_events(previous, status) if written else []
-        events += [*decision.invalid, *await self._act(key, decision)]
+        events += [*decision.invalid, *warm_start_events(warm, previous, decision.plan)]
+        events += await self._act(key, decision)
         await self.core.post_events(body, events)
         plan = decision.plan
         if plan.requeue_after is not None:
             return min(plan.requeue_after, RESYNC_S)
         return None if plan.terminal else RESYNC_S
+
+    async def _warm_start(self, key: JobKey, sweep: HyperparamSweep) -> WarmStartHistory:
+        """spec.warmStart's trials, read afresh from the named sweep's status (see `sweep/warm_start.py`)."""
+        warm = sweep.spec.warm_start
+        if warm is None or warm.sweep == key.name:
+            return warm_start_history(sweep, None)
+        return warm_start_history(sweep, await self.kube.get_object(SWEEP_PLURAL, key.namespace, warm.sweep))
 
     async def _act(self, key: JobKey, decision: SweepDecision) -> list[StatusEvent]:
         """Carry out the plan; returns the Events that announce what was done."""

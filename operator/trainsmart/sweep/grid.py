@@ -3,14 +3,19 @@
 hyperopt has no grid search, so this is ours. The order is `itertools.product` over the parameters as the
 spec lists them (the last one varies fastest), which makes trial N the same point on every run, and lets
 the suggester skip points already tried without remembering anything but the trials themselves.
+
+A conditional space's grid holds only valid combinations (issue 15): momentum's values are crossed with
+optimizer sgd, while adam appears once, without momentum. Enumeration follows the same order, a parent
+placed before its children (`ancestry_order`), and a parameter that does not exist under the options
+chosen so far is simply skipped; for a flat space this is exactly the product above.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
-from trainsmart.api.search_space import Parameter, ParameterType
+from trainsmart.api.search_space import Parameter, ParameterType, ancestry_order, is_active
 from trainsmart.sweep.space import ParameterValue, quantized_range, tidy_float, tidy_number
 
 
@@ -38,8 +43,33 @@ def parameter_grid(parameter: Parameter) -> list[ParameterValue]:
 
 
 def grid_points(parameters: Sequence[Parameter]) -> Iterator[dict[str, ParameterValue]]:
-    """Every point of the grid, lazily, in enumeration order (the last parameter varies fastest)."""
-    names = [parameter.name for parameter in parameters]
-    axes = [parameter_grid(parameter) for parameter in parameters]
-    for combination in itertools.product(*axes):
-        yield dict(zip(names, combination, strict=True))
+    """Every point of the grid, lazily, in enumeration order (the last parameter varies fastest); in a
+    conditional space, only the parameters that exist under each point's options (see module doc)."""
+    if all(parameter.when is None for parameter in parameters):
+        names = [parameter.name for parameter in parameters]
+        axes = [parameter_grid(parameter) for parameter in parameters]
+        for combination in itertools.product(*axes):
+            yield dict(zip(names, combination, strict=True))
+        return
+    ordered = ancestry_order(parameters)
+    by_name = {parameter.name: parameter_grid(parameter) for parameter in ordered}
+    yield from _conditional_points(ordered, by_name, 0, {})
+
+
+def _conditional_points(
+    ordered: Sequence[Parameter],
+    axes: Mapping[str, Sequence[ParameterValue]],
+    index: int,
+    point: dict[str, ParameterValue],
+) -> Iterator[dict[str, ParameterValue]]:
+    if index == len(ordered):
+        yield dict(point)
+        return
+    parameter = ordered[index]
+    if not is_active(parameter, point):
+        yield from _conditional_points(ordered, axes, index + 1, point)
+        return
+    for value in axes[parameter.name]:
+        point[parameter.name] = value
+        yield from _conditional_points(ordered, axes, index + 1, point)
+    del point[parameter.name]

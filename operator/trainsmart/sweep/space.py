@@ -5,21 +5,28 @@ randint, an unclamped multiple of q for the q-types). Trials keep the values use
 the integer, the tidy multiple of q. The two conversions here are inverse to each other, so a history read
 back from child TrainingJobs becomes exactly the `vals` hyperopt drew.
 
-The space is flat (no nested choices), so every label is active in every trial. A choice's options may
-be lists or objects (`[64, 64]`): hyperopt only ever sees their index. A value hyperopt cannot
-represent (a choice option that is no longer listed, a number outside edited bounds, a parameter added after
-the trial ran) is left out of that trial's `vals`, which hyperopt reads as "parameter not used by this trial":
-TPE then models that parameter on the other trials only.
+A conditional parameter (`when: {parameter: optimizer, in: [sgd]}`) lives inside the branches of its
+parent's `hp.choice`, as hyperopt expresses conditional spaces: the parent's options become branches, each
+holding the expressions of the children that exist under that option (one node shared by every branch that
+has it, so it keeps one label). hyperopt then draws momentum only in trials that chose sgd, and its `vals`
+leave momentum empty in the others; a trial's point simply has no momentum. Nesting goes as deep as the
+conditions do. A choice's options may be lists or objects (`[64, 64]`): hyperopt only ever sees their index.
+
+A value hyperopt cannot represent (a choice option that is no longer listed, a number outside edited bounds,
+a parameter added after the trial ran) is left out of that trial's `vals`, which hyperopt reads as
+"parameter not used by this trial": TPE then models that parameter on the other trials only. A value of a
+parameter that does not exist under the point's own options (momentum recorded with adam, say from a warm
+start's history) is left out the same way, so hyperopt never sees a point its space could not have drawn.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any, Final
+from typing import Any
 
 from trainsmart.api.common import ParameterValue, Scalar
-from trainsmart.api.search_space import Parameter, ParameterType
+from trainsmart.api.search_space import Parameter, ParameterType, ancestry_order, is_active, tidy_float, value_key
 from trainsmart.sweep.lean_hyperopt import import_hyperopt
 
 __all__ = [
@@ -37,39 +44,11 @@ __all__ = [
     "value_key",
 ]
 
-# Floats are compared and printed at this many significant digits: 0.1 * 3 must equal 0.3 from a user's YAML.
-SIGNIFICANT_DIGITS: Final = 12
-
-
-def tidy_float(value: float) -> float:
-    """`value` rounded to 12 significant digits, so grid steps and q multiples print and compare cleanly."""
-    return float(f"{value:.{SIGNIFICANT_DIGITS}g}") if math.isfinite(value) else value
-
 
 def tidy_number(value: float) -> float | int:
     """A quantized value: an int when it is integral (so `q: 1` fills integer fields), else a tidy float."""
     tidy = tidy_float(value)
     return int(tidy) if tidy.is_integer() else tidy
-
-
-def value_key(value: ParameterValue) -> tuple[str, Any]:
-    """A hashable key under which equal values match whatever JSON did to them (2, 2.0 and 2.0000000000001
-    agree, also inside lists and objects: `[64, 64]` read back as `[64.0, 64]` is the same point).
-
-    The apiserver writes an integral float back as an integer, so numbers compare by value, not by type;
-    booleans and strings never equal a number, and a list never equals an object.
-    """
-    if isinstance(value, bool):
-        return ("bool", value)
-    if isinstance(value, str):
-        return ("str", value)
-    if isinstance(value, list):
-        return ("list", tuple(value_key(item) for item in value))
-    if isinstance(value, dict):
-        return ("object", tuple(sorted((str(key), value_key(item)) for key, item in value.items())))
-    if value is None:
-        return ("null", None)
-    return ("number", tidy_float(float(value)))
 
 
 def quantized_range(parameter: Parameter) -> tuple[int, int]:
@@ -111,8 +90,32 @@ def hyperopt_expression(parameter: Parameter) -> Any:
 
 
 def hyperopt_space(parameters: Sequence[Parameter]) -> dict[str, Any]:
-    """The whole search space: one hyperopt expression per parameter name."""
-    return {parameter.name: hyperopt_expression(parameter) for parameter in parameters}
+    """The whole search space: the unconditional parameters by name, each conditional one nested in the
+    branches of its parent's choice (see the module doc). A flat space is one expression per name."""
+    import_hyperopt()
+    from hyperopt import hp
+
+    children: dict[str, list[Parameter]] = {}
+    for parameter in parameters:
+        if parameter.when is not None:
+            children.setdefault(parameter.when.parameter, []).append(parameter)
+    built: dict[str, Any] = {}
+
+    def expression(parameter: Parameter) -> Any:
+        if parameter.name in built:  # shared by every branch it exists under: one node, one label
+            return built[parameter.name]
+        below = children.get(parameter.name)
+        if not below:
+            built[parameter.name] = hyperopt_expression(parameter)
+            return built[parameter.name]
+        branches = []
+        for option in parameter.values or ():
+            present = [child for child in below if is_active(child, {parameter.name: option})]
+            branches.append({child.name: expression(child) for child in present})
+        built[parameter.name] = hp.choice(parameter.name, branches)
+        return built[parameter.name]
+
+    return {parameter.name: expression(parameter) for parameter in parameters if parameter.when is None}
 
 
 def from_hyperopt(parameter: Parameter, raw: Any) -> ParameterValue:
@@ -169,14 +172,25 @@ def _within(number: float, low: float, high: float, parameter: Parameter) -> boo
 
 
 def point_from_vals(parameters: Sequence[Parameter], vals: Mapping[str, Sequence[Any]]) -> dict[str, ParameterValue]:
-    """A trial's parameters from a hyperopt doc's `misc.vals` (each label holds one draw)."""
-    return {parameter.name: from_hyperopt(parameter, vals[parameter.name][0]) for parameter in parameters}
+    """A trial's parameters from a hyperopt doc's `misc.vals` (a label holds one draw, or none when the
+    parameter does not exist in this trial: it is then absent from the point)."""
+    return {
+        parameter.name: from_hyperopt(parameter, vals[parameter.name][0])
+        for parameter in parameters
+        if vals.get(parameter.name)
+    }
 
 
 def vals_from_point(parameters: Sequence[Parameter], point: Mapping[str, ParameterValue]) -> dict[str, list[Any]]:
-    """hyperopt `vals` for a recorded trial; labels the space cannot hold get no value (see module doc)."""
+    """hyperopt `vals` for a recorded trial; labels the space cannot hold, and those of parameters that do
+    not exist under the point's own options, get no value (see module doc). Labels in the spec's order."""
+    held: dict[str, ParameterValue] = {}
+    for parameter in ancestry_order(parameters):
+        raw = to_hyperopt(parameter, point[parameter.name]) if parameter.name in point else None
+        if raw is not None and is_active(parameter, held):
+            held[parameter.name] = point[parameter.name]
     vals: dict[str, list[Any]] = {}
     for parameter in parameters:
-        raw = to_hyperopt(parameter, point[parameter.name]) if parameter.name in point else None
+        raw = to_hyperopt(parameter, held[parameter.name]) if parameter.name in held else None
         vals[parameter.name] = [] if raw is None else [raw]
     return vals

@@ -16,6 +16,11 @@ How recorded trials reach hyperopt (the same choice hyperopt's own asynchronous 
   `startupTrials`, so trial N is a random draw exactly when N < startupTrials, however fast trials finish.
 Each new trial's draw is seeded from (seed, trial number) alone, and a batch of `count` is drawn one at a
 time with the earlier ones recorded as ACTIVE, so asking for 3 at once equals asking 3 times.
+
+Warm start (issue 15): `warm` holds another sweep's finished trials. They enter hyperopt's `Trials` before
+this sweep's own, as the same kind of documents, under their own ids (-1, -2, ...: they never collide with
+a trial number and never change `next_trial_number`), so TPE models them from the first suggestion on and
+they count towards startupTrials; grid search ignores them.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import functools
 import hashlib
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Final
 
@@ -63,6 +68,8 @@ class TrialPoint:
     parameters: Mapping[str, ParameterValue]
     outcome: TrialOutcome
     value: float | None = None  # best objective value reported, in the goal's direction
+    curve: Sequence[float] = ()  # objective per epoch (curve[0] = epoch 1), for algorithm bohb's rung values
+    objective_values: Mapping[str, float] | None = None  # multi-objective: each final-epoch value, by metric
 
 
 def trial_seed(seed: int, number: int) -> int:
@@ -77,9 +84,14 @@ def next_trial_number(history: Sequence[TrialPoint]) -> int:
 
 
 def suggest(
-    spec: HyperparamSweepSpec, history: Sequence[TrialPoint], count: int, seed: int
+    spec: HyperparamSweepSpec,
+    history: Sequence[TrialPoint],
+    count: int,
+    seed: int,
+    warm: Sequence[TrialPoint] = (),
 ) -> list[dict[str, ParameterValue]]:
-    """Parameters for the next `count` trials, numbered from `next_trial_number(history)` on.
+    """Parameters for the next `count` trials, numbered from `next_trial_number(history)` on; `warm`: the
+    finished trials of a warm start's sweep (their numbers are ignored, active ones are skipped).
 
     `history` holds every trial created so far, each number once, in any order. Grid search returns the next
     grid points not yet in the history, in enumeration order, and fewer than `count` once the grid is used up.
@@ -91,7 +103,15 @@ def suggest(
         return []
     if spec.algorithm.name == AlgorithmName.GRID:
         return _next_grid_points(spec.parameters, history, count)
-    return _hyperopt_points(spec, sorted(history, key=lambda point: point.number), count, seed)
+    if spec.objectives is not None and spec.algorithm.name in (AlgorithmName.TPE, AlgorithmName.NSGA2):
+        from trainsmart.sweep.multiobjective import optuna_points  # Optuna's multi-objective TPE and NSGA-II
+
+        return optuna_points(spec, history, count, seed)
+    if spec.algorithm.name == AlgorithmName.BOHB:
+        from trainsmart.sweep.multifidelity import multifidelity_points  # it builds on this module's docs
+
+        return multifidelity_points(spec, sorted(history, key=lambda point: point.number), count, seed, warm)
+    return _hyperopt_points(spec, sorted(history, key=lambda point: point.number), count, seed, warm)
 
 
 def _next_grid_points(
@@ -113,7 +133,7 @@ def _next_grid_points(
 
 
 def _hyperopt_points(
-    spec: HyperparamSweepSpec, history: list[TrialPoint], count: int, seed: int
+    spec: HyperparamSweepSpec, history: list[TrialPoint], count: int, seed: int, warm: Sequence[TrialPoint] = ()
 ) -> list[dict[str, ParameterValue]]:
     import_hyperopt()
     from hyperopt import Trials
@@ -122,6 +142,8 @@ def _hyperopt_points(
     domain = _domain(tuple(parameter.model_dump_json() for parameter in parameters))
     draw = _algorithm(spec)
     trials = Trials()
+    seeded = [replace(point, number=-1 - index) for index, point in enumerate(finished_only(warm))]
+    trials.insert_trial_docs([_hyperopt_doc(point, parameters, spec.objective.goal) for point in seeded])
     trials.insert_trial_docs([_hyperopt_doc(point, parameters, spec.objective.goal) for point in history])
     trials.refresh()
     chosen: list[dict[str, ParameterValue]] = []
@@ -208,6 +230,11 @@ def _hyperopt_doc(point: TrialPoint, parameters: Sequence[Parameter], goal: Goal
         "book_time": None,
         "refresh_time": None,
     }
+
+
+def finished_only(points: Sequence[TrialPoint]) -> list[TrialPoint]:
+    """The finished trials of `points`, in their order (a warm start learns from results, not from plans)."""
+    return [point for point in points if point.outcome != TrialOutcome.ACTIVE]
 
 
 def _finite(value: float | None) -> bool:

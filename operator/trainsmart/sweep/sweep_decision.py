@@ -20,6 +20,7 @@ from trainsmart.api import HyperparamSweep, HyperparamSweepStatus
 from trainsmart.api.conditions import StatusEvent
 from trainsmart.builders.trial import build_trial
 from trainsmart.settings import GpuPricing
+from trainsmart.sweep import TrialPoint
 from trainsmart.sweep.sweep_derive import derive_sweep_status
 from trainsmart.sweep.sweep_events import invalid_trial_event
 from trainsmart.sweep.sweep_plan import SweepPlan, plan_sweep
@@ -45,11 +46,12 @@ def decide_sweep(
     previous: HyperparamSweepStatus | None,
     now: datetime,
     pricing: GpuPricing | None = None,
+    warm: Sequence[TrialPoint] = (),
 ) -> SweepDecision:
     """Derive, plan, and build the new trials of `sweep` given its trial TrainingJobs (API dicts);
-    `pricing`: the operator's GPU price, if one is configured."""
+    `pricing`: the operator's GPU price, if one is configured; `warm`: a warm start's finished trials."""
     status = derive_sweep_status(sweep, trial_jobs, previous, now, pricing=pricing)
-    plan = plan_sweep(sweep, trial_jobs, status, now)
+    plan = plan_sweep(sweep, trial_jobs, status, now, warm)
     manifests: list[dict[str, Any]] = []
     rows, warnings = [], []
     for new in plan.create:

@@ -41,6 +41,7 @@ from trainsmart.api.conditions import to_api_time, with_invalid_spec
 from trainsmart.settings import DEFAULT_CURRENCY, GpuPricing
 from trainsmart.status.cost import COST_DECIMALS, format_money
 from trainsmart.status.headlines import metric_headline
+from trainsmart.sweep.multiobjective import pareto_front_status
 from trainsmart.sweep.sweep_conditions import SWEEP_CONDITION_ORDER, SweepFacts, sweep_conditions
 from trainsmart.sweep.sweep_ending import Ending, best_trial, sweep_ending, sweep_start
 from trainsmart.sweep.trial_stopping import promotions_pending
@@ -109,6 +110,7 @@ def derive_sweep_status(
     cost_headline = format_money(cost, currency) if cost is not None and currency is not None else None
     priced = pricing is not None
     generation = sweep.metadata.get("generation")
+    front, front_size = pareto_front_status(sweep.spec.objectives, trials)
     return HyperparamSweepStatus(
         observed_generation=generation if isinstance(generation, int) else None,
         phase=phase,
@@ -120,6 +122,8 @@ def derive_sweep_status(
         seed=sweep_seed(sweep),
         counts=counts,
         best_trial=_best_record(sweep, best),
+        pareto_front=front,
+        pareto_front_size=front_size,
         trials=[to_record(trial, deleted=not trial.exists) for trial in trials],
         gpu_seconds=gpu_seconds,
         estimated_cost=cost,
@@ -149,6 +153,7 @@ def _best_record(sweep: HyperparamSweep, best: TrialView | None) -> BestTrial | 
         metric_value=best.value,
         epoch=best.value_epoch,
         headline=metric_headline(sweep.spec.objective.metric, best.value),
+        checkpoint=best.best_checkpoint,
     )
 
 

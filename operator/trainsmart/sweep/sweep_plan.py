@@ -30,7 +30,7 @@ from trainsmart.api import HyperparamSweep, HyperparamSweepStatus, RetentionPoli
 from trainsmart.api.common import ParameterValue
 from trainsmart.api.conditions import FINISHED_TRIAL_PHASES, Reason
 from trainsmart.api.sweep_spec import EarlyStoppingRule, Goal
-from trainsmart.sweep import suggest
+from trainsmart.sweep import TrialPoint, suggest
 from trainsmart.sweep.sweep_derive import sweep_seed
 from trainsmart.sweep.sweep_ending import best_trial, sweep_ending
 from trainsmart.sweep.trial_stopping import stop_decision
@@ -102,9 +102,14 @@ def _action(trial: TrialView, reason: str | None, message: str = "") -> TrialAct
 
 
 def plan_sweep(
-    sweep: HyperparamSweep, trial_jobs: Sequence[Mapping[str, Any]], status: HyperparamSweepStatus, now: datetime
+    sweep: HyperparamSweep,
+    trial_jobs: Sequence[Mapping[str, Any]],
+    status: HyperparamSweepStatus,
+    now: datetime,
+    warm: Sequence[TrialPoint] = (),
 ) -> SweepPlan:
-    """The actions that move the sweep's trials toward what `status` (just derived) says."""
+    """The actions that move the sweep's trials toward what `status` (just derived) says; `warm`: a warm
+    start's finished trials, which the suggester learns from (see `sweep/warm_start.py`)."""
     trials = view_trials(sweep, trial_jobs, status.trials)
     live = [trial for trial in trials if trial.exists]
     delete = tuple(_action(trial, Reason.TRIAL_RETENTION) for trial in _retained(sweep, trials, status))
@@ -144,7 +149,7 @@ def plan_sweep(
     if wanted > 0:
         history = trial_history(trials)
         first = max((point.number for point in history), default=-1) + 1
-        points = suggest(spec, history, wanted, sweep_seed(sweep))
+        points = suggest(spec, history, wanted, sweep_seed(sweep), warm)
         create = tuple(NewTrial(first + i, point) for i, point in enumerate(points))
     return SweepPlan(
         create=create,

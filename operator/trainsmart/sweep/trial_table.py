@@ -31,6 +31,7 @@ from trainsmart.api import HyperparamSweep, TrainingJobPhase, TrialPhase, TrialR
 from trainsmart.api.common import ParameterValue
 from trainsmart.api.conditions import FINISHED_TRIAL_PHASES, Reason
 from trainsmart.api.sweep_spec import Goal
+from trainsmart.api.sweep_status import BestTrialCheckpoint
 from trainsmart.builders.trial import decode_parameters
 from trainsmart.names import (
     PARAMETERS_ANNOTATION,
@@ -42,6 +43,8 @@ from trainsmart.names import (
 from trainsmart.status.cost import COST_DECIMALS
 from trainsmart.status.podview import parse_time
 from trainsmart.sweep import TrialOutcome, TrialPoint
+from trainsmart.sweep.best_checkpoint import trial_best_checkpoint
+from trainsmart.sweep.multiobjective import final_objective_values
 
 MESSAGE_MAX_CHARS: Final = 900
 """Room for the problem in a trial row's message (1,024 characters with its prefix)."""
@@ -60,6 +63,8 @@ class TrialView:
     value: float | None = None
     value_epoch: int | None = None
     curve: tuple[float, ...] = ()
+    objective_values: Mapping[str, float] | None = None
+    """Multi-objective sweeps: each objective's final-epoch value reported so far, by metric."""
     """Objective per epoch, curve[0] = epoch 1 (gaps carried forward from the previous epoch)."""
     epochs: int | None = None
     gpu_seconds: float = 0.0
@@ -76,6 +81,8 @@ class TrialView:
     """The `stopped` annotation: why the sweep stopped it for good, if it did."""
     job_finished: bool = False
     """The TrainingJob itself succeeded or failed: nothing can resume it."""
+    best_checkpoint: BestTrialCheckpoint | None = None
+    """Its best checkpoint by the objective (`sweep/best_checkpoint.py`); only while the TrainingJob exists."""
 
     @property
     def active(self) -> bool:
@@ -174,6 +181,9 @@ def view_trial(job: Mapping[str, Any], sweep: HyperparamSweep, record: TrialReco
     if parameters is None:
         parameters = dict(record.parameters) if record is not None else {}
     value, value_epoch = _value(status, objective.metric, objective.goal)
+    objectives = sweep.spec.objectives
+    objective_values = final_objective_values(status, objectives) if objectives is not None else None
+    missing = [other.metric for other in objectives or () if other.metric not in (objective_values or {})]
     suspended = bool(spec.get("suspend"))
     stopped = annotations.get(STOPPED_ANNOTATION)
     stopped = stopped if isinstance(stopped, str) and stopped else None
@@ -181,12 +191,13 @@ def view_trial(job: Mapping[str, Any], sweep: HyperparamSweep, record: TrialReco
     reason: str | None = None
     message: str | None = None
     completion = parse_time(status.get("completionTime"))
-    if job_phase == TrainingJobPhase.SUCCEEDED and value is not None:
+    if job_phase == TrainingJobPhase.SUCCEEDED and value is not None and not missing:
         phase = TrialPhase.SUCCEEDED
     elif job_phase == TrainingJobPhase.SUCCEEDED:
         phase, reason = TrialPhase.FAILED, Reason.NO_METRIC
         seen = ", ".join(sorted((status.get("metrics") or {}).get("latest") or {})) or "none"
-        message = f"finished without reporting the objective metric {objective.metric!r}; it reported: {seen}"
+        absent = ", ".join(repr(metric) for metric in missing or [objective.metric])
+        message = f"finished without reporting the objective metric {absent}; it reported: {seen}"
     elif job_phase == TrainingJobPhase.FAILED:
         failed = _condition(status, "Failed")
         phase, reason, message = TrialPhase.FAILED, failed.get("reason"), failed.get("message")
@@ -213,6 +224,7 @@ def view_trial(job: Mapping[str, Any], sweep: HyperparamSweep, record: TrialReco
         value=value,
         value_epoch=value_epoch,
         curve=_curve((status.get("metrics") or {}).get("history") or []),
+        objective_values=objective_values,
         epochs=epochs if isinstance(epochs, int) else None,
         gpu_seconds=float(gpu) if isinstance(gpu, int | float) else 0.0,
         estimated_cost=cost if cost is None or cost >= 0 else None,
@@ -224,6 +236,7 @@ def view_trial(job: Mapping[str, Any], sweep: HyperparamSweep, record: TrialReco
         suspended=suspended,
         stopped=stopped,
         job_finished=job_phase in (TrainingJobPhase.SUCCEEDED, TrainingJobPhase.FAILED),
+        best_checkpoint=trial_best_checkpoint(job, objective.metric),
     )
 
 
@@ -242,6 +255,7 @@ def view_record(record: TrialRecord, deleted_before_end: bool) -> TrialView:
         parameters=dict(record.parameters),
         phase=record.phase,
         value=record.metric_value,
+        objective_values=record.objective_values,
         epochs=record.epochs,
         gpu_seconds=record.gpu_seconds,
         estimated_cost=record.estimated_cost,
@@ -316,6 +330,7 @@ def to_record(view: TrialView, deleted: bool) -> TrialRecord:
         phase=view.phase,
         parameters=dict(view.parameters),
         metric_value=view.value,
+        objective_values=None if view.objective_values is None else dict(view.objective_values),
         epochs=view.epochs,
         gpu_seconds=round(view.gpu_seconds, 1),
         estimated_cost=None if view.estimated_cost is None else round(view.estimated_cost, COST_DECIMALS),
@@ -344,7 +359,12 @@ def trial_history(trials: Sequence[TrialView]) -> list[TrialPoint]:
     """Every trial created so far, deleted ones included (from their rows), for the suggester."""
     return [
         TrialPoint(
-            number=trial.number, parameters=dict(trial.parameters), outcome=trial_outcome(trial), value=trial.value
+            number=trial.number,
+            parameters=dict(trial.parameters),
+            outcome=trial_outcome(trial),
+            value=trial.value,
+            curve=trial.curve,
+            objective_values=trial.objective_values,
         )
         for trial in trials
     ]

@@ -4,6 +4,8 @@ Pins:
 - each parameter type needs exactly its settings (min/max, q, mu/sigma, values, step) and sane bounds;
 - grid search needs a finite set per parameter, caps the grid, and is the only user of `step`;
 - maxTrials is required except for grid, whose size is the natural end;
+- parallelTrials is a cap: above maxTrials or the grid's size it is accepted (the plan never runs more than
+  remain), below 1 it is refused;
 - a parameter's path must name a settable scalar in the trial template, of a compatible type, and its edge
   values must make a valid trial (so a dropout range up to 1.5 is refused at admission);
 - paths set nested fields and map keys with dots; `apply_parameters` validates the result;
@@ -135,7 +137,7 @@ def test_choice_keeps_the_json_type_of_each_value() -> None:
 BAD_SWEEPS: list[tuple[dict[str, Any], str]] = [
     ({"maxTrials": None}, "spec: maxTrials is required for algorithm tpe"),
     ({"maxTrials": 0}, "spec.maxTrials: Input should be greater than or equal to 1"),
-    ({"parallelTrials": 50}, "spec: parallelTrials (50) exceeds maxTrials (20)"),
+    ({"parallelTrials": 0}, "spec.parallelTrials: Input should be greater than or equal to 1"),
     ({"parameters": []}, "spec.parameters: List should have at least 1 item"),
     ({"parameters": [LR, {**LR, "path": "trainer.config.weightDecay"}]}, "spec: parameters[1].name 'lr' is used"),
     ({"parameters": [LR, {**LR, "name": "lr2"}]}, "spec: parameters[1].path 'trainer.config.learningRate' is used"),
@@ -305,3 +307,24 @@ def test_trials_may_not_share_one_checkpoint_claim() -> None:
     changes = with_changes(trialTemplate={"checkpoint": {"claimName": "shared"}})
     with pytest.raises(ValidationError, match=r"checkpoint.claimName would give every trial the same"):
         HyperparamSweepSpec.model_validate(changes)
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"parallelTrials": 50},  # above maxTrials (20)
+        {
+            "algorithm": {"name": "grid"},
+            "maxTrials": None,
+            "earlyStopping": {},
+            "parameters": [{"name": "b", "path": "trainer.config.batchSize", "type": "choice", "values": [32, 64]}],
+            "parallelTrials": 5,
+        },  # above a 2-point grid
+    ],
+    ids=["above-max-trials", "above-grid-size"],
+)
+def test_parallel_trials_above_what_remains_is_accepted_as_a_cap(changes: dict[str, Any]) -> None:
+    spec = HyperparamSweepSpec.model_validate(
+        {key: value for key, value in with_changes(**changes).items() if value is not None}
+    )
+    assert spec.parallel_trials == changes["parallelTrials"]

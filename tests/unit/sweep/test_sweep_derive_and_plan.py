@@ -16,7 +16,8 @@ Pins:
   highest (deleted trials included), the same suggestion twice, nothing while suspended (running trials
   held, then resumed), early stopping stops/promotes (promotions before new trials), retention deletes
   only recorded finished trials and waits while an early-stopping rule is on; editing maxTrials and
-  parallelTrials takes effect at once.
+  parallelTrials takes effect at once; parallelTrials is a cap: above maxTrials or the grid's size only what
+  remains is created.
 """
 
 from __future__ import annotations
@@ -240,6 +241,15 @@ def test_grid_ends_when_the_space_is_exhausted() -> None:
     assert condition(status, "Succeeded").reason == "SearchSpaceExhausted"
 
 
+def test_a_two_point_grid_with_more_parallel_trials_creates_two() -> None:
+    grid = [{"name": "batch", "path": "trainer.config.batchSize", "type": "choice", "values": [16, 32]}]
+    sweep = make_sweep(algorithm={"name": "grid"}, parameters=grid, maxTrials=None, parallelTrials=5)
+    plan = plan_sweep(sweep, [], derive(sweep, []), NOW)
+    assert [new.number for new in plan.create] == [0, 1]
+    jobs = [trial(sweep, 0, "Running", [0.5], params={"batch": 16}), trial(sweep, 1, "Succeeded", [0.8])]
+    assert plan_sweep(sweep, jobs, derive(sweep, jobs), NOW).create == ()
+
+
 def test_goal_reached_stops_running_trials_then_succeeds() -> None:
     sweep = make_sweep(objective={"metric": "val_accuracy", "goal": "maximize", "target": 0.95}, maxTrials=6)
     jobs = [trial(sweep, 0, "Running", [0.9, 0.96]), trial(sweep, 1, "Running", [0.5])]
@@ -323,12 +333,14 @@ def test_new_trials_fill_the_parallel_slots_with_suggested_points() -> None:
         (4, 2, 3, 1, []),  # maxTrials reached
         (6, 4, 2, 1, [3, 4, 5]),  # parallelTrials raised while running
         (2, 2, 1, 2, []),  # maxTrials lowered below what exists: nothing new, nothing stopped
+        (2, 5, 0, 0, [0, 1]),  # parallelTrials above maxTrials: a cap, only what remains is created
+        (3, 4, 1, 1, [2]),  # maxTrials lowered below parallelTrials on a running sweep
     ],
 )
 def test_at_most_parallel_trials_and_never_beyond_max_trials(
     max_trials: int, parallel: int, finished: int, running: int, created: list[int]
 ) -> None:
-    sweep = make_sweep(maxTrials=max_trials, parallelTrials=min(parallel, max_trials))
+    sweep = make_sweep(maxTrials=max_trials, parallelTrials=parallel)
     jobs = [trial(sweep, i, "Succeeded", [0.8]) for i in range(finished)]
     jobs += [trial(sweep, finished + i, "Running", [0.5]) for i in range(running)]
     plan = plan_sweep(sweep, jobs, derive(sweep, jobs), NOW)
