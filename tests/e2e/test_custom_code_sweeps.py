@@ -133,12 +133,16 @@ def test_a_ddp_job_of_a_plain_script_reports_rank_0_only(
     create_job(api_client, namespace, "ddp", spec)
 
     seen: list[tuple[int, int]] = []
+    # What each poll saw, for a failure's message: an intermittent rewind of progress (3 -> 1 -> 3) was seen
+    # twice in full runs on a loaded machine, cause not yet known (a restart would show in restarts/attempt).
+    polled: list[tuple[int, int, Any, str | None]] = []
 
     def finished() -> dict[str, Any] | None:
         status = status_of(get_job(api_client, namespace, "ddp"))
         progress = status.get("progress") or {}
         if progress.get("epoch"):
             seen.append((progress["epoch"], progress["totalEpochs"]))
+            polled.append((progress["epoch"], status.get("restarts", 0), progress.get("attempt"), status.get("phase")))
         return status if status.get("phase") in ("Succeeded", "Failed") else None
 
     status = wait_for(
@@ -147,7 +151,7 @@ def test_a_ddp_job_of_a_plain_script_reports_rank_0_only(
     assert status["phase"] == "Succeeded", condition(status, "Failed").get("message")
     assert status["replicas"]["succeeded"] == 2
     assert seen and all(total == 3 for _, total in seen), seen
-    assert [epoch for epoch, _ in seen] == sorted(epoch for epoch, _ in seen), seen
+    assert [epoch for epoch, _ in seen] == sorted(epoch for epoch, _ in seen), (polled, status)
     assert status["progress"]["epoch"] == 3 and status["progress"]["percent"] == 100
 
     pods = {pod.metadata.name: pod for pod in job_pods(api_client, namespace, "ddp")}
