@@ -133,8 +133,9 @@ def test_a_ddp_job_of_a_plain_script_reports_rank_0_only(
     create_job(api_client, namespace, "ddp", spec)
 
     seen: list[tuple[int, int]] = []
-    # What each poll saw, for a failure's message: an intermittent rewind of progress (3 -> 1 -> 3) was seen
-    # twice in full runs on a loaded machine, cause not yet known (a restart would show in restarts/attempt).
+    # (epoch, restarts, attempt, phase) per poll. On a loaded machine a rank of this gloo job can fail (and
+    # the job restart from epoch 0: it has no checkpoint), seen twice in full runs as progress 3 -> 1 -> 3;
+    # what this test pins is that one rank's curve is reported, so epochs must only grow within an attempt.
     polled: list[tuple[int, int, Any, str | None]] = []
 
     def finished() -> dict[str, Any] | None:
@@ -151,7 +152,11 @@ def test_a_ddp_job_of_a_plain_script_reports_rank_0_only(
     assert status["phase"] == "Succeeded", condition(status, "Failed").get("message")
     assert status["replicas"]["succeeded"] == 2
     assert seen and all(total == 3 for _, total in seen), seen
-    assert [epoch for epoch, _ in seen] == sorted(epoch for epoch, _ in seen), (polled, status)
+    for attempt in {entry[2] for entry in polled}:
+        epochs = [entry[0] for entry in polled if entry[2] == attempt]
+        assert epochs == sorted(epochs), (polled, status)
+    if status.get("restarts"):
+        print(f"the DDP job restarted {status['restarts']} time(s): {condition(status, 'Restarting')}")
     assert status["progress"]["epoch"] == 3 and status["progress"]["percent"] == 100
 
     pods = {pod.metadata.name: pod for pod in job_pods(api_client, namespace, "ddp")}
