@@ -3,8 +3,9 @@ trainer writes TensorBoard files on each trial's checkpoint volume, and both say
 
 Pins, for a 2-trial random sweep of the digits MLP (2 epochs, a checkpoint volume per trial):
 - the sweep is one MLflow run and each trial a child run of it (`mlflow.parentRunId`), with the trial's
-  parameter value as a param and its objective history, epoch by epoch, equal to the trial's
-  `status.metrics.history`; the best trial's run (and only it) is tagged best, and it is `bestTrial`;
+  parameter value as a param, its objective history, epoch by epoch, equal to the trial's
+  `status.metrics.history`, and its train_loss/val_loss histories equal to `status.metrics.lossCurve`;
+  the best trial's run (and only it) is tagged best, and it is `bestTrial`;
 - every trial's TensorBoard event files (found through its claim's volume, as `trainsmart tensorboard`
   finds them) hold the same objective values at the same steps, and the run's hyperparameters;
 - `TrackingReady` is True on the sweep and on every trial.
@@ -111,6 +112,11 @@ def mlflow_agrees(mlflow: Mlflow, sweep: dict[str, Any], jobs: list[dict[str, An
         logged = mlflow.history(run.info.run_id, OBJECTIVE)
         if logged != objective_history(job):
             return f"trial {name}: MLflow {OBJECTIVE} {logged} vs status {objective_history(job)}"
+        curve = ((job.get("status") or {}).get("metrics") or {}).get("lossCurve") or []
+        for key, field in (("train_loss", "train"), ("val_loss", "validation")):
+            expected = [(int(p["epoch"]), float(p[field])) for p in curve if p.get(field) is not None]
+            if mlflow.history(run.info.run_id, key) != expected:
+                return f"trial {name}: MLflow {key} {mlflow.history(run.info.run_id, key)} vs lossCurve {expected}"
         if run.info.status != "FINISHED":
             return f"trial {name}'s run is {run.info.status}"
     return None
