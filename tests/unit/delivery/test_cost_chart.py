@@ -10,22 +10,14 @@ Pins:
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-from support.paths import REPO
-from trainsmart.cli import build_parser
-from trainsmart.operator_config import operator_options
+from support.delivery_helm import helm_template, operator_options_of, render
 from trainsmart.settings import GpuPricing
 
-CHART = REPO / "charts" / "trainsmart"
-HELM = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "trainsmart/helm-v3.18.0/helm"
 PRICES = {
     "cost": {
         "pricePerGpuHour": 2.5,
@@ -35,26 +27,8 @@ PRICES = {
 }
 
 
-def helm_template(values: dict[str, Any], tmp_path: Path) -> subprocess.CompletedProcess[str]:
-    binary = os.environ.get("TRAINSMART_HELM") or (str(HELM) if os.access(HELM, os.X_OK) else shutil.which("helm"))
-    if binary is None:
-        pytest.skip("helm is not installed: run `make helm` (scripts/install-helm.sh); `make test` does")
-    given = tmp_path / "values.yaml"
-    given.write_text(yaml.safe_dump(values))
-    command = [binary, "template", "ts", str(CHART), "--namespace", "trainsmart-system", "-f", str(given)]
-    return subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
-
-
-def render(values: dict[str, Any], tmp_path: Path) -> list[dict[str, Any]]:
-    result = helm_template(values, tmp_path)
-    assert result.returncode == 0, result.stderr
-    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
-
-
 def pricing(objects: list[dict[str, Any]]) -> GpuPricing | None:
-    (deployment,) = [o for o in objects if o["kind"] == "Deployment"]
-    args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
-    return operator_options(build_parser().parse_args(["operator", *args])).settings.pricing
+    return operator_options_of(objects).settings.pricing
 
 
 def node_rules(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
