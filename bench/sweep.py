@@ -219,6 +219,24 @@ class Tally:
         return StopResult(self.best, self.epochs, self.epochs_to_best)
 
 
+def train_one_epoch(trial: int, curves: Sequence[Curve], done: list[int], state: dict[int, str], tally: Tally) -> None:
+    """One more epoch of `trial` from its cached curve (counted in `tally`); finished at its last."""
+    values = curves[trial].values
+    if done[trial] < len(values):
+        tally.epoch(values[done[trial]])
+        done[trial] += 1
+    if done[trial] >= len(values):
+        state[trial] = "finished"
+
+
+def curve_views(curves: Sequence[Curve], done: list[int], state: dict[int, str]) -> list[TrialCurve]:
+    """What the stopping rule sees: each trial's curve so far and its state."""
+    return [
+        TrialCurve(f"t{t}", t, curves[t].values[: done[t]], s)  # type: ignore[arg-type]
+        for t, s in state.items()
+    ]
+
+
 def ours_stopping(curves: Sequence[Curve], rule: EarlyStoppingRule, parallel: int, epochs: int) -> StopResult:
     """A sweep over `curves` in order, `parallel` trials at a time, epoch by epoch, stopped by our rule."""
     settings = SweepEarlyStopping(rule=rule, min_epochs=1, reduction_factor=3)
@@ -240,16 +258,8 @@ def ours_stopping(curves: Sequence[Curve], rule: EarlyStoppingRule, parallel: in
         if not running:
             return tally.result()
         for trial in sorted(running):
-            values = curves[trial].values
-            if done[trial] < len(values):
-                tally.epoch(values[done[trial]])
-                done[trial] += 1
-            if done[trial] >= len(values):
-                state[trial] = "finished"
-        views = [
-            TrialCurve(f"t{t}", t, curves[t].values[: done[t]], s)  # type: ignore[arg-type]
-            for t, s in state.items()
-        ]
+            train_one_epoch(trial, curves, done, state, tally)
+        views = curve_views(curves, done, state)
         decision = early_stopping_decisions(
             settings, Goal.MINIMIZE, epochs, views, metric=METRIC, draining=created == len(curves)
         )
@@ -311,16 +321,8 @@ def ours_multifidelity(bench: Benchmark, seed: int, budget: int) -> BudgetResult
             state[len(points) - 1] = "running"
             running = [len(points) - 1]
         (trial,) = running
-        values = curves[trial].values
-        if done[trial] < len(values):
-            tally.epoch(values[done[trial]])
-            done[trial] += 1
-        if done[trial] >= len(values):
-            state[trial] = "finished"
-        views = [
-            TrialCurve(f"t{t}", t, curves[t].values[: done[t]], s)  # type: ignore[arg-type]
-            for t, s in state.items()
-        ]
+        train_one_epoch(trial, curves, done, state, tally)
+        views = curve_views(curves, done, state)
         decision = early_stopping_decisions(ASHA_SETTINGS, Goal.MINIMIZE, bench.epochs, views, metric=METRIC)
         for name in decision.stop:
             state[int(name[1:])] = "paused"
