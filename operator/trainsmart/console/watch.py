@@ -53,7 +53,9 @@ def plain_line(kind: Kind, obj: Mapping[str, Any], trials: Mapping[str, Mapping[
     status = obj.get("status") or {}
     counts = status.get("counts") or {}
     best = status.get("bestTrial")
-    best_text = f"  best {objective_name(obj)}={best['metricValue']:.4g} ({best['name']})" if best else ""
+    # The operator's own headline when it wrote one (an older operator did not): one format everywhere.
+    headline = (best or {}).get("headline") or (best and f"{objective_name(obj)}={best['metricValue']:.4g}")
+    best_text = f"  best {headline} ({best['name']})" if best else ""
     return (
         f"{name}: {phase(obj)}  trials {counts.get('finished', 0)}/{counts.get('planned') or '?'} finished, "
         f"{counts.get('running', 0)} running{best_text}"
