@@ -199,25 +199,12 @@ class Kube:
 
     async def read_report_token(self, namespace: str, job: str) -> str | None:
         """The job's report token from its Secret; None when the Secret (or its key) does not exist."""
-        try:
-            response = await self._call(
-                self.core.read_namespaced_secret, report_secret_name(job), namespace, _preload_content=False
-            )
-        except ApiException as error:
-            if _status_of(error) == 404:
-                return None
-            raise
-        encoded = (_raw(response).get("data") or {}).get(REPORT_TOKEN_KEY)
-        if not isinstance(encoded, str):
-            return None
-        try:
-            return base64.b64decode(encoded, validate=True).decode()
-        except (binascii.Error, UnicodeDecodeError):
-            return None
+        data = await self.read_secret_data(namespace, report_secret_name(job))
+        return data.get(REPORT_TOKEN_KEY) if data is not None else None
 
     async def read_secret_data(self, namespace: str, name: str) -> dict[str, str] | None:
-        """A Secret's data, decoded (keys that are not UTF-8 left out); None when it does not exist. For
-        experiment-tracking credentials (`tracking/mlflow_sync.py`): the values are never logged."""
+        """A Secret's data, decoded (keys that are not UTF-8 left out); None when it does not exist. Report
+        tokens and experiment-tracking credentials (`tracking/mlflow_sync.py`): the values are never logged."""
         try:
             response = await self._call(self.core.read_namespaced_secret, name, namespace, _preload_content=False)
         except ApiException as error:
